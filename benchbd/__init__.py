@@ -1,0 +1,30 @@
+"""benchbd: a benchmark suite for backdoor attacks and defenses on image classifiers.
+
+The public API for plugin authors is what this module exports; see CONTRIBUTING.md.
+"""
+
+import pluggy
+
+from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.data.images import DatasetSpec, ImageData
+from benchbd.defenses import Defense, ExampleContext, ExampleDefense, ExampleVerdict, NoDefense
+from benchbd.errors import BenchbdError
+from benchbd.models import ImageClassifier, ModelSpec
+
+hookimpl = pluggy.HookimplMarker("benchbd")
+
+__all__ = [
+    "Attack",
+    "BenchbdError",
+    "DataPoisoningAttack",
+    "DatasetSpec",
+    "Defense",
+    "ExampleContext",
+    "ExampleDefense",
+    "ExampleVerdict",
+    "ImageClassifier",
+    "ImageData",
+    "ModelSpec",
+    "NoDefense",
+    "hookimpl",
+]

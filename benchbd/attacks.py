@@ -1,0 +1,102 @@
+"""Attack base classes: what the harness asks of an attack plugin.
+
+An attack is a dataclass whose fields are its parameters (validated in ``__post_init__``). Two kinds exist:
+
+- :class:`DataPoisoningAttack` changes training examples (and maybe their labels); the harness poisons the
+  training set with it and records which examples it touched.
+- training-code attacks replace the trainer's loss computation (the blind code-poisoning attack); they leave the
+  data untouched.
+
+Both provide :meth:`Attack.trigger`, the test-time transformation used to measure attack success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from benchbd.errors import BenchbdError
+
+if TYPE_CHECKING:
+    from benchbd.training.trainer import LossComputation
+
+
+@dataclass
+class Attack:
+    """Common part of every attack.
+
+    ``target`` is the attacker's class; ``None`` lets the harness choose one (distinct per attack when several
+    attacks share a training set, see :meth:`choose_target`).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["data", "training-code"]]
+    description: ClassVar[str]
+    #: Paper defaults per dataset family, applied under the user's own values: {"gtsrb": {"ratio": 0.02}}.
+    family_defaults: ClassVar[dict[str, dict[str, object]]] = {}
+
+    target: int | None = None
+
+    def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
+        """Raise :class:`BenchbdError` if the attack cannot run on this dataset (default: target in range)."""
+        if self.target is not None and not 0 <= self.target < num_classes:
+            raise BenchbdError(f"{self.name}: parameter 'target' must be a class in [0, {num_classes}); got {self.target}")
+
+    def choose_target(self, y_train: np.ndarray, num_classes: int, taken: set[int]) -> int:
+        """The target class when the user gave none: the lowest class id not used by another attack."""
+        free = [c for c in range(num_classes) if c not in taken]
+        if not free:
+            raise BenchbdError(f"{self.name}: no class left for a distinct target ({num_classes} classes)")
+        return free[0]
+
+    def prepare(self, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, rng: np.random.Generator) -> None:
+        """Build the trigger (random patterns, warping fields, surrogate models). Called once, before use."""
+
+    def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
+        """Apply the trigger to a batch of float images in [0, 1], shape (N, 3, H, W), on any device."""
+        raise NotImplementedError
+
+    def backdoor_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels the attacker wants for triggered inputs whose true labels are ``y``."""
+        assert self.target is not None, "target is chosen before use"
+        return torch.full_like(y, self.target)
+
+
+@dataclass
+class DataPoisoningAttack(Attack):
+    """An attack that poisons a fraction ``ratio`` of the training set (of its total size)."""
+
+    kind: ClassVar[Literal["data"]] = "data"
+    #: Dirty-label attacks relabel poisoned examples to the target; clean-label ones keep labels (sinusoid).
+    dirty_label: ClassVar[bool] = True
+
+    ratio: float = 0.01
+
+    def candidates(self, y_train: np.ndarray) -> np.ndarray:
+        """Indices of training examples this attack may poison: dirty label, every example not of the target."""
+        return np.flatnonzero(y_train != self.target) if self.dirty_label else np.flatnonzero(y_train == self.target)
+
+    def poison_count(self, n_train: int) -> int:
+        """How many examples to poison: ``ratio`` of the whole training set."""
+        return max(1, round(self.ratio * n_train))
+
+    def probe(self, rng: np.random.Generator) -> DataPoisoningAttack:
+        """A variant a defender would build to mimic this attack without knowing it (BaDLoss section 5.1)."""
+        raise NotImplementedError(f"{self.name} has no probe variant")
+
+
+@dataclass
+class TrainingCodeAttack(Attack):
+    """An attack that poisons the training code, not the data: it wraps the trainer's loss computation.
+
+    The harness passes the honest loss computation to :meth:`loss_computation` and trains with what it returns
+    (Bagdasaryan & Shmatikov 2021, "Blind Backdoors in Deep Learning Models", section 3).
+    """
+
+    kind: ClassVar[Literal["training-code"]] = "training-code"
+
+    def loss_computation(self, honest: LossComputation) -> LossComputation:
+        raise NotImplementedError

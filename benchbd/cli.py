@@ -1,0 +1,150 @@
+"""The ``benchbd`` command: list plugins, run a matrix, render a leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from benchbd.errors import BenchbdError
+from benchbd.harness.matrix import Matrix, MatrixConfig
+from benchbd.harness.progress import make_progress
+from benchbd.leaderboard import print_tables, render_run
+from benchbd.registry import CATEGORIES, default_registry
+from benchbd.training.profiles import PROFILES
+
+EXIT_BAD_INPUT = 2
+EXIT_CELLS_FAILED = 1
+
+
+def _split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``-P patch.ratio=0.05`` → {"patch": {"ratio": "0.05"}} (converted and validated by the plugin's dataclass)."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        plugin, dot, field = key.partition(".")
+        if not sep or not dot or not plugin or not field:
+            raise BenchbdError(f"-P expects PLUGIN.PARAMETER=VALUE (e.g. patch.ratio=0.05); got '{item}'")
+        params.setdefault(plugin, {})[field] = value
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchbd",
+        description="Benchmark backdoor attacks and defenses on image classifiers.",
+        epilog="Quick start: `benchbd matrix` runs every attack and defense on the embedded synth-signs dataset.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list installed plugins and where they come from")
+    listing.add_argument("category", nargs="?", choices=CATEGORIES, help="only this category (default: all)")
+
+    matrix = commands.add_parser(
+        "matrix",
+        help="run an attack × defense matrix",
+        description="Train poisoned models, run defenses, and write results.jsonl and leaderboard.md into the run "
+        "directory. Re-running the same command resumes: finished cells are skipped.",
+    )
+    matrix.add_argument("--dataset", default="synth-signs", help="synth-signs (default, offline), gtsrb, cifar10, or npz:PATH")
+    matrix.add_argument("--model", help="model architecture (default: the profile's model; see `benchbd list models`)")
+    matrix.add_argument("--attacks", default="all", help="comma-separated attack names, or all (default)")
+    matrix.add_argument("--defenses", default="all", help="comma-separated defense names, or all (default); none is the undefended row")
+    matrix.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    matrix.add_argument("--mode", choices=("single", "multi", "both"), default="both", help="each attack alone, all data attacks in one training set, or both (default)")
+    matrix.add_argument("--profile", default="fast", help=f"training profile: {', '.join(f'{p.name} ({p.description})' for p in PROFILES.values())}")
+    matrix.add_argument("--device", default="auto", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
+    matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
+    matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
+    matrix.add_argument("-P", "--param", action="append", default=[], metavar="PLUGIN.PARAM=VALUE", help="a plugin parameter, e.g. -P patch.ratio=0.05 (repeatable)")
+
+    board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
+    board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    board.add_argument("-o", "--output", type=Path, help="write the markdown here (default: print the tables)")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    registry = default_registry()
+    for category in [args.category] if args.category else CATEGORIES:
+        table = Table(title=category, title_justify="left")
+        for column in ("name", "unit" if category == "defenses" else "kind", "description", "distribution"):
+            table.add_column(column)
+        for entry in sorted(registry.tables[category].values(), key=lambda e: e.name):
+            table.add_row(*(Text(str(v)) for v in (entry.name, entry.kind, entry.description, entry.distribution)))
+        console.print(table)
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
+    config = MatrixConfig(
+        dataset=args.dataset,
+        model=args.model,
+        attacks=_split_list(args.attacks),
+        defenses=_split_list(args.defenses),
+        seeds=args.seeds,
+        mode=args.mode,
+        profile=args.profile,
+        device=args.device,
+        out=args.out,
+        data_root=args.data_root,
+        params=_parse_params(args.param),
+    )
+    summary = Matrix(config, default_registry(), make_progress(console)).run()
+    tables, markdown = render_run(summary.run_dir)
+    (summary.run_dir / "leaderboard.md").write_text(markdown)
+    print_tables(tables, console)
+    console.print(
+        Text(f"{summary.done} cell(s) run, {summary.skipped} already finished; results in {summary.run_dir}/results.jsonl, "
+             f"tables in {summary.run_dir}/leaderboard.md")
+    )
+    if summary.failed:
+        console.print(Text(f"{len(summary.failed)} cell(s) failed:", style="red"))
+        for line in summary.failed:
+            console.print(Text(f"  {line}"))
+        return EXIT_CELLS_FAILED
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    tables, markdown = render_run(args.run_dir)
+    if args.output:
+        args.output.write_text(markdown)
+        console.print(Text(f"wrote {args.output}"))
+    else:
+        print_tables(tables, console)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args, console)
+    except BenchbdError as exc:
+        errors.print(Text(f"benchbd: error: {exc}"))
+        return EXIT_BAD_INPUT
+    except torch.cuda.OutOfMemoryError:
+        errors.print(Text("benchbd: error: the GPU ran out of memory; try a smaller model or profile batch size"))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print(Text("benchbd: interrupted; re-run the same command to resume where it stopped"))
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

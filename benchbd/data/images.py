@@ -1,0 +1,123 @@
+"""The in-memory dataset every plugin sees, and the prepared-cache file format (.npz)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchbd.errors import BenchbdError
+
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A classification dataset as plain arrays.
+
+    Images are uint8 of shape (N, H, W, 3); labels are int64 class ids in [0, num_classes).
+    ``family`` names the paper setting whose attack defaults apply ("gtsrb" or "cifar10").
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    family: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @classmethod
+    def from_arrays(cls, name: str, arrays: dict[str, np.ndarray], family: str, num_classes: int | None = None) -> ImageData:
+        """Validate the four arrays (shapes, dtypes, label range) and wrap them."""
+        missing = [k for k in ARRAY_KEYS if k not in arrays]
+        if missing:
+            raise BenchbdError(f"dataset {name}: missing array(s) {', '.join(missing)}; expected {', '.join(ARRAY_KEYS)}")
+        x_train, y_train, x_test, y_test = (np.asarray(arrays[k]) for k in ARRAY_KEYS)
+        for key, x in (("x_train", x_train), ("x_test", x_test)):
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] < 8 or x.shape[2] < 8:
+                raise BenchbdError(
+                    f"dataset {name}: {key} must be uint8 of shape (N, H, W, 3); got {x.dtype} {x.shape}"
+                )
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise BenchbdError(f"dataset {name}: train and test images differ in shape: {x_train.shape[1:]} vs {x_test.shape[1:]}")
+        for key, y, x in (("y_train", y_train, x_train), ("y_test", y_test, x_test)):
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                raise BenchbdError(f"dataset {name}: {key} must be a 1-D integer array; got {y.dtype} {y.shape}")
+            if len(y) != len(x):
+                raise BenchbdError(f"dataset {name}: {key} has {len(y)} labels for {len(x)} images")
+            if len(y) == 0:
+                raise BenchbdError(f"dataset {name}: {key} is empty")
+        classes = int(num_classes) if num_classes is not None else int(max(y_train.max(), y_test.max())) + 1
+        for key, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.min() < 0 or y.max() >= classes:
+                raise BenchbdError(
+                    f"dataset {name}: {key} has labels outside [0, {classes}): min {y.min()}, max {y.max()}"
+                )
+        return cls(name, x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), classes, family)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read the four arrays of a prepared .npz, with an error that says what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchbdError(f"dataset file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ARRAY_KEYS if k not in archive.files]
+            if missing:
+                raise BenchbdError(
+                    f"{path}: not a prepared dataset, missing array(s) {', '.join(missing)} "
+                    f"(expected {', '.join(ARRAY_KEYS)}; for the shared GTSRB file run decode_gtsrb32.py first)"
+                )
+            return {k: archive[k] for k in ARRAY_KEYS}
+    except BenchbdError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BenchbdError(f"{path}: unreadable or corrupt dataset file ({exc})") from None
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a prepared .npz atomically: a crash never leaves a half-written cache behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **{k: arrays[k] for k in ARRAY_KEYS})
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset a plugin provides.
+
+    ``load(argument, data_root)`` returns the :class:`ImageData`; ``argument`` is the text after the colon in
+    ``NAME:ARGUMENT`` (``npz:PATH``), ``None`` when absent. ``takes_argument`` says whether one is required.
+    """
+
+    name: str
+    description: str
+    load: Callable[[str | None, Path], ImageData]
+    takes_argument: bool = False
+
+
+def default_data_root() -> Path:
+    """Where datasets and prepared caches live: ``$BENCHBD_DATA`` or ``~/.cache/benchbd``."""
+    return Path(os.environ.get("BENCHBD_DATA") or Path.home() / ".cache" / "benchbd")
+
+
+def load_or_prepare(cache: Path, prepare: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Load the prepared cache ``cache``; on first use build it with ``prepare`` and write it atomically."""
+    if cache.is_file():
+        return load_npz(cache)
+    arrays = prepare()
+    save_npz(cache, arrays)
+    return arrays

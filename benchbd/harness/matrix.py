@@ -1,0 +1,350 @@
+"""The matrix: every (attack set, defense, seed) cell on one dataset, model and training profile.
+
+A cell's data flow (design.md): attacks poison the training set (or replace the loss computation) → the trainer
+trains the poisoned model → the defense judges its unit → metrics against ground truth → one record appended to
+``results.jsonl``. The poisoned model of an (attack set, seed) is trained once, cached, and shared by every
+defense. Re-running the same command skips the cells already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from benchbd import params as plugin_params
+from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
+from benchbd.data.images import ImageData, default_data_root
+from benchbd.defenses import Defense, ExampleContext, ExampleDefense
+from benchbd.errors import BenchbdError
+from benchbd.harness.environment import environment
+from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc
+from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
+from benchbd.harness.progress import Progress
+from benchbd.harness.results import RunDirectory
+from benchbd.models import ImageClassifier
+from benchbd.registry import Registry
+from benchbd.training.profiles import TrainingProfile, get_profile
+from benchbd.training.trainer import Trainer, cross_entropy_loss, resolve_device
+
+Mode = Literal["single", "multi", "both"]
+
+
+@dataclass
+class MatrixConfig:
+    """Everything that defines a matrix; ``None`` for attacks/defenses means all registered ones."""
+
+    dataset: str = "synth-signs"
+    model: str | None = None
+    attacks: list[str] | None = None
+    defenses: list[str] | None = None
+    seeds: int = 1
+    mode: Mode = "both"
+    profile: str = "fast"
+    device: str = "auto"
+    out: Path | None = None
+    data_root: Path | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Cells sharing one poisoned model: the same attacks (in one training set) and seed."""
+
+    attacks: tuple[str, ...]
+    mode: Literal["single", "multi"]
+    seed: int
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    done: int
+    skipped: int
+    failed: list[str]
+
+
+def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
+    """Load ``NAME`` or ``NAME:ARGUMENT`` (``npz:PATH``)."""
+    name, _, argument = spec.partition(":")
+    dataset = registry.dataset(name)
+    if dataset.takes_argument and not argument:
+        raise BenchbdError(f"dataset '{name}' needs an argument: {name}:PATH")
+    if argument and not dataset.takes_argument:
+        raise BenchbdError(f"dataset '{name}' takes no argument (got '{spec}')")
+    return dataset.load(argument or None, data_root)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Matrix:
+    """Plans and runs the cells of a :class:`MatrixConfig`."""
+
+    def __init__(self, config: MatrixConfig, registry: Registry, progress: Progress) -> None:
+        self.config = config
+        self.registry = registry
+        self.progress = progress
+        if config.seeds < 1:
+            raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+        self.profile: TrainingProfile = get_profile(config.profile)
+        self.model_name = config.model or self.profile.model
+        self.model_spec = registry.model(self.model_name)
+        self.attack_names = self._names("attacks", config.attacks)
+        self.defense_names = self._names("defenses", config.defenses)
+        unknown = sorted(set(config.params) - set(self.attack_names) - set(self.defense_names))
+        if unknown:
+            raise BenchbdError(f"parameters given for {', '.join(unknown)}, which are not in this matrix")
+        self.device = resolve_device(config.device)
+        self.data = load_dataset(registry, config.dataset, config.data_root or default_data_root())
+        # Build every plugin once now, so that a bad parameter fails before any training.
+        for name in self.attack_names:
+            self._attack(name)
+        self.defenses = {name: self._defense(name) for name in self.defense_names}
+        self.groups = self._plan()
+
+    # -- planning -------------------------------------------------------------------------------------------
+    def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
+        if names is None or names == ["all"]:
+            return self.registry.names(category)
+        if not names:
+            raise BenchbdError(f"the list of {category} is empty")
+        for name in names:
+            self.registry.get(category, name)
+        return list(dict.fromkeys(names))
+
+    def _attack(self, name: str) -> Attack:
+        cls = self.registry.attack(name)
+        values = {**cls.family_defaults.get(self.data.family, {}), **self.config.params.get(name, {})}
+        attack = plugin_params.build(cls, values)
+        attack.check_dataset(self.data.num_classes, self.data.image_shape)
+        return attack
+
+    def _defense(self, name: str) -> Defense:
+        return plugin_params.build(self.registry.defense(name), self.config.params.get(name, {}))
+
+    def _plan(self) -> list[Group]:
+        mode = self.config.mode
+        data_attacks = tuple(n for n in self.attack_names if self.registry.attack(n).kind == "data")
+        if mode == "multi" and len(data_attacks) < 2:
+            raise BenchbdError("--mode multi needs at least two data-poisoning attacks")
+        groups = []
+        for seed in range(self.config.seeds):
+            if mode in ("single", "both"):
+                groups += [Group((name,), "single", seed) for name in self.attack_names]
+            if mode in ("multi", "both") and len(data_attacks) >= 2:
+                groups.append(Group(data_attacks, "multi", seed))
+        return groups
+
+    def group_description(self, group: Group) -> dict[str, Any]:
+        attacks = [self._attack(name) for name in group.attacks]
+        return {
+            "dataset": self.config.dataset,
+            "model": self.model_name,
+            "profile": self.profile.as_dict(),
+            "mode": group.mode,
+            "seed": group.seed,
+            "attacks": [[a.name, plugin_params.as_dict(a)] for a in attacks],
+        }
+
+    def cell_hash(self, group: Group, defense: str) -> str:
+        defense_params = plugin_params.as_dict(self.defenses[defense])
+        return digest({**self.group_description(group), "defense": [defense, defense_params]})
+
+    @property
+    def total_cells(self) -> int:
+        return len(self.groups) * len(self.defense_names)
+
+    def default_out(self) -> Path:
+        dataset = Path(self.config.dataset.partition(":")[2]).stem if ":" in self.config.dataset else self.config.dataset
+        return Path("runs") / f"{dataset}-{self.model_name}-{self.profile.name}"
+
+    # -- running --------------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        run_dir = RunDirectory(self.config.out or self.default_out())
+        try:
+            return self._run(run_dir)
+        finally:
+            run_dir.close()
+
+    def _run(self, run_dir: RunDirectory) -> RunSummary:
+        run_dir.write_json("config.json", self._resolved_config())
+        run_dir.write_json("environment.json", environment(self.device))
+        finished = {r["config_hash"] for r in run_dir.records() if r.get("status") in ("ok", "not_applicable")}
+        self.progress.start(self.total_cells)
+        done, skipped, failed = 0, 0, []
+        for group in self.groups:
+            pending = [d for d in self.defense_names if self.cell_hash(group, d) not in finished]
+            skipped += len(self.defense_names) - len(pending)
+            self.progress.skip(len(self.defense_names) - len(pending))
+            if not pending:
+                continue
+            for record in self._run_group(run_dir, group, pending):
+                run_dir.append(record)
+                self.progress.cell_finished(record)
+                done += 1
+                if record["status"] == "error":
+                    failed.append(f"{'+'.join(record['attacks'])} / {record['defense']} / seed {record['seed']}: {record['error']}")
+        self.progress.finish()
+        return RunSummary(run_dir.path, done, skipped, failed)
+
+    def _resolved_config(self) -> dict[str, Any]:
+        return {
+            "dataset": self.config.dataset,
+            "model": self.model_name,
+            "profile": self.profile.as_dict(),
+            "attacks": {n: plugin_params.as_dict(self._attack(n)) for n in self.attack_names},
+            "defenses": {n: plugin_params.as_dict(d) for n, d in self.defenses.items()},
+            "seeds": self.config.seeds,
+            "mode": self.config.mode,
+            "device": str(self.device),
+        }
+
+    def _base_record(self, group: Group, defense: str) -> dict[str, Any]:
+        return {
+            "dataset": self.config.dataset,
+            "model": self.model_name,
+            "profile": self.profile.name,
+            "mode": group.mode,
+            "attacks": list(group.attacks),
+            "defense": defense,
+            "unit": self.defenses[defense].unit,
+            "seed": group.seed,
+            "status": "ok",
+            "error": None,
+            "config_hash": self.cell_hash(group, defense),
+        }
+
+    def _error_record(self, run_dir: RunDirectory, base: dict[str, Any], exc: BaseException, started: float) -> dict[str, Any]:
+        log = run_dir.logs / f"{base['config_hash']}.log"
+        log.write_text("".join(traceback.format_exception(exc)))
+        summary = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return {**base, "status": "error", "error": f"{type(exc).__name__}: {summary} (traceback: {log})", "seconds": time.perf_counter() - started}
+
+    def _run_group(self, run_dir: RunDirectory, group: Group, pending: list[str]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            state = self._poisoned_state(run_dir, group)
+        except Exception as exc:  # noqa: BLE001 - a failing plugin fails its cells, not the matrix
+            return [self._error_record(run_dir, self._base_record(group, d), exc, started) for d in pending]
+        records = []
+        for name in pending:
+            cell_started = time.perf_counter()
+            base = {**self._base_record(group, name), **state.summary}
+            self.progress.cell_started(f"{'+'.join(group.attacks)} / {name} / seed {group.seed}")
+            try:
+                records.append({**base, **self._judge(state, self.defenses[name]), "seconds": time.perf_counter() - cell_started})
+            except Exception as exc:  # noqa: BLE001
+                records.append(self._error_record(run_dir, base, exc, cell_started))
+        return records
+
+    def _trainer(self, seed: int) -> Trainer:
+        return Trainer(self.profile, self.device, seed, on_epoch=self.progress.epoch)
+
+    def _fresh_model(self, seed: int) -> ImageClassifier:
+        torch.manual_seed(seed)
+        return self.model_spec.build(self.data.num_classes)
+
+    def _poisoned_state(self, run_dir: RunDirectory, group: Group) -> PoisonedState:
+        """Poison the training set and train (or load) the model every defense of the group judges."""
+        self.progress.cell_started(f"{'+'.join(group.attacks)} / training the poisoned model / seed {group.seed}")
+        description = self.group_description(group)
+        rng = np.random.default_rng([group.seed, int(digest(description["attacks"]), 16) % 2**32])
+        attacks = [self._attack(name) for name in group.attacks]
+        assign_targets(attacks, self.data)
+        for attack in attacks:
+            attack.prepare(self.data.x_train, self.data.y_train, self.data.num_classes, rng)
+        data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+        poisoned = poison_training_set(self.data, data_attacks, rng)
+        loss = cross_entropy_loss
+        for attack in attacks:
+            if isinstance(attack, TrainingCodeAttack):
+                loss = attack.loss_computation(loss)
+        trainer = self._trainer(group.seed)
+        model = self._fresh_model(group.seed)
+        key = digest(description)
+        train_started = time.perf_counter()
+        if run_dir.cached_model(key, model):
+            model.to(self.device).eval()
+        else:
+            trainer.fit(model, poisoned.x, poisoned.y, label="poisoned model", loss_computation=loss)
+            run_dir.cache_model(key, model)
+        summary = {
+            "targets": {a.name: a.target for a in attacks},
+            "poisoned_count": {a.name: int((poisoned.source == i).sum()) for i, a in enumerate(data_attacks)},
+            "train_seconds": time.perf_counter() - train_started,
+            "clean_acc": clean_accuracy(trainer, model, self.data),
+            "asr": {a.name: attack_success_rate(trainer, model, self.data, a) for a in attacks},
+        }
+        return PoisonedState(group, attacks, data_attacks, poisoned, model, trainer, rng, summary)
+
+    def _judge(self, state: PoisonedState, defense: Defense) -> dict[str, Any]:
+        if isinstance(defense, ExampleDefense):
+            return self._judge_examples(state, defense)
+        if defense.unit == "none":
+            return {}
+        raise BenchbdError(f"defense '{defense.name}' judges unit '{defense.unit}', which this harness does not evaluate yet")
+
+    def _judge_examples(self, state: PoisonedState, defense: ExampleDefense) -> dict[str, Any]:
+        if not state.data_attacks:
+            return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
+        context = ExampleContext(
+            data=self.data,
+            x_train=state.poisoned.x,
+            y_train=state.poisoned.y,
+            model=state.model,
+            trainer=state.trainer,
+            features=state.features,
+            attacks=state.attacks,
+            expected_poison_fraction=sum(a.ratio for a in state.data_attacks),
+            rng=np.random.default_rng(state.rng.integers(2**32)),
+            single_attack=state.group.mode == "single",
+        )
+        verdict = defense.score_examples(context)
+        scores = np.asarray(verdict.scores, dtype=np.float64)
+        flagged = np.asarray(verdict.flagged, dtype=bool)
+        n = len(state.poisoned.y)
+        if scores.shape != (n,) or flagged.shape != (n,):
+            raise BenchbdError(f"{defense.name}: expected {n} scores and flags, got shapes {scores.shape} and {flagged.shape}")
+        if not np.isfinite(scores).all():
+            raise BenchbdError(f"{defense.name}: {int((~np.isfinite(scores)).sum())} scores are not finite")
+        result: dict[str, Any] = detection_metrics(scores, flagged, state.poisoned.mask)
+        if len(state.data_attacks) > 1:
+            result["auroc_per_attack"] = {
+                a.name: per_attack_auroc(scores, state.poisoned.source, i) for i, a in enumerate(state.data_attacks)
+            }
+        kept = ~flagged
+        model = self._fresh_model(state.group.seed)
+        state.trainer.fit(model, state.poisoned.x[kept], state.poisoned.y[kept], label=f"retrain after {defense.name}")
+        result["clean_acc_after"] = clean_accuracy(state.trainer, model, self.data)
+        result["asr_after"] = {a.name: attack_success_rate(state.trainer, model, self.data, a) for a in state.attacks}
+        return result
+
+
+@dataclass
+class PoisonedState:
+    """One group's poisoned training set and trained model, shared by its defenses."""
+
+    group: Group
+    attacks: list[Attack]
+    data_attacks: list[DataPoisoningAttack]
+    poisoned: PoisonedTrainingSet
+    model: ImageClassifier
+    trainer: Trainer
+    rng: np.random.Generator
+    summary: dict[str, Any]
+    _features: np.ndarray | None = None
+
+    def features(self) -> np.ndarray:
+        """Penultimate features of the poisoned training set, computed once for all defenses."""
+        if self._features is None:
+            self._features = self.trainer.features(self.model, self.poisoned.x)
+        return self._features

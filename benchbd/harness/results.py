@@ -1,0 +1,101 @@
+"""The run directory: resolved config, environment, ``results.jsonl`` (one JSON object per finished cell),
+cell logs and the model cache. Everything is written so that a crash at any point loses no finished cell and
+leaves nothing half-written that a later run would read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchbd.errors import BenchbdError
+
+RESULTS = "results.jsonl"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Records of a results file; a torn or corrupt line (a crash mid-write) is reported and skipped."""
+    records = []
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{number}: skipping a torn or corrupt line (an interrupted write)", stacklevel=2)
+    return records
+
+
+class RunDirectory:
+    """One matrix's directory. Holding it takes an exclusive lock: a second matrix on it refuses to start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.models = self.path / "models"
+        self.logs = self.path / "logs"
+        for folder in (self.path, self.models, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise BenchbdError(f"{self.path} is in use by another benchbd matrix; wait for it or pass another --out") from None
+        self.results = self.path / RESULTS
+        self._repair_torn_tail()
+
+    def close(self) -> None:
+        self._lock.close()
+
+    def _repair_torn_tail(self) -> None:
+        """A crash mid-append can leave a last line without its newline: end it so the next append starts clean."""
+        if self.results.is_file() and self.results.stat().st_size:
+            with open(self.results, "rb+") as handle:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_records(self.results)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record as one line with a single write, flushed to disk before returning."""
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        write_json_atomic(self.path / name, obj)
+
+    def cached_model(self, key: str, model: torch.nn.Module) -> bool:
+        """Load the cached weights for ``key`` into ``model``; False if there are none."""
+        path = self.models / f"{key}.pt"
+        if not path.is_file():
+            return False
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return True
+
+    def cache_model(self, key: str, model: torch.nn.Module) -> None:
+        path = self.models / f"{key}.pt"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, path)

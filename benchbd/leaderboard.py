@@ -1,0 +1,204 @@
+"""Leaderboard tables in the shape of the BaDLoss paper's tables 1-3, from a run's ``results.jsonl``.
+
+- Table 1: one-attack detection AUROC, defense × attack (example-level defenses).
+- Table 2: one-attack clean accuracy and attack success rate after filtering and retraining ("No Defense": the
+  poisoned model).
+- Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining.
+
+Several seeds give mean ± std. Cells that could not be computed say why in a footnote.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+from tabulate import tabulate
+
+from benchbd.errors import BenchbdError
+from benchbd.harness.results import RESULTS, read_records
+
+NO_DEFENSE = "none"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def markdown_escape(text: str) -> str:
+    """Escape text from plugins so that it cannot change the markdown around it."""
+    return re.sub(r"([\\`*_{}\[\]<>#+!|~])", r"\\\1", str(text))
+
+
+def _mean_std(values: list[float], scale: float) -> str:
+    array = np.asarray(values, dtype=float) * scale
+    digits = 2
+    if len(array) == 1:
+        return f"{array[0]:.{digits}f}"
+    return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
+
+
+class _Cells:
+    """Turns the records of one table cell (several seeds) into text, collecting footnotes for n/a and errors."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, int] = {}
+
+    def mark(self, text: str) -> str:
+        number = self.notes.setdefault(text, len(self.notes) + 1)
+        return f"({number})"
+
+    def text(self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float) -> str:
+        if not records:
+            return "–"
+        bad = [r for r in records if r["status"] != "ok"]
+        if bad:
+            status = bad[0]["status"].replace("_", " ")
+            label = "n/a" if status == "not applicable" else "error"
+            return f"{label} {self.mark(status + ': ' + str(bad[0]['error']))}"
+        values = [value(r) for r in records]
+        if any(v is None for v in values):
+            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples')}"
+        return _mean_std(values, scale)
+
+    def footnotes(self) -> list[str]:
+        return [f"({n}) {text}" for text, n in self.notes.items()]
+
+
+def _ordered(values: pd.Series) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def build_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """The leaderboard tables for the records of one run."""
+    if not records:
+        raise BenchbdError("no results to render: the results file has no finished cells")
+    frame = pd.DataFrame(records)
+    tables: list[Table] = []
+    single = frame[frame["mode"] == "single"]
+    multi = frame[frame["mode"] == "multi"]
+    if not single.empty:
+        tables += _single_attack_tables(single)
+    if not multi.empty:
+        tables.append(_multi_attack_table(multi))
+    return tables
+
+
+def _select(frame: pd.DataFrame, **where: Any) -> list[dict[str, Any]]:
+    mask = np.ones(len(frame), dtype=bool)
+    for key, value in where.items():
+        mask &= (frame[key] == value).to_numpy()
+    return frame[mask].to_dict("records")
+
+
+def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
+    frame = frame.assign(attack=frame["attacks"].map(lambda a: a[0]))
+    attacks = _ordered(frame["attack"])
+    example_defenses = _ordered(frame.loc[frame["unit"] == "example", "defense"])
+    tables = []
+    if example_defenses:
+        cells = _Cells()
+        rows = [
+            [name] + [cells.text(_select(frame, defense=name, attack=a), lambda r: r["auroc"], 1) for a in attacks]
+            for name in example_defenses
+        ]
+        tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
+    cells = _Cells()
+    rows = []
+    for name in _mitigation_rows(frame):
+        accuracy, asr = _after(name)
+        rows.append(
+            [_row_label(name)]
+            + [cells.text(_select(frame, defense=name, attack=a), accuracy, 100) for a in attacks]
+            + [cells.text(_select(frame, defense=name, attack=a), lambda r, a=a: asr(r).get(a), 100) for a in attacks]
+        )
+    columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
+    tables.append(Table("Table 2: one-attack clean accuracy and attack success rate (%) after retraining", columns, rows, cells.footnotes()))
+    return tables
+
+
+def _multi_attack_table(frame: pd.DataFrame) -> Table:
+    attacks = _ordered(a for combo in frame["attacks"] for a in combo)
+    cells = _Cells()
+    rows = []
+    for name in _mitigation_rows(frame):
+        accuracy, asr = _after(name)
+        selected = _select(frame, defense=name)
+        rows.append(
+            [_row_label(name), cells.text(selected, accuracy, 100)]
+            + [cells.text(selected, lambda r, a=a: asr(r).get(a), 100) for a in attacks]
+            + [cells.text(selected, lambda r: float(np.mean(list(asr(r).values()))), 100)]
+        )
+    columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
+    return Table("Table 3: multi-attack clean accuracy and attack success rate (%) after retraining", columns, rows, cells.footnotes())
+
+
+def _mitigation_rows(frame: pd.DataFrame) -> list[str]:
+    """"No Defense" first, then every defense that filters and retrains."""
+    names = _ordered(frame.loc[frame["unit"].isin(["none", "example"]), "defense"])
+    return sorted(names, key=lambda n: n != NO_DEFENSE)
+
+
+def _after(defense: str) -> tuple[Callable[[dict[str, Any]], float], Callable[[dict[str, Any]], dict[str, float]]]:
+    """Which record fields hold the numbers after mitigation: the undefended row reads the poisoned model's."""
+    if defense == NO_DEFENSE:
+        return (lambda r: r["clean_acc"]), (lambda r: r["asr"])
+    return (lambda r: r["clean_acc_after"]), (lambda r: r["asr_after"])
+
+
+def _row_label(defense: str) -> str:
+    return "No Defense" if defense == NO_DEFENSE else defense
+
+
+def to_markdown(tables: list[Table], header: str = "") -> str:
+    parts = [header] if header else []
+    for table in tables:
+        parts.append(f"### {markdown_escape(table.title)}\n")
+        rows = [[markdown_escape(cell) for cell in row] for row in table.rows]
+        parts.append(tabulate(rows, headers=[markdown_escape(c) for c in table.columns], tablefmt="pipe", disable_numparse=True))
+        if table.notes:
+            parts.append("\n" + "\n".join(f"{markdown_escape(note)}  " for note in table.notes))
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def print_tables(tables: list[Table], console: Console) -> None:
+    for table in tables:
+        rich_table = RichTable(title=table.title, title_justify="left")
+        for index, column in enumerate(table.columns):
+            rich_table.add_column(column, justify="left" if index == 0 else "right")
+        for row in table.rows:
+            rich_table.add_row(*(Text(cell) for cell in row))
+        console.print(rich_table)
+        for note in table.notes:
+            console.print(note, markup=False, highlight=False)
+
+
+def run_header(records: list[dict[str, Any]]) -> str:
+    first = records[0]
+    seeds = sorted({r["seed"] for r in records})
+    return (
+        f"# benchbd leaderboard\n\nDataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
+        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several.\n"
+    )
+
+
+def render_run(run_dir: Path) -> tuple[list[Table], str]:
+    """The tables and the markdown document for the run directory ``run_dir``."""
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
+    records = read_records(path)
+    tables = build_tables(records)
+    return tables, to_markdown(tables, run_header(records))

@@ -1,0 +1,223 @@
+"""The trainer: the whole dataset resident on the device as uint8 tensors, batched augmentation, bf16 on CUDA.
+
+No per-sample Python transforms and no DataLoader: batches are index slices of device tensors, converted to
+float and shifted in one batched operation. Hooks for the methods that need them:
+
+- ``loss_computation`` replaces the loss (the blind code-poisoning attack does);
+- ``callbacks`` run after every epoch (BaDLoss and ABL read every example's loss there with
+  :meth:`Trainer.per_example_loss`, one batched inference pass).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchbd.errors import BenchbdError
+from benchbd.training.profiles import TrainingProfile
+
+INFERENCE_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training is when the loss is computed: epoch (0-based) of ``epochs``, batch of ``batches``."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+
+
+class LossComputation(Protocol):
+    """Computes the scalar training loss of a batch (x: float images in [0, 1], y: labels)."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor: ...
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
+    """The honest loss computation."""
+    return F.cross_entropy(model(x), y)
+
+
+@dataclass
+class EpochEnd:
+    """Passed to epoch callbacks after each epoch; ``train_loss`` is the epoch's mean batch loss."""
+
+    epoch: int
+    epochs: int
+    model: nn.Module
+    train_loss: float
+    trainer: Trainer
+
+
+EpochCallback = Callable[[EpochEnd], None]
+
+
+class TrainingDiverged(BenchbdError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` takes the GPU when there is one; asking for ``cuda`` without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchbdError("--device cuda asked for, but torch sees no CUDA device (use --device cpu or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise BenchbdError(f"unknown device '{name}'; valid: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image of (N, C, H, W) by its own random offset in [-max_shift, max_shift], zero fill.
+
+    One gather over the padded batch; the result is channels_last.
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4).permute(0, 2, 3, 1)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator, device=generator.device).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + offsets[0][:, None])[:, :, None]
+    cols = (torch.arange(w, device=x.device)[None, :] + offsets[1][:, None])[:, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+class Trainer:
+    """Trains and evaluates models with one :class:`TrainingProfile` on one device, deterministically per seed."""
+
+    def __init__(
+        self,
+        profile: TrainingProfile,
+        device: torch.device,
+        seed: int,
+        on_epoch: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.device = device
+        self.seed = seed
+        self.on_epoch = on_epoch
+        self.use_bf16 = device.type == "cuda"
+
+    # -- data -----------------------------------------------------------------------------------------------
+    def images(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) array -> uint8 (N, 3, H, W) tensor on the device (tensors pass through)."""
+        if isinstance(x, torch.Tensor):
+            return x.to(self.device)
+        # NHWC in memory is channels_last: faster convolutions on CPU (oneDNN) and GPU alike.
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2)
+
+    def labels(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(y, torch.Tensor):
+            return y.to(self.device)
+        return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self.device)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    # -- training -------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        model: nn.Module,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        *,
+        label: str = "training",
+        loss_computation: LossComputation = cross_entropy_loss,
+        callbacks: Sequence[EpochCallback] = (),
+        epochs: int | None = None,
+    ) -> nn.Module:
+        """Train ``model`` in place on uint8 images ``x`` and labels ``y``; returns it in eval mode."""
+        profile = self.profile
+        epochs = epochs or profile.epochs
+        x_dev, y_dev = self.images(x), self.labels(y)
+        n = len(y_dev)
+        if n == 0:
+            raise BenchbdError(f"{label}: the training set is empty")
+        model.to(self.device, memory_format=torch.channels_last)
+        batches = math.ceil(n / profile.batch_size)
+        optimizer = self._optimizer(model)
+        scheduler = self._scheduler(optimizer, epochs * batches)
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        augment_generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(n, generator=generator).to(self.device)
+            loss_sum = torch.zeros((), device=self.device)
+            for b in range(batches):
+                index = order[b * profile.batch_size : (b + 1) * profile.batch_size]
+                xb = x_dev[index].float().div_(255)
+                if profile.shift:
+                    xb = random_shift(xb, profile.shift, augment_generator)
+                with self._autocast():
+                    loss = loss_computation(model, xb, y_dev[index], StepInfo(epoch, epochs, b, batches))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach().float()
+            mean_loss = float(loss_sum) / batches
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(f"{label}: training diverged (loss {mean_loss}) in epoch {epoch + 1}")
+            model.eval()
+            for callback in callbacks:
+                callback(EpochEnd(epoch, epochs, model, mean_loss, self))
+            if self.on_epoch:
+                self.on_epoch(label, epoch + 1, epochs)
+        model.eval()
+        return model
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        p = self.profile
+        if p.optimizer == "adamw":
+            return torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=0.9, nesterov=True, weight_decay=p.weight_decay)
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.profile.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.profile.lr, total_steps=steps)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    # -- batched inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _map(
+        self,
+        fn: Callable[[torch.Tensor, slice], torch.Tensor],
+        x: np.ndarray | torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        x_dev = self.images(x)
+        outputs = []
+        for start in range(0, len(x_dev), INFERENCE_BATCH):
+            part = slice(start, start + INFERENCE_BATCH)
+            xb = x_dev[part].float().div_(255)
+            if transform is not None:
+                xb = transform(xb)
+            with self._autocast():
+                outputs.append(fn(xb, part).float())
+        return torch.cat(outputs)
+
+    def predict(
+        self, model: nn.Module, x: np.ndarray | torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Predicted classes for uint8 images, optionally after a float-space ``transform`` (a trigger)."""
+        model.eval()
+        return self._map(lambda xb, _: model(xb), x, transform).argmax(1)
+
+    def per_example_loss(self, model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Cross-entropy of every example, one batched inference pass in eval mode."""
+        model.eval()
+        y_dev = self.labels(y)
+        losses = self._map(lambda xb, part: F.cross_entropy(model(xb).float(), y_dev[part], reduction="none"), x)
+        return losses.cpu().numpy()
+
+    def features(self, model: nn.Module, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Penultimate activations (``model.features``) of every example."""
+        model.eval()
+        return self._map(lambda xb, _: model.features(xb), x).cpu().numpy()

@@ -1,0 +1,72 @@
+"""``patch``: the BadNets checkerboard patch (Gu et al. 2017), as BaDLoss section 4.1 uses it.
+
+Four white pixels in a checkerboard arrangement (the four edge-centre cells of a 3×3 square) placed ``margin``
+pixels from a corner; poisoned examples are relabelled to the target (dirty label). BaDLoss poisons 1% of the
+training set, 2% on GTSRB. The probe variant (section 5.1) puts the same pattern in the opposite corner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from benchbd import DataPoisoningAttack, hookimpl
+from benchbd.errors import BenchbdError
+from benchbd.params import check
+
+Corner = Literal["bottom-right", "bottom-left", "top-right", "top-left"]
+OPPOSITE: dict[str, Corner] = {
+    "bottom-right": "top-left",
+    "top-left": "bottom-right",
+    "bottom-left": "top-right",
+    "top-right": "bottom-left",
+}
+#: Offsets of the four white pixels inside the 3×3 square.
+CHECKERBOARD = ((0, 1), (1, 0), (1, 2), (2, 1))
+SQUARE = 3
+
+
+@dataclass
+class PatchAttack(DataPoisoningAttack):
+    name: ClassVar[str] = "patch"
+    description: ClassVar[str] = "BadNets 4-pixel white checkerboard near a corner, dirty label (Gu et al. 2017)"
+    family_defaults: ClassVar[dict[str, dict[str, object]]] = {"gtsrb": {"ratio": 0.02}}
+
+    corner: Corner = "bottom-right"
+    margin: int = 1
+
+    def __post_init__(self) -> None:
+        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
+        check(self.margin >= 0, self.name, "margin", ">= 0", self.margin)
+        check(self.corner in OPPOSITE, self.name, "corner", f"one of {', '.join(OPPOSITE)}", self.corner)
+
+    def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
+        super().check_dataset(num_classes, image_shape)
+        height, width = image_shape[:2]
+        if self.margin + SQUARE > min(height, width):
+            raise BenchbdError(
+                f"{self.name}: the {SQUARE}x{SQUARE} patch with margin {self.margin} does not fit a {height}x{width} image"
+            )
+
+    def pixels(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(row, column) of the white pixels."""
+        top = self.margin if self.corner.startswith("top") else height - self.margin - SQUARE
+        left = self.margin if self.corner.endswith("left") else width - self.margin - SQUARE
+        return [(top + r, left + c) for r, c in CHECKERBOARD]
+
+    def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
+        out = x.clone()
+        for row, col in self.pixels(x.shape[-2], x.shape[-1]):
+            out[..., row, col] = 1.0
+        return out
+
+    def probe(self, rng: np.random.Generator) -> PatchAttack:
+        return replace(self, corner=OPPOSITE[self.corner])
+
+
+@hookimpl
+def benchbd_attacks() -> list[type[DataPoisoningAttack]]:
+    return [PatchAttack]

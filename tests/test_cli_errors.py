@@ -1,0 +1,77 @@
+"""Bad input: a one-line error and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchbd.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return code, " ".join(captured.err.split())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--attacks", "nope"], "unknown attack 'nope'; valid: "),
+        (["--defenses", "nope"], "unknown defense 'nope'; valid: "),
+        (["--model", "nope"], "unknown model 'nope'; valid: "),
+        (["--profile", "nope"], "unknown profile 'nope'; valid: fast, paper"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["-P", "patch.ratio=0"], "patch: parameter 'ratio' must be in (0, 1]"),
+        (["-P", "patch.ratio=abc"], "patch: parameter 'ratio' must be float"),
+        (["-P", "patch.colour=red"], "patch: unknown parameter(s) colour"),
+        (["-P", "patch.target=99"], "parameter 'target' must be a class in [0, 43)"),
+        (["-P", "patch.margin=40"], "does not fit"),
+        (["-P", "oops"], "-P expects PLUGIN.PARAMETER=VALUE"),
+        (["--attacks", ","], "the list of attacks is empty"),
+    ],
+)
+def test_bad_matrix_arguments(extra: list[str], message: str, small_signs: Path, tmp_path: Path, capsys) -> None:
+    code, err = run(["matrix", "--dataset", f"npz:{small_signs}", "--device", "cpu", "--out", str(tmp_path), *extra], capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_bad_dataset_files(tmp_path: Path, capsys) -> None:
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    wrong_shape = tmp_path / "shape.npz"
+    np.savez(wrong_shape, x_train=np.zeros((4, 32, 32), np.uint8), y_train=np.zeros(4, int),
+             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, int))
+    bad_labels = tmp_path / "labels.npz"
+    np.savez(bad_labels, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.array([0, 1, -1, 2]),
+             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, int))
+    cases = [
+        (tmp_path / "missing.npz", "dataset file not found"),
+        (corrupt, "unreadable or corrupt dataset file"),
+        (wrong_shape, "x_train must be uint8 of shape (N, H, W, 3)"),
+        (bad_labels, "y_train has labels outside"),
+    ]
+    for path, message in cases:
+        code, err = run(["matrix", "--dataset", f"npz:{path}", "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
+        assert code == 2 and message in err, err
+    code, err = run(["matrix", "--dataset", "nope", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "unknown dataset 'nope'" in err
+
+
+def test_cuda_asked_for_but_absent(small_signs: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, err = run(["matrix", "--dataset", f"npz:{small_signs}", "--device", "cuda", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "no CUDA device" in err
+
+
+def test_leaderboard_of_a_missing_run(tmp_path: Path, capsys) -> None:
+    code, err = run(["leaderboard", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "no results.jsonl here" in err

@@ -1,0 +1,62 @@
+"""The leaderboard from a results file: means ± std over seeds, footnoted n/a cells, escaped plugin text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchbd.leaderboard import render_run
+
+
+def record(defense: str, seed: int, attacks: list[str], **fields) -> dict:
+    unit = "none" if defense == "none" else "example"
+    base = {"dataset": "synth-signs", "model": "small-cnn", "profile": "fast", "mode": "multi" if len(attacks) > 1 else "single",
+            "attacks": attacks, "defense": defense, "unit": unit, "seed": seed, "status": "ok", "error": None,
+            "clean_acc": 0.9, "asr": {a: 0.95 for a in attacks}, "config_hash": f"{defense}{seed}{attacks}"}
+    return {**base, **fields}
+
+
+def write(tmp_path: Path, records: list[dict]) -> Path:
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return tmp_path
+
+
+def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
+    records = [
+        record("none", 0, ["patch"]),
+        record("none", 1, ["patch"]),
+        record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5}),
+        record("spectral", 1, ["patch"], auroc=0.8, clean_acc_after=0.9, asr_after={"patch": 0.3}),
+    ]
+    _, markdown = render_run(write(tmp_path, records))
+    assert "0.70 ± 0.14" in markdown  # AUROC mean and sample std
+    assert "85.00 ± 7.07" in markdown  # clean accuracy after, in %
+    assert "40.00 ± 14.14" in markdown
+
+
+def test_not_applicable_cells_are_explained(tmp_path: Path) -> None:
+    records = [
+        record("none", 0, ["blind"]),
+        record("spectral", 0, ["blind"], status="not_applicable", error="no poisoned examples"),
+    ]
+    _, markdown = render_run(write(tmp_path, records))
+    assert "n/a (1)" in markdown
+    assert "(1) not applicable: no poisoned examples" in markdown
+
+
+def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
+    records = [
+        record("none", 0, ["patch", "blend"], asr={"patch": 0.9, "blend": 0.7}),
+        record("spectral", 0, ["patch", "blend"], auroc=0.7, clean_acc_after=0.85, asr_after={"patch": 0.1, "blend": 0.3}),
+    ]
+    tables, markdown = render_run(write(tmp_path, records))
+    multi = next(t for t in tables if t.title.startswith("Table 3"))
+    assert multi.columns == ["Defense", "Clean Acc.", "ASR patch", "ASR blend", "Avg. ASR"]
+    assert multi.rows[0] == ["No Defense", "90.00", "90.00", "70.00", "80.00"]
+    assert multi.rows[1] == ["spectral", "85.00", "10.00", "30.00", "20.00"]
+
+
+def test_plugin_text_is_escaped(tmp_path: Path) -> None:
+    records = [record("none", 0, ["a|b<script>"])]
+    _, markdown = render_run(write(tmp_path, records))
+    assert "a\\|b\\<script\\>" in markdown and "<script>" not in markdown
