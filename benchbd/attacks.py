@@ -64,6 +64,17 @@ class Attack:
         assert self.target is not None, "target is chosen before use"
         return torch.full_like(y, self.target)
 
+    def stats(self) -> dict[str, object]:
+        """Figures the attack measured about itself (e.g. training overhead), stored with the results."""
+        return {}
+
+
+def apply_trigger_uint8(attack: Attack, x: np.ndarray, *, test_time: bool = False) -> np.ndarray:
+    """Apply ``attack.trigger`` to uint8 (N, H, W, 3) images and round back to uint8, as a published dataset would."""
+    tensor = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255
+    out = attack.trigger(tensor, test_time=test_time).clamp(0, 1)
+    return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
 
 @dataclass
 class DataPoisoningAttack(Attack):
@@ -82,6 +93,24 @@ class DataPoisoningAttack(Attack):
     def poison_count(self, n_train: int) -> int:
         """How many examples to poison: ``ratio`` of the whole training set."""
         return max(1, round(self.ratio * n_train))
+
+    def poison(self, x: np.ndarray, y: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Poison, in place, ``poison_count`` examples drawn from the candidates still ``available`` (a bool mask);
+        return the indices of every example changed. Override to change examples in other ways too (WaNet's
+        noise mode)."""
+        candidates = self.candidates(y)
+        candidates = candidates[available[candidates]]
+        count = self.poison_count(len(y))
+        if count > len(candidates):
+            raise BenchbdError(
+                f"{self.name}: needs {count} examples to poison but only {len(candidates)} are eligible "
+                f"(ratio {self.ratio}, target {self.target})"
+            )
+        chosen = np.sort(rng.choice(candidates, size=count, replace=False))
+        x[chosen] = apply_trigger_uint8(self, x[chosen])
+        if self.dirty_label:
+            y[chosen] = self.target
+        return chosen
 
     def probe(self, rng: np.random.Generator) -> DataPoisoningAttack:
         """A variant a defender would build to mimic this attack without knowing it (BaDLoss section 5.1)."""

@@ -7,7 +7,8 @@ import pytest
 
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
-from benchbd.harness.poisoning import CLEAN, apply_trigger_uint8, assign_targets, poison_training_set
+from benchbd.attacks import apply_trigger_uint8
+from benchbd.harness.poisoning import CLEAN, assign_targets, poison_training_set
 from benchbd_builtins.attacks.patch import PatchAttack
 
 

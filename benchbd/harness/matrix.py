@@ -281,6 +281,7 @@ class Matrix:
             "targets": {a.name: a.target for a in attacks},
             "poisoned_count": {a.name: int((poisoned.source == i).sum()) for i, a in enumerate(data_attacks)},
             "train_seconds": time.perf_counter() - train_started,
+            "attack_stats": {a.name: a.stats() for a in attacks if a.stats()},
             "clean_acc": clean_accuracy(trainer, model, self.data),
             "asr": {a.name: attack_success_rate(trainer, model, self.data, a) for a in attacks},
         }
