@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark backdoor attacks and defenses on image classifiers.",
         epilog="Quick start: `benchbd matrix` runs every attack and defense on the embedded synth-signs dataset.",
     )
+    parser.add_argument(
+        "-p", dest="plugins", action="append", default=[], metavar="NAME",
+        help="load this plugin entry point even when BENCHBD_DISABLE_PLUGIN_AUTOLOAD is set (repeatable)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list installed plugins and where they come from")
@@ -66,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--device", default="auto", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
+    matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
     matrix.add_argument("-P", "--param", action="append", default=[], metavar="PLUGIN.PARAM=VALUE", help="a plugin parameter, e.g. -P patch.ratio=0.05 (repeatable)")
 
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    registry = default_registry()
+    registry = default_registry(tuple(args.plugins))
     for category in [args.category] if args.category else CATEGORIES:
         table = Table(title=category, title_justify="left")
         for column in ("name", "unit" if category == "defenses" else "kind", "description", "distribution"):
@@ -99,8 +104,9 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
         out=args.out,
         data_root=args.data_root,
         params=_parse_params(args.param),
+        cell_timeout=args.cell_timeout,
     )
-    summary = Matrix(config, default_registry(), make_progress(console)).run()
+    summary = Matrix(config, default_registry(tuple(args.plugins)), make_progress(console)).run()
     tables, markdown = render_run(summary.run_dir)
     (summary.run_dir / "leaderboard.md").write_text(markdown)
     print_tables(tables, console)

@@ -16,6 +16,7 @@ import torch
 if TYPE_CHECKING:
     from benchbd.attacks import Attack
     from benchbd.data.images import ImageData
+    from benchbd.models import ImageClassifier
     from benchbd.training.trainer import Trainer
 
 Unit = Literal["none", "example", "model", "training-run"]
@@ -43,9 +44,13 @@ class ExampleContext:
 
     ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given); the poison
     mask is never shown. ``features`` returns penultimate activations of ``model`` (computed once, shared).
-    ``trainer`` trains further models with the cell's profile and seed (BaDLoss's probationary run).
+    ``trainer`` trains further models with the cell's profile and seed, and ``new_model`` builds a freshly
+    initialised model of the cell's architecture for it (BaDLoss's probationary run).
     ``attacks`` are the attacks of the cell, only for :meth:`DataPoisoningAttack.probe` (a defender's guess at
     a similar trigger, BaDLoss section 5.1); ``single_attack`` says whether the cell has one attack.
+    ``trusted_clean`` are indices of training examples the defender knows to be clean (BaDLoss appendix A.1's
+    bona fide clean subset C): a random sample of the truly clean examples, 2,000 or 20% of the training set,
+    whichever is smaller.
     """
 
     data: ImageData
@@ -53,10 +58,12 @@ class ExampleContext:
     y_train: np.ndarray
     model: torch.nn.Module
     trainer: Trainer
+    new_model: Callable[[], ImageClassifier]
     features: Callable[[], np.ndarray]
     attacks: list[Attack]
     expected_poison_fraction: float
     rng: np.random.Generator
+    trusted_clean: np.ndarray
     single_attack: bool = field(default=True)
 
 
@@ -76,3 +83,7 @@ class ExampleDefense(Defense):
 
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
         raise NotImplementedError
+
+    def mitigate(self, context: ExampleContext, verdict: ExampleVerdict) -> torch.nn.Module | None:
+        """A defense's own repaired model (ABL's unlearning); ``None``: retrain from scratch on the unflagged."""
+        return None

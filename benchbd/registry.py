@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -93,15 +94,27 @@ def make_manager() -> pluggy.PluginManager:
     return manager
 
 
+AUTOLOAD_OFF = "BENCHBD_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_DISTRIBUTION = "benchbd"
+
+
 @cache
-def default_registry() -> Registry:
-    """The registry of every installed plugin (entry-point group ``benchbd``), loaded once per process."""
+def default_registry(requested: tuple[str, ...] = ()) -> Registry:
+    """The registry of the installed plugins (entry-point group ``benchbd``), loaded once per process.
+
+    With ``BENCHBD_DISABLE_PLUGIN_AUTOLOAD`` set (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), only the
+    built-ins and the entry points named in ``requested`` (``benchbd -p NAME``) are loaded.
+    """
+    autoload = not os.environ.get(AUTOLOAD_OFF)
     manager = make_manager()
     distributions = {}
+    found = set()
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if manager.has_plugin(entry_point.name):
-            continue
         distribution = entry_point.dist.name if entry_point.dist else "?"
+        found.add(entry_point.name)
+        wanted = autoload or distribution == BUILTIN_DISTRIBUTION or entry_point.name in requested
+        if not wanted or manager.has_plugin(entry_point.name):
+            continue
         try:
             plugin = entry_point.load()
         except Exception as exc:  # noqa: BLE001 - any import failure of a third-party plugin
@@ -111,4 +124,7 @@ def default_registry() -> Registry:
             ) from None
         manager.register(plugin, name=entry_point.name)
         distributions[entry_point.name] = distribution
+    missing = sorted(set(requested) - found)
+    if missing:
+        raise BenchbdError(f"-p {', '.join(missing)}: no such entry point in group '{ENTRY_POINT_GROUP}'")
     return Registry(manager, distributions)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from benchbd import ExampleContext, ImageClassifier, ImageData
+from benchbd.data.images import load_npz
 from benchbd.data.synth_signs import generate_synth_signs
+from benchbd.harness.poisoning import PoisonedTrainingSet, poison_training_set, trusted_clean_sample
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
+from benchbd_builtins.attacks.patch import PatchAttack
 
 
 @pytest.fixture(scope="session")
@@ -15,4 +23,52 @@ def small_signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """synth-signs with 2,150 training and 860 test images, as an npz (use as ``npz:PATH``)."""
     path = tmp_path_factory.mktemp("data") / "synth-small.npz"
     np.savez(path, **generate_synth_signs(seed=0, n_train=2150, n_test=860))
+    return path
+
+
+@dataclass
+class Backdoored:
+    """A small-cnn trained on small synth-signs poisoned by patch (target 2, 5%), and the context defenses see."""
+
+    data: ImageData
+    attack: PatchAttack
+    poisoned: PoisonedTrainingSet
+    model: ImageClassifier
+    trainer: Trainer
+    context: ExampleContext
+
+
+@pytest.fixture(scope="session")
+def backdoored(small_signs: Path) -> Backdoored:
+    from benchbd_builtins.models import small_cnn
+
+    data = ImageData.from_arrays("small-signs", load_npz(small_signs), family="gtsrb", num_classes=43)
+    attack = PatchAttack(target=2, ratio=0.05)
+    poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
+    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    torch.manual_seed(0)
+    model = trainer.fit(small_cnn(43), poisoned.x, poisoned.y)
+    features = trainer.features(model, poisoned.x)
+    context = ExampleContext(
+        data=data,
+        x_train=poisoned.x,
+        y_train=poisoned.y,
+        model=model,
+        trainer=trainer,
+        new_model=lambda: small_cnn(43),
+        features=lambda: features,
+        attacks=[attack],
+        expected_poison_fraction=attack.ratio,
+        rng=np.random.default_rng(1),
+        trusted_clean=trusted_clean_sample(poisoned, np.random.default_rng(2)),
+        single_attack=True,
+    )
+    return Backdoored(data, attack, poisoned, model, trainer, context)
+
+
+@pytest.fixture(scope="session")
+def tiny_signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """synth-signs with 430 training and 215 test images: for harness behaviour, not accuracy."""
+    path = tmp_path_factory.mktemp("data") / "synth-tiny.npz"
+    np.savez(path, **generate_synth_signs(seed=0, n_train=430, n_test=215))
     return path

@@ -77,10 +77,17 @@ def test_third_party_plugin_is_discovered(tmp_path: Path) -> None:
          "--target", str(target), str(package)],
         check=True,
     )
-    listing = subprocess.run(
-        [sys.executable, "-m", "benchbd.cli", "list", "attacks"],
-        capture_output=True, text=True, env={"PYTHONPATH": str(target), "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
-    assert listing.returncode == 0, listing.stderr
-    row = next(line for line in listing.stdout.splitlines() if "corner-dot" in line)
+    def list_attacks(*options: str, autoload: bool = True) -> str:
+        env = {"PYTHONPATH": str(target), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+        if not autoload:
+            env["BENCHBD_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        listing = subprocess.run([sys.executable, "-m", "benchbd.cli", *options, "list", "attacks"],
+                                 capture_output=True, text=True, env=env)
+        assert listing.returncode == 0, listing.stderr
+        return listing.stdout
+
+    row = next(line for line in list_attacks().splitlines() if "corner-dot" in line)
     assert "benchbd-corner-dot" in row and "data" in row
+    without_autoload = list_attacks(autoload=False)
+    assert "corner-dot" not in without_autoload and "patch" in without_autoload
+    assert "corner-dot" in list_attacks("-p", "corner-dot", autoload=False)

@@ -99,8 +99,12 @@ class _Style:
 
 
 def _random_style(rng: np.random.Generator) -> _Style:
+    fade = rng.uniform(0, 0.4)  # weathering pulls every colour towards grey
+
     def shade(base: RGB, spread: int) -> RGB:
-        return tuple(int(np.clip(c + rng.integers(-spread, spread + 1), 0, 255)) for c in base)
+        jittered = [c + rng.integers(-spread, spread + 1) for c in base]
+        grey = sum(jittered) / 3
+        return tuple(int(np.clip(round(c + (grey - c) * fade), 0, 255)) for c in jittered)
 
     return _Style(
         rim=float(rng.uniform(0.15, 0.22)),
@@ -576,8 +580,9 @@ def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
     lo = pos.astype(np.int64)
     hi = np.minimum(lo + 1, g - 1)
     w = (pos - lo.astype(np.float32))[:, None]
-    rows = grid[:, lo] * (1 - w[:, None]) + grid[:, hi] * w[:, None]
-    return rows[:, :, lo] * (1 - w) + rows[:, :, hi] * w
+    # Interpolate along x while the grid is small, then along y, where gathers copy whole rows.
+    columns = grid[:, :, lo] * (1 - w) + grid[:, :, hi] * w
+    return columns[:, lo] * (1 - w[:, None]) + columns[:, hi] * w[:, None]
 
 
 # Scene palettes (sky, foliage, building, dark) and each scene's texture amplitudes
@@ -616,16 +621,16 @@ def _backgrounds(rng: np.random.Generator, m: int) -> np.ndarray:
     amplitude = _TEXTURES[scene] * rng.uniform(0.5, 1.5, (m, 4)).astype(f32)
     noise = np.zeros((m, 12, 12, 3), f32)
     for octave, cells in enumerate((3, 6, 12)):
-        grid = rng.standard_normal((m, cells, cells, 1), dtype=f32) + 0.3 * rng.standard_normal((m, cells, cells, 3), dtype=f32)
+        grid = rng.standard_normal((m, cells, cells, 1), dtype=f32) + 0.15 * rng.standard_normal((m, cells, cells, 3), dtype=f32)
         noise += amplitude[:, octave, None, None, None] * (grid if cells == 12 else _upsample(grid, 12))
 
     # Facade-like blocks: a random grid of cells with per-image cell size and phase.
-    cell = rng.integers(3, 11, size=(m, 2))
-    phase = rng.integers(0, 10, size=(m, 2))
+    cell = rng.integers(4, 13, size=(m, 2))
+    phase = rng.integers(0, 12, size=(m, 2))
     pixel = np.arange(IMAGE_SIZE)
     block_y = (pixel[None, :] + phase[:, :1]) // cell[:, :1]
     block_x = (pixel[None, :] + phase[:, 1:]) // cell[:, 1:]
-    cells_per_side = IMAGE_SIZE // 3 + 4
+    cells_per_side = IMAGE_SIZE // 4 + 4
     blocks = rng.standard_normal((m, cells_per_side * cells_per_side), dtype=f32) * amplitude[:, 3, None]
     blocks = np.take_along_axis(blocks, (block_y[:, :, None] * cells_per_side + block_x[:, None, :]).reshape(m, -1), axis=1)
 
@@ -651,8 +656,14 @@ def _composite(image: np.ndarray, premultiplied: np.ndarray, gain: np.ndarray) -
 def _blur(image: np.ndarray) -> np.ndarray:
     """Separable [1, 2, 1] / 4 blur with edge replication."""
     padded = np.pad(image, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    rows = (padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]) * np.float32(0.25)
-    return (rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]) * np.float32(0.25)
+    vertical = padded[:, :-2] + padded[:, 2:]
+    vertical += padded[:, 1:-1]
+    vertical += padded[:, 1:-1]
+    blurred = vertical[:, :, :-2] + vertical[:, :, 2:]
+    blurred += vertical[:, :, 1:-1]
+    blurred += vertical[:, :, 1:-1]
+    blurred *= np.float32(1 / 16)
+    return blurred
 
 
 def _column(values: np.ndarray) -> np.ndarray:
@@ -668,7 +679,7 @@ def _render_chunk(
     image = _backgrounds(rng, m)
 
     # Sign geometry: size relative to the frame, rotation, perspective-like squash and shear, off-centre shift.
-    scale = rng.uniform(0.6, 0.95, m)
+    scale = rng.uniform(0.55, 0.95, m)
     angle = np.clip(rng.normal(0, 0.09, m), -0.22, 0.22)
     aspect = rng.uniform(0.8, 1.05, m)
     shear = rng.uniform(-0.12, 0.12, m)
@@ -693,30 +704,26 @@ def _render_chunk(
     sign_layers = np.stack(
         [_warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], tuple(shift[i])) for i in range(m)]
     )
-    # Sign illumination differs from the background's (shade, sunlight), and its colours fade towards grey.
-    sign = _unit(sign_layers)
-    fade = _column(rng.uniform(0, 0.4, m))
-    luma = (sign[..., :1] + sign[..., 1:2] + sign[..., 2:3]) * f32(1 / 3)
-    sign[..., :3] = sign[..., :3] * (1 - fade) + luma * fade
-    image = _composite(image, sign, (rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))).astype(f32))
+    # The sign's illumination differs from the background's (shade, sunlight).
+    image = _composite(image, _unit(sign_layers), (rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))).astype(f32))
 
     # Whole-image photometrics: lighting gradient, colour cast, exposure, contrast, blur, tone curve, noise.
     coords = (np.arange(IMAGE_SIZE, dtype=f32) - f32(IMAGE_SIZE / 2)) / f32(IMAGE_SIZE)
     light = rng.uniform(-0.6, 0.6, (m, 2)).astype(f32)
     image *= (1 + light[:, 0, None, None] * coords[None, None, :] + light[:, 1, None, None] * coords[None, :, None])[..., None]
     image *= rng.normal(1, 0.06, (m, 1, 1, 3)).astype(f32)
-    dark = rng.random(m) < 0.3
-    image *= _column(np.where(dark, rng.uniform(0.2, 0.5, m), rng.uniform(0.5, 1.25, m)))
+    dark = rng.random(m) < 0.33
+    image *= _column(np.where(dark, rng.uniform(0.18, 0.5, m), rng.uniform(0.5, 1.25, m)))
     mean = image.mean(axis=(1, 2, 3), keepdims=True)
     image = mean + (image - mean) * _column(rng.uniform(0.55, 1.1, m))
     blurred = _blur(image)
     twice_blurred = _blur(blurred)
-    amount = rng.uniform(0, 1.6, m)
+    amount = rng.uniform(0, 1.8, m)
     first, second = _column(np.clip(amount, 0, 1)), _column(np.clip(amount - 1, 0, 1))
     image = (image * (1 - first) + blurred * first) * (1 - second) + twice_blurred * second
     # Schlick's bias curve x / ((1/b - 2)(1 - x) + 1): b < 0.5 darkens mid-tones, b > 0.5 lifts them.
     image = np.clip(image, 0, 1)
     bias = _column(rng.uniform(0.38, 0.62, m))
     image = image / ((1 / bias - 2) * (1 - image) + 1)
-    image += rng.standard_normal(image.shape, dtype=f32) * _column(rng.uniform(0.003, 0.03, m))
+    image += (rng.random(image.shape, dtype=f32) - f32(0.5)) * _column(rng.uniform(0.01, 0.1, m))
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)

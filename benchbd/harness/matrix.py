@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from benchbd.defenses import Defense, ExampleContext, ExampleDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.environment import environment
 from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc
-from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
+from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set, trusted_clean_sample
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import RunDirectory
 from benchbd.models import ImageClassifier
@@ -52,6 +54,7 @@ class MatrixConfig:
     out: Path | None = None
     data_root: Path | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cell_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,29 @@ def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
     return dataset.load(argument or None, data_root)
 
 
+class CellTimeout(BenchbdError):
+    """A cell ran past ``--cell-timeout``."""
+
+
+@contextmanager
+def time_limit(seconds: float | None, what: str) -> Iterator[None]:
+    """Raise :class:`CellTimeout` in the main thread if the block runs longer than ``seconds`` (None: no limit)."""
+    if not seconds:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise CellTimeout(f"{what} exceeded the cell time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -95,6 +121,8 @@ class Matrix:
         self.progress = progress
         if config.seeds < 1:
             raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+        if config.cell_timeout is not None and config.cell_timeout <= 0:
+            raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
         self.profile: TrainingProfile = get_profile(config.profile)
         self.model_name = config.model or self.profile.model
         self.model_spec = registry.model(self.model_name)
@@ -229,22 +257,26 @@ class Matrix:
         summary = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return {**base, "status": "error", "error": f"{type(exc).__name__}: {summary} (traceback: {log})", "seconds": time.perf_counter() - started}
 
-    def _run_group(self, run_dir: RunDirectory, group: Group, pending: list[str]) -> list[dict[str, Any]]:
+    def _run_group(self, run_dir: RunDirectory, group: Group, pending: list[str]) -> Iterator[dict[str, Any]]:
+        """Yield each pending cell's record as soon as it is finished."""
         started = time.perf_counter()
         try:
-            state = self._poisoned_state(run_dir, group)
+            with time_limit(self.config.cell_timeout, "training the poisoned model"):
+                state = self._poisoned_state(run_dir, group)
         except Exception as exc:  # noqa: BLE001 - a failing plugin fails its cells, not the matrix
-            return [self._error_record(run_dir, self._base_record(group, d), exc, started) for d in pending]
-        records = []
+            for name in pending:
+                yield self._error_record(run_dir, self._base_record(group, name), exc, started)
+            return
         for name in pending:
             cell_started = time.perf_counter()
             base = {**self._base_record(group, name), **state.summary}
             self.progress.cell_started(f"{'+'.join(group.attacks)} / {name} / seed {group.seed}")
             try:
-                records.append({**base, **self._judge(state, self.defenses[name]), "seconds": time.perf_counter() - cell_started})
+                with time_limit(self.config.cell_timeout, f"defense {name}"):
+                    result = self._judge(state, self.defenses[name])
+                yield {**base, **result, "seconds": time.perf_counter() - cell_started}
             except Exception as exc:  # noqa: BLE001
-                records.append(self._error_record(run_dir, base, exc, cell_started))
-        return records
+                yield self._error_record(run_dir, base, exc, cell_started)
 
     def _trainer(self, seed: int) -> Trainer:
         return Trainer(self.profile, self.device, seed, on_epoch=self.progress.epoch)
@@ -303,10 +335,12 @@ class Matrix:
             y_train=state.poisoned.y,
             model=state.model,
             trainer=state.trainer,
+            new_model=lambda: self._fresh_model(state.group.seed),
             features=state.features,
             attacks=state.attacks,
             expected_poison_fraction=sum(a.ratio for a in state.data_attacks),
             rng=np.random.default_rng(state.rng.integers(2**32)),
+            trusted_clean=trusted_clean_sample(state.poisoned, np.random.default_rng(state.rng.integers(2**32))),
             single_attack=state.group.mode == "single",
         )
         verdict = defense.score_examples(context)
@@ -322,9 +356,11 @@ class Matrix:
             result["auroc_per_attack"] = {
                 a.name: per_attack_auroc(scores, state.poisoned.source, i) for i, a in enumerate(state.data_attacks)
             }
-        kept = ~flagged
-        model = self._fresh_model(state.group.seed)
-        state.trainer.fit(model, state.poisoned.x[kept], state.poisoned.y[kept], label=f"retrain after {defense.name}")
+        model = defense.mitigate(context, verdict)
+        if model is None:
+            kept = ~flagged
+            model = self._fresh_model(state.group.seed)
+            state.trainer.fit(model, state.poisoned.x[kept], state.poisoned.y[kept], label=f"retrain after {defense.name}")
         result["clean_acc_after"] = clean_accuracy(state.trainer, model, self.data)
         result["asr_after"] = {a.name: attack_success_rate(state.trainer, model, self.data, a) for a in state.attacks}
         return result

@@ -48,3 +48,10 @@ def poison_training_set(data: ImageData, attacks: list[DataPoisoningAttack], rng
         changed = attack.poison(x, y, source == CLEAN, rng)
         source[changed] = index
     return PoisonedTrainingSet(x, y, source)
+
+
+def trusted_clean_sample(poisoned: PoisonedTrainingSet, rng: np.random.Generator) -> np.ndarray:
+    """Indices of clean examples a defender may trust (BaDLoss appendix A.1): 2,000 or 20% of the set, the smaller."""
+    clean = np.flatnonzero(~poisoned.mask)
+    count = min(len(clean), 2000, len(poisoned.y) // 5)
+    return np.sort(rng.choice(clean, size=count, replace=False))

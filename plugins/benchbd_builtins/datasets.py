@@ -23,7 +23,7 @@ from benchbd.errors import BenchbdError
 
 def _download_error(name: str, cache: Path, exc: Exception) -> BenchbdError:
     hint = (
-        f"; offline, write the shared copy there with `python shared/data/decode_gtsrb32.py {cache}`"
+        f"; offline, write a prepared copy there (e.g. `python shared/data/decode_gtsrb32.py {cache}`)"
         if name == "gtsrb"
         else ""
     )

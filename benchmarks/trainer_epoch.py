@@ -1,0 +1,66 @@
+"""Seconds per training epoch of benchbd's trainer, on GTSRB-shaped data (39,209 images, 32×32, 43 classes).
+
+    python benchmarks/trainer_epoch.py [--device auto] [--model small-cnn] [--quick] [--data PATH.npz]
+
+Random images by default (speed does not depend on content); ``--data`` times a real prepared file instead.
+``--quick`` uses 4,096 images so that a CPU run takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from benchbd.data.images import load_npz
+from benchbd.registry import default_registry
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer, resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default="small-cnn")
+    parser.add_argument("--profile", default="fast")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    parser.add_argument("--quick", action="store_true", help="4,096 images instead of 39,209")
+    parser.add_argument("--data", help="a prepared .npz to time instead of random images")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    if args.data:
+        arrays = load_npz(args.data)
+        x, y = arrays["x_train"], arrays["y_train"]
+    else:
+        rng = np.random.default_rng(0)
+        n = 4096 if args.quick else 39209
+        x, y = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 43, n)
+    if args.quick:
+        x, y = x[:4096], y[:4096]
+    build = default_registry().model(args.model).build
+    profile = replace(PROFILES[args.profile], epochs=1)
+    trainer = Trainer(profile, device, seed=0)
+    trainer.fit(build(43), x, y)  # warm-up: allocations, cuDNN autotuning
+    times = []
+    for _ in range(args.epochs):
+        model = build(43)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        trainer.fit(model, x, y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    best, median = min(times), float(np.median(times))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; model {args.model}; profile {args.profile}; batch {profile.batch_size}; {len(y)} images")
+    print(f"seconds per epoch: median {median:.3f}, best {best:.3f} over {args.epochs} epochs")
+    print(f"images/s: {len(y) / median:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
