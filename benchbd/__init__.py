@@ -9,6 +9,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import DatasetSpec, ImageData
 from benchbd.defenses import Defense, ExampleContext, ExampleDefense, ExampleVerdict, NoDefense
 from benchbd.errors import BenchbdError
+from benchbd.harness.table import load_results
 from benchbd.models import ImageClassifier, ModelSpec
 
 hookimpl = pluggy.HookimplMarker("benchbd")
@@ -27,4 +28,5 @@ __all__ = [
     "ModelSpec",
     "NoDefense",
     "hookimpl",
+    "load_results",
 ]

@@ -13,8 +13,10 @@ from rich.table import Table
 from rich.text import Text
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.config_file import read_config
 from benchbd.harness.matrix import Matrix, MatrixConfig
 from benchbd.harness.progress import make_progress
+from benchbd.harness.table import load_results
 from benchbd.leaderboard import print_tables, render_run
 from benchbd.registry import CATEGORIES, default_registry
 from benchbd.training.profiles import PROFILES
@@ -60,14 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train poisoned models, run defenses, and write results.jsonl and leaderboard.md into the run "
         "directory. Re-running the same command resumes: finished cells are skipped.",
     )
-    matrix.add_argument("--dataset", default="synth-signs", help="synth-signs (default, offline), gtsrb, cifar10, or npz:PATH")
+    matrix.add_argument("--config", type=Path, metavar="FILE.toml", help="read these options and plugin parameters from a TOML file; flags override it")
+    matrix.add_argument("--dataset", help="synth-signs (default, offline), gtsrb, cifar10, or npz:PATH")
     matrix.add_argument("--model", help="model architecture (default: the profile's model; see `benchbd list models`)")
-    matrix.add_argument("--attacks", default="all", help="comma-separated attack names, or all (default)")
-    matrix.add_argument("--defenses", default="all", help="comma-separated defense names, or all (default); none is the undefended row")
-    matrix.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
-    matrix.add_argument("--mode", choices=("single", "multi", "both"), default="both", help="each attack alone, all data attacks in one training set, or both (default)")
-    matrix.add_argument("--profile", default="fast", help=f"training profile: {', '.join(f'{p.name} ({p.description})' for p in PROFILES.values())}")
-    matrix.add_argument("--device", default="auto", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
+    matrix.add_argument("--attacks", help="comma-separated attack names, or all (default)")
+    matrix.add_argument("--defenses", help="comma-separated defense names, or all (default); none is the undefended row")
+    matrix.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
+    matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
+    matrix.add_argument("--profile", help=f"training profile (default fast): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
+    matrix.add_argument("--device", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
     matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     board.add_argument("-o", "--output", type=Path, help="write the markdown here (default: print the tables)")
+
+    export = commands.add_parser("export", help="write a run's results as a table file (one row per cell)")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    formats = export.add_mutually_exclusive_group(required=True)
+    formats.add_argument("--csv", type=Path, metavar="FILE", help="write CSV")
+    formats.add_argument("--parquet", type=Path, metavar="FILE", help="write Parquet (needs pyarrow: pip install 'benchbd[parquet]')")
     return parser
 
 
@@ -92,20 +101,24 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
-    config = MatrixConfig(
-        dataset=args.dataset,
-        model=args.model,
-        attacks=_split_list(args.attacks),
-        defenses=_split_list(args.defenses),
-        seeds=args.seeds,
-        mode=args.mode,
-        profile=args.profile,
-        device=args.device,
-        out=args.out,
-        data_root=args.data_root,
-        params=_parse_params(args.param),
-        cell_timeout=args.cell_timeout,
-    )
+    settings = read_config(args.config) if args.config else {"params": {}}
+    flags = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "attacks": _split_list(args.attacks) if args.attacks is not None else None,
+        "defenses": _split_list(args.defenses) if args.defenses is not None else None,
+        "seeds": args.seeds,
+        "mode": args.mode,
+        "profile": args.profile,
+        "device": args.device,
+        "out": args.out,
+        "data_root": args.data_root,
+        "cell_timeout": args.cell_timeout,
+    }
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    for plugin, values in _parse_params(args.param).items():
+        settings["params"].setdefault(plugin, {}).update(values)
+    config = MatrixConfig(**settings)
     summary = Matrix(config, default_registry(tuple(args.plugins)), make_progress(console)).run()
     tables, markdown = render_run(summary.run_dir)
     (summary.run_dir / "leaderboard.md").write_text(markdown)
@@ -132,7 +145,20 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard}
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    frame = load_results(args.run_dir)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    else:
+        try:
+            frame.to_parquet(args.parquet, index=False)
+        except ImportError:
+            raise BenchbdError("--parquet needs pyarrow: pip install 'benchbd[parquet]'") from None
+    console.print(Text(f"wrote {len(frame)} rows to {args.csv or args.parquet}"))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

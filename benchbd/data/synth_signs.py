@@ -712,10 +712,10 @@ def _render_chunk(
     light = rng.uniform(-0.6, 0.6, (m, 2)).astype(f32)
     image *= (1 + light[:, 0, None, None] * coords[None, None, :] + light[:, 1, None, None] * coords[None, :, None])[..., None]
     image *= rng.normal(1, 0.06, (m, 1, 1, 3)).astype(f32)
-    dark = rng.random(m) < 0.33
-    image *= _column(np.where(dark, rng.uniform(0.18, 0.5, m), rng.uniform(0.5, 1.25, m)))
+    dark = rng.random(m) < 0.35
+    image *= _column(np.where(dark, rng.uniform(0.15, 0.5, m), rng.uniform(0.5, 1.25, m)))
     mean = image.mean(axis=(1, 2, 3), keepdims=True)
-    image = mean + (image - mean) * _column(rng.uniform(0.55, 1.1, m))
+    image = mean + (image - mean) * _column(rng.uniform(0.5, 1.1, m))
     blurred = _blur(image)
     twice_blurred = _blur(blurred)
     amount = rng.uniform(0, 1.8, m)

@@ -121,6 +121,8 @@ class Matrix:
         self.progress = progress
         if config.seeds < 1:
             raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+        if config.mode not in ("single", "multi", "both"):
+            raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
         if config.cell_timeout is not None and config.cell_timeout <= 0:
             raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
         self.profile: TrainingProfile = get_profile(config.profile)

@@ -1,0 +1,69 @@
+"""``benchbd matrix --config FILE.toml``: the matrix flags as TOML keys, plugin parameters as tables.
+
+    dataset = "gtsrb"
+    seeds = 3
+    defenses = "all"                    # "all", or a list of names: ["none", "badloss"] ...
+
+    [attacks.patch]                     # ... or tables, which choose the plugins (in this order)
+    [attacks.wanet]
+    s = 1.0                             # and set their parameters
+
+Command-line flags override the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from benchbd.errors import BenchbdError
+
+SCALARS: dict[str, type | tuple[type, ...]] = {
+    "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
+    "out": str, "data_root": str, "cell_timeout": (int, float),
+}
+
+
+def _plugins(table: dict[str, Any], key: str, params: dict[str, dict[str, Any]]) -> list[str] | None:
+    """``key`` as "all", a list of names, or a table of per-plugin parameter tables."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if value == "all":
+        return ["all"]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    if isinstance(value, dict):
+        for name, plugin_params in value.items():
+            if not isinstance(plugin_params, dict):
+                raise BenchbdError(f"config: [{key}.{name}] must be a table of parameters; got {plugin_params!r}")
+            params[name] = dict(plugin_params)
+        return list(value) or None
+    raise BenchbdError(f"config: '{key}' must be \"all\", a list of names, or [{key}.NAME] tables; got {value!r}")
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The :class:`~benchbd.harness.matrix.MatrixConfig` keyword arguments a TOML file sets."""
+    try:
+        table = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BenchbdError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BenchbdError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(table) - set(SCALARS) - {"attacks", "defenses"})
+    if unknown:
+        raise BenchbdError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join([*SCALARS, 'attacks', 'defenses'])}")
+    config: dict[str, Any] = {}
+    for key, kind in SCALARS.items():
+        if key in table:
+            if not isinstance(table[key], kind) or isinstance(table[key], bool):
+                raise BenchbdError(f"{path}: '{key}' has the wrong type ({type(table[key]).__name__})")
+            config[key] = Path(table[key]) if key in ("out", "data_root") else table[key]
+    params: dict[str, dict[str, Any]] = {}
+    for key in ("attacks", "defenses"):
+        names = _plugins(table, key, params)
+        if names is not None:
+            config[key] = names
+    config["params"] = params
+    return config

@@ -1,0 +1,25 @@
+"""Results as data: a run's records as a pandas DataFrame, one row per cell, nested fields flattened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchbd.errors import BenchbdError
+from benchbd.harness.results import RESULTS, read_records
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """The cells of a run directory as a DataFrame.
+
+    Per-attack objects become columns: ``asr`` → ``asr.patch``, ``asr_after.patch``, ``auroc_per_attack.patch``,
+    ``targets.patch``. ``attacks`` stays a list; ``attack_set`` joins it with "+".
+    """
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
+    frame = pd.json_normalize(read_records(path), max_level=1)
+    if not frame.empty:
+        frame.insert(0, "attack_set", frame["attacks"].map("+".join))
+    return frame

@@ -1,0 +1,65 @@
+"""Matrix config files (flags override them) and results as a DataFrame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import benchbd
+from benchbd.errors import BenchbdError
+from benchbd.harness.config_file import read_config
+
+
+def test_config_file_sets_options_and_plugin_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "matrix.toml"
+    path.write_text('dataset = "gtsrb"\nseeds = 3\n\n'
+                    "[attacks.patch]\nratio = 0.05\n[attacks.single-pixel]\n[defenses.none]\n[defenses.spectral]\nfraction = 0.2\n")
+    config = read_config(path)
+    assert config["dataset"] == "gtsrb" and config["seeds"] == 3
+    assert config["attacks"] == ["patch", "single-pixel"]
+    assert config["defenses"] == ["none", "spectral"]
+    assert config["params"] == {"patch": {"ratio": 0.05}, "single-pixel": {}, "none": {}, "spectral": {"fraction": 0.2}}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("datset = 1\n", "unknown key(s) datset"), ("seeds = 'x'\n", "'seeds' has the wrong type"),
+     ("attacks = 3\n", "'attacks' must be"), ("dataset = \n", "not valid TOML")],
+)
+def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(BenchbdError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_config(path)
+
+
+def test_flags_override_the_file(tiny_signs: Path, tmp_path: Path, capsys) -> None:
+    from benchbd.cli import main
+
+    path = tmp_path / "matrix.toml"
+    path.write_text(f'dataset = "npz:{tiny_signs}"\ndevice = "cpu"\nmode = "single"\n[attacks.patch]\nratio = 0.3\n')
+    code = main(["matrix", "--config", str(path), "--defenses", "none", "-P", "patch.ratio=0.9", "--seeds", "0",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_load_results_flattens_per_attack_fields(tmp_path: Path) -> None:
+    record = {"attacks": ["patch", "wanet"], "defense": "none", "status": "ok", "asr": {"patch": 0.9, "wanet": 0.5}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    frame = benchbd.load_results(tmp_path)
+    assert frame.loc[0, "attack_set"] == "patch+wanet"
+    assert frame.loc[0, "asr.wanet"] == 0.5
+
+
+def test_export_csv(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from benchbd.cli import main
+
+    record = {"attacks": ["patch"], "defense": "none", "status": "ok", "clean_acc": 0.9, "asr": {"patch": 0.8}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["export", str(tmp_path), "--csv", str(tmp_path / "out.csv")]) == 0
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert table.loc[0, "asr.patch"] == 0.8 and table.loc[0, "defense"] == "none"
