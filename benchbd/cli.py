@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    board.add_argument("-o", "--output", type=Path, help="write the markdown here (default: print the tables)")
+    board.add_argument("-o", "--output", type=Path, help="write the markdown (and heatmap PNGs beside it) here (default: RUN_DIR/leaderboard.md)")
 
     export = commands.add_parser("export", help="write a run's results as a table file (one row per cell)")
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -120,8 +120,7 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
         settings["params"].setdefault(plugin, {}).update(values)
     config = MatrixConfig(**settings)
     summary = Matrix(config, default_registry(tuple(args.plugins)), make_progress(console)).run()
-    tables, markdown = render_run(summary.run_dir)
-    (summary.run_dir / "leaderboard.md").write_text(markdown)
+    tables = render_run(summary.run_dir)
     print_tables(tables, console)
     console.print(
         Text(f"{summary.done} cell(s) run, {summary.skipped} already finished; results in {summary.run_dir}/results.jsonl, "
@@ -136,12 +135,9 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    tables, markdown = render_run(args.run_dir)
-    if args.output:
-        args.output.write_text(markdown)
-        console.print(Text(f"wrote {args.output}"))
-    else:
-        print_tables(tables, console)
+    output = args.output or args.run_dir / "leaderboard.md"
+    print_tables(render_run(args.run_dir, output), console)
+    console.print(Text(f"wrote {output} and its heatmaps"))
     return 0
 
 

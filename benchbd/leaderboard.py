@@ -24,6 +24,7 @@ from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.results import RESULTS, read_records
+from benchbd.plots import write_heatmaps
 
 NO_DEFENSE = "none"
 
@@ -194,11 +195,16 @@ def run_header(records: list[dict[str, Any]]) -> str:
     )
 
 
-def render_run(run_dir: Path) -> tuple[list[Table], str]:
-    """The tables and the markdown document for the run directory ``run_dir``."""
+def render_run(run_dir: Path, output: Path | None = None) -> list[Table]:
+    """Render the run directory's tables to markdown at ``output`` (default RUN_DIR/leaderboard.md), with
+    heatmap PNGs beside it, linked from the markdown. Returns the tables for the terminal."""
     path = Path(run_dir) / RESULTS
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
+    output = Path(output) if output else Path(run_dir) / "leaderboard.md"
     records = read_records(path)
     tables = build_tables(records)
-    return tables, to_markdown(tables, run_header(records))
+    heatmaps = write_heatmaps(records, output.parent)
+    links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())
+    output.write_text(to_markdown(tables, run_header(records)) + ("\n" + links if links else ""))
+    return tables

@@ -16,9 +16,10 @@ def record(defense: str, seed: int, attacks: list[str], **fields) -> dict:
     return {**base, **fields}
 
 
-def write(tmp_path: Path, records: list[dict]) -> Path:
+def render(tmp_path: Path, records: list[dict]) -> tuple[list, str]:
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return tmp_path
+    tables = render_run(tmp_path)
+    return tables, (tmp_path / "leaderboard.md").read_text()
 
 
 def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
         record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5}),
         record("spectral", 1, ["patch"], auroc=0.8, clean_acc_after=0.9, asr_after={"patch": 0.3}),
     ]
-    _, markdown = render_run(write(tmp_path, records))
+    _, markdown = render(tmp_path, records)
     assert "0.70 ± 0.14" in markdown  # AUROC mean and sample std
     assert "85.00 ± 7.07" in markdown  # clean accuracy after, in %
     assert "40.00 ± 14.14" in markdown
@@ -39,7 +40,7 @@ def test_not_applicable_cells_are_explained(tmp_path: Path) -> None:
         record("none", 0, ["blind"]),
         record("spectral", 0, ["blind"], status="not_applicable", error="no poisoned examples"),
     ]
-    _, markdown = render_run(write(tmp_path, records))
+    _, markdown = render(tmp_path, records)
     assert "n/a (1)" in markdown
     assert "(1) not applicable: no poisoned examples" in markdown
 
@@ -49,7 +50,7 @@ def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
         record("none", 0, ["patch", "blend"], asr={"patch": 0.9, "blend": 0.7}),
         record("spectral", 0, ["patch", "blend"], auroc=0.7, clean_acc_after=0.85, asr_after={"patch": 0.1, "blend": 0.3}),
     ]
-    tables, markdown = render_run(write(tmp_path, records))
+    tables, markdown = render(tmp_path, records)
     multi = next(t for t in tables if t.title.startswith("Table 3"))
     assert multi.columns == ["Defense", "Clean Acc.", "ASR patch", "ASR blend", "Avg. ASR"]
     assert multi.rows[0] == ["No Defense", "90.00", "90.00", "70.00", "80.00"]
@@ -58,5 +59,14 @@ def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
 
 def test_plugin_text_is_escaped(tmp_path: Path) -> None:
     records = [record("none", 0, ["a|b<script>"])]
-    _, markdown = render_run(write(tmp_path, records))
+    _, markdown = render(tmp_path, records)
     assert "a\\|b\\<script\\>" in markdown and "<script>" not in markdown
+
+
+def test_heatmaps_are_written_and_linked(tmp_path: Path) -> None:
+    records = [record("none", 0, ["patch"]), record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})]
+    _, markdown = render(tmp_path, records)
+    for name in ("auroc", "asr_after"):
+        png = tmp_path / f"heatmap-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png.name})" in markdown

@@ -1,0 +1,63 @@
+"""Heatmaps of a run (defense × attack): detection AUROC and ASR after mitigation, as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+HEATMAPS = {
+    "auroc": ("Detection AUROC (one attack)", "auroc", "viridis"),
+    "asr_after": ("ASR after mitigation (one attack, %)", "asr_after", "magma_r"),
+}
+
+
+def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        if r.get("mode") != "single" or r.get("status") != "ok":
+            continue
+        attack = r["attacks"][0]
+        if field == "auroc" and r.get("auroc") is not None:
+            rows.append((r["defense"], attack, r["auroc"]))
+        elif field == "asr_after":
+            after = r["asr"] if r["unit"] == "none" else r.get("asr_after")
+            if after and attack in after:
+                rows.append(("No Defense" if r["unit"] == "none" else r["defense"], attack, 100 * after[attack]))
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows, columns=["defense", "attack", "value"])
+    return frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="mean", sort=False)
+
+
+def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """Write one PNG per heatmap that has data; returns {heatmap name: path}."""
+    written = {}
+    for name, (title, field, colormap) in HEATMAPS.items():
+        table = _matrix(records, field)
+        if table.empty:
+            continue
+        figure, axes = plt.subplots(figsize=(max(4.5, 2.5 + 1.0 * table.shape[1]), 1.2 + 0.45 * table.shape[0]))
+        values = table.to_numpy(dtype=float)
+        image = axes.imshow(values, cmap=colormap, aspect="auto",
+                            vmin=0, vmax=1 if field == "auroc" else 100)
+        axes.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right")
+        axes.set_yticks(range(table.shape[0]), table.index)
+        for (i, j), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                axes.text(j, i, f"{value:.2f}" if field == "auroc" else f"{value:.0f}", ha="center", va="center",
+                          color="white" if (value < 0.5 if field == "auroc" else value > 50) else "black", fontsize=8)
+        axes.set_title(title, fontsize=10)
+        figure.colorbar(image, ax=axes)
+        figure.tight_layout()
+        path = Path(folder) / f"heatmap-{name}.png"
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written[name] = path
+    return written
