@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from benchbd.conformance import check_plugin
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
 from benchbd.harness.matrix import Matrix, MatrixConfig
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     board.add_argument("-o", "--output", type=Path, help="write the markdown (and heatmap PNGs beside it) here (default: RUN_DIR/leaderboard.md)")
+
+    conformance = commands.add_parser("check-plugin", help="run an attack or defense plugin through the contract on tiny data")
+    conformance.add_argument("name", metavar="NAME")
 
     export = commands.add_parser("export", help="write a run's results as a table file (one row per cell)")
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -154,7 +158,18 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard, "export": cmd_export}
+def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
+    checks = check_plugin(args.name, default_registry(tuple(args.plugins)))
+    table = Table(title=f"check-plugin {args.name}", title_justify="left")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(Text(check.name), Text("pass", style="green") if check.passed else Text("FAIL", style="red"), Text(check.detail))
+    console.print(table)
+    return 0 if all(c.passed for c in checks) else EXIT_CELLS_FAILED
+
+
+COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard, "export": cmd_export, "check-plugin": cmd_check_plugin}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
