@@ -1,0 +1,67 @@
+"""An example third-party plugin for benchbd: the template CONTRIBUTING.md walks through.
+
+- ``example-stripe``: a vertical white stripe at the image's left edge, dirty label (a simple patch-like trigger).
+- ``example-low-loss``: flags the training examples the trained model fits best, per class: the intuition of
+  anti-backdoor learning (Li et al. 2021, section 3), without its gradient-ascent training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+import benchbd
+from benchbd.params import check
+
+
+@dataclass
+class StripeAttack(benchbd.DataPoisoningAttack):
+    name: ClassVar[str] = "example-stripe"
+    description: ClassVar[str] = "white vertical stripe at the left edge, dirty label (example plugin)"
+    family_defaults: ClassVar[dict[str, dict[str, object]]] = {"gtsrb": {"ratio": 0.03}}
+
+    width: int = 1
+
+    def __post_init__(self) -> None:
+        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
+        check(self.width >= 1, self.name, "width", ">= 1", self.width)
+
+    def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
+        super().check_dataset(num_classes, image_shape)
+        if self.width > image_shape[1]:
+            raise benchbd.BenchbdError(f"{self.name}: width {self.width} is wider than the image")
+
+    def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
+        out = x.clone()
+        out[..., : self.width] = 1.0
+        return out
+
+
+@dataclass
+class LowLossDefense(benchbd.ExampleDefense):
+    name: ClassVar[str] = "example-low-loss"
+    description: ClassVar[str] = "flags each class's lowest-loss examples (example plugin)"
+
+    fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(0 < self.fraction < 1, self.name, "fraction", "in (0, 1)", self.fraction)
+
+    def score_examples(self, context: benchbd.ExampleContext) -> benchbd.ExampleVerdict:
+        loss = context.trainer.per_example_loss(context.model, context.x_train, context.y_train)
+        scores = -loss
+        flagged = scores >= np.quantile(scores, 1 - self.fraction)
+        return benchbd.ExampleVerdict(scores, flagged)
+
+
+@benchbd.hookimpl
+def benchbd_attacks() -> list[type[benchbd.Attack]]:
+    return [StripeAttack]
+
+
+@benchbd.hookimpl
+def benchbd_defenses() -> list[type[benchbd.Defense]]:
+    return [LowLossDefense]
