@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
     matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
+    matrix.add_argument("--executor", choices=("local", "ray"), help="run cells in this process (default) or as Ray tasks")
+    matrix.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
     matrix.add_argument("-P", "--param", action="append", default=[], metavar="PLUGIN.PARAM=VALUE", help="a plugin parameter, e.g. -P patch.ratio=0.05 (repeatable)")
 
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
@@ -118,12 +120,14 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
         "out": args.out,
         "data_root": args.data_root,
         "cell_timeout": args.cell_timeout,
+        "executor": args.executor,
+        "ray_address": args.address,
     }
     settings.update({key: value for key, value in flags.items() if value is not None})
     for plugin, values in _parse_params(args.param).items():
         settings["params"].setdefault(plugin, {}).update(values)
-    config = MatrixConfig(**settings)
-    summary = Matrix(config, default_registry(tuple(args.plugins)), make_progress(console)).run()
+    config = MatrixConfig(**settings, plugins=tuple(args.plugins))
+    summary = Matrix(config, default_registry(config.plugins), make_progress(console)).run()
     tables = render_run(summary.run_dir)
     print_tables(tables, console)
     console.print(

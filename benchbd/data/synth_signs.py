@@ -11,8 +11,8 @@ and neighbouring signs). The same seed always yields the same arrays.
 Pipeline: every class is drawn once per style variant as an antialiased RGBA
 template; each sample then warps one template with a random affine map (Pillow),
 and composites it onto a random background with vectorised numpy photometrics.
-Only IEEE basic arithmetic touches pixel arrays, so results do not depend on the
-CPU's SIMD flavour.
+Pixel arrays only see float32 basic arithmetic (no transcendental functions, no
+BLAS), so the output does not depend on the CPU's SIMD flavour.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ GTSRB_TRAIN_COUNTS = np.array(
 )
 
 _DRAW_SIZE = 256  # templates are drawn at this size, then downsampled for antialiasing
-_WARP_SIZE = 2 * IMAGE_SIZE  # templates and warped signs; halved by 2x2 averaging at the end
+_WARP_SIZE = 2 * IMAGE_SIZE  # size of templates and warped signs, which are then 2x2-averaged to IMAGE_SIZE
 _VARIANTS = 5  # style variants (rim width, shades, stroke weight, ...) per class
 _CHUNK = 256  # images composited at once, bounding memory use
 
@@ -151,6 +151,9 @@ class _Pen:
     def polygon(self, points: Sequence[Point], fill: RGB) -> None:
         self.draw.polygon([self._xy(p) for p in points], fill=fill)
 
+    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: RGB) -> None:
+        self.polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], fill)
+
     def disc(self, x: float, y: float, r: float, fill: RGB) -> None:
         cx, cy = self._xy((x, y))
         self.draw.ellipse((cx - self._px(r), cy - self._px(r), cx + self._px(r), cy + self._px(r)), fill=fill)
@@ -212,7 +215,10 @@ def _regular_polygon(cx: float, cy: float, r: float, sides: int, start_deg: floa
     return _arc(cx, cy, r, start_deg, start_deg + 360, sides)[:-1]
 
 
-# Sign bodies. Each draws the sign in sign units (radius 1) and returns the pen for its glyph.
+# Sign bodies draw a sign in sign units (radius 1) and return the pen for its glyph, if it has one.
+# Glyphs draw in glyph units (roughly the box [-1, 1]^2).
+Body = Callable[[_Pen, _Style], "_Pen | None"]
+Glyph = Callable[[_Pen, _Style], None]
 
 _TRIANGLE_R = 1.12  # circumradius that makes a triangle as tall as it is wide within the unit disc
 
@@ -273,53 +279,50 @@ def _priority(pen: _Pen, s: _Style) -> None:
     pen.polygon(_regular_polygon(0, 0, 0.96 - 1.4 * s.rim, 4, 0), s.yellow)
 
 
-# Glyphs, drawn in glyph units (roughly the box [-1, 1]^2).
-
-
 def _digits(pen: _Pen, s: _Style, text: str, colour: RGB | None = None) -> None:
     pen.text(text, (1.45 if len(text) == 2 else 1.8) * s.condense, 1.2, s.bold, colour or s.ink)
 
 
 def _stripes(pen: _Pen, s: _Style) -> None:
     """The diagonal 'end of restriction' stripes, clipped to the inner disc."""
-    r = 1.45
+    radius = 1.45
     for offset in (-0.3, -0.15, 0.0, 0.15, 0.3):
-        half = math.sqrt(r * r - offset * offset)
-        # Stripes run from top-right to bottom-left; offset moves them along the (1, 1) normal.
-        centre = (offset / math.sqrt(2), offset / math.sqrt(2))
-        along = (half / math.sqrt(2), -half / math.sqrt(2))
-        pen.line([(centre[0] + along[0], centre[1] + along[1]), (centre[0] - along[0], centre[1] - along[1])], 0.07, s.grey)
+        # Chords running from top-right to bottom-left, offset along the (1, 1) diagonal.
+        centre = offset / math.sqrt(2)
+        half = math.sqrt(radius * radius - offset * offset) / math.sqrt(2)
+        pen.line([(centre + half, centre - half), (centre - half, centre + half)], 0.07, s.grey)
 
 
 def _car(pen: _Pen, x: float, y: float, w: float, fill: RGB) -> None:
     """A car seen from behind, w wide, centred on (x, y)."""
-    pen.polygon([(x - w / 2, y - 0.05 * w), (x + w / 2, y - 0.05 * w), (x + w / 2, y + 0.4 * w), (x - w / 2, y + 0.4 * w)], fill)
+    pen.rect(x - w / 2, y - 0.05 * w, x + w / 2, y + 0.4 * w, fill)
     pen.polygon([(x - 0.4 * w, y), (x - 0.3 * w, y - 0.45 * w), (x + 0.3 * w, y - 0.45 * w), (x + 0.4 * w, y)], fill)
     for side in (-1, 1):
         wx = x + side * 0.35 * w
-        pen.polygon([(wx - 0.12 * w, y + 0.35 * w), (wx + 0.12 * w, y + 0.35 * w), (wx + 0.12 * w, y + 0.6 * w), (wx - 0.12 * w, y + 0.6 * w)], fill)
+        pen.rect(wx - 0.12 * w, y + 0.35 * w, wx + 0.12 * w, y + 0.6 * w, fill)
 
 
 def _truck_rear(pen: _Pen, x: float, y: float, w: float, fill: RGB) -> None:
-    pen.polygon([(x - w / 2, y - 0.75 * w), (x + w / 2, y - 0.75 * w), (x + w / 2, y + 0.45 * w), (x - w / 2, y + 0.45 * w)], fill)
+    """A lorry seen from behind, w wide, centred on (x, y)."""
+    pen.rect(x - w / 2, y - 0.75 * w, x + w / 2, y + 0.45 * w, fill)
     for side in (-1, 1):
         wx = x + side * 0.32 * w
-        pen.polygon([(wx - 0.14 * w, y + 0.4 * w), (wx + 0.14 * w, y + 0.4 * w), (wx + 0.14 * w, y + 0.65 * w), (wx - 0.14 * w, y + 0.65 * w)], fill)
+        pen.rect(wx - 0.14 * w, y + 0.4 * w, wx + 0.14 * w, y + 0.65 * w, fill)
 
 
-def _truck_side(pen: _Pen, s: _Style, fill: RGB | None = None) -> None:
-    fill = fill or s.ink
-    pen.polygon([(-0.95, -0.5), (0.3, -0.5), (0.3, 0.3), (-0.95, 0.3)], fill)
-    pen.polygon([(0.38, -0.2), (0.75, -0.2), (0.95, 0.05), (0.95, 0.3), (0.38, 0.3)], fill)
+def _truck_side(pen: _Pen, s: _Style) -> None:
+    pen.rect(-0.95, -0.5, 0.3, 0.3, s.ink)
+    pen.polygon([(0.38, -0.2), (0.75, -0.2), (0.95, 0.05), (0.95, 0.3), (0.38, 0.3)], s.ink)
     for wx in (-0.65, -0.3, 0.65):
-        pen.disc(wx, 0.38, 0.16, fill)
+        pen.disc(wx, 0.38, 0.16, s.ink)
 
 
-def _no_passing(pen: _Pen, s: _Style, truck: bool = False, faded: bool = False) -> None:
-    left, right = (s.grey, s.grey) if faded else (s.red, s.ink)
+def _no_passing(pen: _Pen, s: _Style, truck: bool = False, ended: bool = False) -> None:
+    """A red car (or lorry) beside a black car; all grey and struck through when the restriction ends."""
+    left, right = (s.grey, s.grey) if ended else (s.red, s.ink)
     (_truck_rear if truck else _car)(pen, -0.48, 0.1, 0.75, left)
     _car(pen, 0.48, 0.1, 0.75, right)
-    if faded:
+    if ended:
         _stripes(pen, s)
 
 
@@ -382,7 +385,7 @@ def _road_work(pen: _Pen, s: _Style) -> None:
 
 
 def _signals(pen: _Pen, s: _Style) -> None:
-    pen.polygon([(-0.38, -1.0), (0.38, -1.0), (0.38, 1.0), (-0.38, 1.0)], s.ink)
+    pen.rect(-0.38, -1.0, 0.38, 1.0, s.ink)
     for y, colour in ((-0.62, s.red), (0.0, s.yellow), (0.62, (40, 160, 70))):
         pen.disc(0, y, 0.26, colour)
 
@@ -424,7 +427,7 @@ def _roundabout(pen: _Pen, s: _Style) -> None:
 
 
 def _bar(pen: _Pen, s: _Style) -> None:
-    pen.polygon([(-1.1, -0.28), (1.1, -0.28), (1.1, 0.28), (-1.1, 0.28)], s.white)
+    pen.rect(-1.1, -0.28, 1.1, 0.28, s.white)
 
 
 # Blue-sign arrows; their mirror images are drawn with pen.mirrored().
@@ -447,12 +450,8 @@ def _keep_right(pen: _Pen, s: _Style) -> None:
     pen.arrow([(-0.6, -0.6), (0.65, 0.65)], 0.32 * s.stroke, 0.6, s.white)
 
 
-def _mirror(glyph: Callable[[_Pen, _Style], None]) -> Callable[[_Pen, _Style], None]:
+def _mirror(glyph: Glyph) -> Glyph:
     return lambda pen, s: glyph(pen.mirrored(), s)
-
-
-Body = Callable[[_Pen, _Style], "_Pen | None"]
-Glyph = Callable[[_Pen, _Style], None]
 
 
 def _speed(text: str) -> Glyph:
@@ -502,8 +501,8 @@ _CLASSES: list[tuple[Body, Glyph | None]] = [
     (_mandatory, _keep_right),
     (_mandatory, _mirror(_keep_right)),
     (_mandatory, _roundabout),
-    (_derestriction, functools.partial(_no_passing, faded=True)),
-    (_derestriction, functools.partial(_no_passing, truck=True, faded=True)),
+    (_derestriction, functools.partial(_no_passing, ended=True)),
+    (_derestriction, functools.partial(_no_passing, truck=True, ended=True)),
 ]
 
 
@@ -537,14 +536,14 @@ def _plates() -> list[Image.Image]:
     """Rectangular signs that appear next to real signs: a white supplementary plate and a blue square."""
     plate = Image.new("RGBA", (_DRAW_SIZE, _DRAW_SIZE))
     pen = _sign_pen(plate)
-    pen.polygon([(-1, -0.45), (1, -0.45), (1, 0.45), (-1, 0.45)], (30, 30, 30))
-    pen.polygon([(-0.94, -0.39), (0.94, -0.39), (0.94, 0.39), (-0.94, 0.39)], (235, 235, 230))
+    pen.rect(-1, -0.45, 1, 0.45, (30, 30, 30))
+    pen.rect(-0.94, -0.39, 0.94, 0.39, (235, 235, 230))
     pen.line([(-0.7, -0.1), (0.7, -0.1)], 0.14, (30, 30, 30))
     pen.line([(-0.5, 0.15), (0.5, 0.15)], 0.1, (30, 30, 30))
     square = Image.new("RGBA", (_DRAW_SIZE, _DRAW_SIZE))
     pen = _sign_pen(square)
-    pen.polygon([(-0.7, -0.7), (0.7, -0.7), (0.7, 0.7), (-0.7, 0.7)], (235, 235, 230))
-    pen.polygon([(-0.65, -0.65), (0.65, -0.65), (0.65, 0.65), (-0.65, 0.65)], (30, 80, 170))
+    pen.rect(-0.7, -0.7, 0.7, 0.7, (235, 235, 230))
+    pen.rect(-0.65, -0.65, 0.65, 0.65, (30, 80, 170))
     pen.line([(-0.2, 0.45), (-0.2, -0.4), (0.1, -0.4)], 0.16, (235, 235, 230))
     pen.ring(0.1, -0.15, 0.25, 0.16, (235, 235, 230))
     return [_to_template(plate), _to_template(square)]
@@ -667,6 +666,7 @@ def _blur(image: np.ndarray) -> np.ndarray:
 
 
 def _column(values: np.ndarray) -> np.ndarray:
+    """Per-image scalars as float32 (m, 1, 1, 1), to broadcast over (m, 32, 32, 3) images."""
     return values.astype(np.float32)[:, None, None, None]
 
 
@@ -685,42 +685,59 @@ def _render_chunk(
     shear = rng.uniform(-0.12, 0.12, m)
     shift = rng.uniform(-1, 1, (m, 2)) * ((1 - scale) / 2 + 0.06)[:, None]
 
-    has_pole = rng.random(m) < 0.5
+    # Half the signs stand on a pole that runs down from their centre.
     pole_x = (0.5 + shift[:, 0]) * IMAGE_SIZE
-    pole_top = np.where(has_pole, (0.5 + shift[:, 1]) * IMAGE_SIZE, 2 * IMAGE_SIZE)
-    _add_pole(image, pole_x.astype(f32), pole_top.astype(f32), (scale * rng.uniform(1.5, 3.0, m)).astype(f32), rng.uniform(0.2, 0.7, m).astype(f32))
+    pole_top = np.where(rng.random(m) < 0.5, (0.5 + shift[:, 1]) * IMAGE_SIZE, 2 * IMAGE_SIZE)
+    pole_width = scale * rng.uniform(1.5, 3.0, m)
+    _add_pole(image, pole_x.astype(f32), pole_top.astype(f32), pole_width.astype(f32), rng.uniform(0.2, 0.7, m).astype(f32))
 
-    # A neighbouring sign or plate sticking into the frame from above or below.
+    # A quarter have a neighbouring sign or plate sticking into the frame from above or below.
     near = np.flatnonzero(rng.random(m) < 0.25)
     neighbour = rng.integers(0, len(distractors), len(near))
-    neighbour_shift = np.stack([rng.uniform(-0.3, 0.3, len(near)), rng.choice([-1.0, 1.0], len(near)) * rng.uniform(0.75, 0.95, len(near))], axis=1)
+    offset_x = rng.uniform(-0.3, 0.3, len(near))
+    offset_y = rng.choice([-1.0, 1.0], len(near)) * rng.uniform(0.75, 0.95, len(near))
     if len(near):
         layers = np.stack(
-            [_warp(distractors[k], scale[i], angle[i], aspect[i], 0.0, tuple(dxy)) for i, k, dxy in zip(near, neighbour, neighbour_shift)]
+            [_warp(distractors[neighbour[j]], scale[i], angle[i], aspect[i], 0.0, (offset_x[j], offset_y[j])) for j, i in enumerate(near)]
         )
-        image[near] = _composite(image[near], _unit(layers), rng.uniform(0.5, 1.1, (len(near), 1)).astype(f32).repeat(3, axis=1))
+        brightness = rng.uniform(0.5, 1.1, (len(near), 1)).astype(f32).repeat(3, axis=1)
+        image[near] = _composite(image[near], _unit(layers), brightness)
 
     variant = rng.integers(0, _VARIANTS, m)
-    sign_layers = np.stack(
-        [_warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], tuple(shift[i])) for i in range(m)]
+    signs = np.stack(
+        [_warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], (shift[i, 0], shift[i, 1])) for i in range(m)]
     )
-    # The sign's illumination differs from the background's (shade, sunlight).
-    image = _composite(image, _unit(sign_layers), (rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))).astype(f32))
+    # The sign is lit differently from its background (shade, sunlight, a slightly tinted reflection).
+    sign_gain = rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))
+    image = _composite(image, _unit(signs), sign_gain.astype(f32))
+    return _photometrics(rng, image)
 
-    # Whole-image photometrics: lighting gradient, colour cast, exposure, contrast, blur, tone curve, noise.
+
+def _photometrics(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Camera and lighting nuisances on float (m, 32, 32, 3) images, returned as uint8.
+
+    Lighting gradient, colour cast, exposure (a third of the images are dark, as in GTSRB),
+    contrast, blur, tone curve and sensor noise.
+    """
+    m = len(image)
+    f32 = np.float32
     coords = (np.arange(IMAGE_SIZE, dtype=f32) - f32(IMAGE_SIZE / 2)) / f32(IMAGE_SIZE)
     light = rng.uniform(-0.6, 0.6, (m, 2)).astype(f32)
     image *= (1 + light[:, 0, None, None] * coords[None, None, :] + light[:, 1, None, None] * coords[None, :, None])[..., None]
     image *= rng.normal(1, 0.06, (m, 1, 1, 3)).astype(f32)
     dark = rng.random(m) < 0.35
     image *= _column(np.where(dark, rng.uniform(0.15, 0.5, m), rng.uniform(0.5, 1.25, m)))
+
     mean = image.mean(axis=(1, 2, 3), keepdims=True)
     image = mean + (image - mean) * _column(rng.uniform(0.5, 1.1, m))
+
+    # Blur amount in [0, 1.8]: 0..1 blends towards one [1, 2, 1] blur, 1..1.8 onwards to two.
     blurred = _blur(image)
     twice_blurred = _blur(blurred)
     amount = rng.uniform(0, 1.8, m)
     first, second = _column(np.clip(amount, 0, 1)), _column(np.clip(amount - 1, 0, 1))
     image = (image * (1 - first) + blurred * first) * (1 - second) + twice_blurred * second
+
     # Schlick's bias curve x / ((1/b - 2)(1 - x) + 1): b < 0.5 darkens mid-tones, b > 0.5 lifts them.
     image = np.clip(image, 0, 1)
     bias = _column(rng.uniform(0.38, 0.62, m))

@@ -30,6 +30,7 @@ from benchbd.harness.environment import environment
 from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set, trusted_clean_sample
 from benchbd.harness.progress import Progress
+from benchbd.harness.ray_executor import run_on_ray
 from benchbd.harness.results import RunDirectory
 from benchbd.models import ImageClassifier
 from benchbd.registry import Registry
@@ -55,6 +56,9 @@ class MatrixConfig:
     data_root: Path | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     cell_timeout: float | None = None
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class Matrix:
         self.progress = progress
         if config.seeds < 1:
             raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+        if config.executor not in ("local", "ray"):
+            raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
         if config.mode not in ("single", "multi", "both"):
             raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
         if config.cell_timeout is not None and config.cell_timeout <= 0:
@@ -210,19 +216,24 @@ class Matrix:
         run_dir.write_json("environment.json", environment(self.device))
         finished = {r["config_hash"] for r in run_dir.records() if r.get("status") in ("ok", "not_applicable")}
         self.progress.start(self.total_cells)
-        done, skipped, failed = 0, 0, []
+        work = []
         for group in self.groups:
             pending = [d for d in self.defense_names if self.cell_hash(group, d) not in finished]
-            skipped += len(self.defense_names) - len(pending)
             self.progress.skip(len(self.defense_names) - len(pending))
-            if not pending:
-                continue
-            for record in self._run_group(run_dir, group, pending):
-                run_dir.append(record)
-                self.progress.cell_finished(record)
-                done += 1
-                if record["status"] == "error":
-                    failed.append(f"{'+'.join(record['attacks'])} / {record['defense']} / seed {record['seed']}: {record['error']}")
+            if pending:
+                work.append((group, pending))
+        skipped = self.total_cells - sum(len(pending) for _, pending in work)
+        if self.config.executor == "ray":
+            records = run_on_ray(self.config, run_dir.path, work, use_gpu=self.device.type == "cuda")
+        else:
+            records = (record for group, pending in work for record in self.run_group(run_dir, group, pending))
+        done, failed = 0, []
+        for record in records:
+            run_dir.append(record)
+            self.progress.cell_finished(record)
+            done += 1
+            if record["status"] == "error":
+                failed.append(f"{'+'.join(record['attacks'])} / {record['defense']} / seed {record['seed']}: {record['error']}")
         self.progress.finish()
         return RunSummary(run_dir.path, done, skipped, failed)
 
@@ -259,7 +270,7 @@ class Matrix:
         summary = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return {**base, "status": "error", "error": f"{type(exc).__name__}: {summary} (traceback: {log})", "seconds": time.perf_counter() - started}
 
-    def _run_group(self, run_dir: RunDirectory, group: Group, pending: list[str]) -> Iterator[dict[str, Any]]:
+    def run_group(self, run_dir: RunDirectory, group: Group, pending: list[str]) -> Iterator[dict[str, Any]]:
         """Yield each pending cell's record as soon as it is finished."""
         started = time.perf_counter()
         try:

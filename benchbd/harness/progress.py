@@ -45,6 +45,13 @@ class Progress:
         self._log("matrix finished")
 
 
+class SilentProgress(Progress):
+    """No output: for matrix work inside Ray workers, whose driver reports progress."""
+
+    def _log(self, text: str) -> None:
+        pass
+
+
 class RichProgress(Progress):
     """A live bar of cells done/total with ETA, plus a line for the current cell and its epoch."""
 

@@ -42,25 +42,31 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 class RunDirectory:
-    """One matrix's directory. Holding it takes an exclusive lock: a second matrix on it refuses to start."""
+    """One matrix's directory. Holding it takes an exclusive lock: a second matrix on it refuses to start.
 
-    def __init__(self, path: Path) -> None:
+    Ray workers open it with ``lock=False``: they only read and write the model cache and the cell logs.
+    """
+
+    def __init__(self, path: Path, lock: bool = True) -> None:
         self.path = Path(path)
         self.models = self.path / "models"
         self.logs = self.path / "logs"
         for folder in (self.path, self.models, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / ".lock", "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise BenchbdError(f"{self.path} is in use by another benchbd matrix; wait for it or pass another --out") from None
         self.results = self.path / RESULTS
-        self._repair_torn_tail()
+        self._lock = None
+        if lock:
+            self._lock = open(self.path / ".lock", "w")
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.close()
+                raise BenchbdError(f"{self.path} is in use by another benchbd matrix; wait for it or pass another --out") from None
+            self._repair_torn_tail()
 
     def close(self) -> None:
-        self._lock.close()
+        if self._lock:
+            self._lock.close()
 
     def _repair_torn_tail(self) -> None:
         """A crash mid-append can leave a last line without its newline: end it so the next append starts clean."""
