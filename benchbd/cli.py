@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -15,12 +16,15 @@ from rich.text import Text
 from benchbd.conformance import check_plugin
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
-from benchbd.harness.matrix import Matrix, MatrixConfig
+from benchbd.data.images import default_data_root
+from benchbd.harness.matrix import Matrix, MatrixConfig, build_attack, load_dataset
+from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
 from benchbd.harness.table import load_results
 from benchbd.leaderboard import print_tables, render_run
 from benchbd.registry import CATEGORIES, default_registry
 from benchbd.training.profiles import PROFILES
+from benchbd.visualize import attack_sheet
 
 EXIT_BAD_INPUT = 2
 EXIT_CELLS_FAILED = 1
@@ -85,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     conformance = commands.add_parser("check-plugin", help="run an attack or defense plugin through the contract on tiny data")
     conformance.add_argument("name", metavar="NAME")
+
+    show = commands.add_parser("show-attack", help="draw clean images beside their triggered versions (BaDLoss figure 2)")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--dataset", default="synth-signs", help="dataset to take the clean images from (default synth-signs)")
+    show.add_argument("--data-root", type=Path, help="dataset cache (default: $BENCHBD_DATA or ~/.cache/benchbd)")
+    show.add_argument("-n", "--images", type=int, default=6, help="how many images (default 6)")
+    show.add_argument("-o", "--output", type=Path, help="PNG to write (default: NAME.png)")
+    show.add_argument("-P", "--param", action="append", default=[], metavar="PARAM=VALUE", help="an attack parameter (repeatable)")
 
     export = commands.add_parser("export", help="write a run's results as a table file (one row per cell)")
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -173,7 +185,23 @@ def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(c.passed for c in checks) else EXIT_CELLS_FAILED
 
 
-COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard, "export": cmd_export, "check-plugin": cmd_check_plugin}
+def cmd_show_attack(args: argparse.Namespace, console: Console) -> int:
+    if args.images < 1:
+        raise BenchbdError(f"-n must be at least 1; got {args.images}")
+    registry = default_registry(tuple(args.plugins))
+    data = load_dataset(registry, args.dataset, args.data_root or default_data_root())
+    values = _parse_params([f"{args.name}.{item}" for item in args.param]).get(args.name, {})
+    attack = build_attack(registry, args.name, data, values)
+    assign_targets([attack], data)
+    attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(0))
+    output = args.output or Path(f"{args.name}.png")
+    rng = np.random.default_rng(0)
+    attack_sheet(attack, data.x_test[rng.choice(len(data.x_test), size=min(args.images, len(data.x_test)), replace=False)], output)
+    console.print(Text(f"wrote {output}"))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboard, "export": cmd_export, "check-plugin": cmd_check_plugin, "show-attack": cmd_show_attack}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,6 +112,14 @@ def time_limit(seconds: float | None, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def build_attack(registry: Registry, name: str, data: ImageData, values: dict[str, Any]) -> Attack:
+    """The attack ``name`` with the paper's defaults for the dataset's family under the user's ``values``."""
+    cls = registry.attack(name)
+    attack = plugin_params.build(cls, {**cls.family_defaults.get(data.family, {}), **values})
+    attack.check_dataset(data.num_classes, data.image_shape)
+    return attack
+
+
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -158,11 +166,7 @@ class Matrix:
         return list(dict.fromkeys(names))
 
     def _attack(self, name: str) -> Attack:
-        cls = self.registry.attack(name)
-        values = {**cls.family_defaults.get(self.data.family, {}), **self.config.params.get(name, {})}
-        attack = plugin_params.build(cls, values)
-        attack.check_dataset(self.data.num_classes, self.data.image_shape)
-        return attack
+        return build_attack(self.registry, name, self.data, self.config.params.get(name, {}))
 
     def _defense(self, name: str) -> Defense:
         return plugin_params.build(self.registry.defense(name), self.config.params.get(name, {}))
