@@ -2,7 +2,8 @@
 
 The defender overwrites trusted clean examples of the training set with three probe sets: clean probes (left
 as they are), backdoor probes (a defender-chosen trigger, relabelled to one probe class) and mislabelled probes
-(examples given a random wrong label). In the one-attack setting the backdoor probe mimics the attack in
+(examples given a random wrong label); a clean-label probe trigger (sinusoid) instead goes on examples of one
+class and keeps their labels. In the one-attack setting the backdoor probe mimics the attack in
 another place (section 5.1: :meth:`DataPoisoningAttack.probe`); in the multi-attack setting it is always the
 patch flipped to the opposite corner (section 5.2). Frequency analysis trains on the same probes (section 4.2).
 """
@@ -68,10 +69,16 @@ def inject_probes(
     x, y = context.x_train.copy(), context.y_train.copy()
     num_classes = context.data.num_classes
     trigger = probe_trigger(context, rng)
-    probe_class = int(rng.integers(num_classes))
     clean = np.sort(trusted[:count])
-    backdoor_pool = trusted[count:]
-    backdoor = np.sort(backdoor_pool[y[backdoor_pool] != probe_class][:backdoor_count])
+    pool = trusted[count:]
+    if trigger.dirty_label:
+        probe_class = int(rng.integers(num_classes))
+        backdoor = np.sort(pool[y[pool] != probe_class][:backdoor_count])
+    else:
+        # A clean-label trigger (sinusoid) goes on examples of one class, labels kept: the trusted class with
+        # the most examples, as BaDLoss's code takes a class with at least 1,000 images on GTSRB.
+        probe_class = int(np.bincount(y[pool], minlength=num_classes).argmax())
+        backdoor = np.sort(pool[y[pool] == probe_class][:backdoor_count])
     x[backdoor] = apply_trigger_uint8(trigger, x[backdoor])
     y[backdoor] = probe_class
     others = np.setdiff1d(np.arange(len(y)), np.concatenate([clean, backdoor]))
