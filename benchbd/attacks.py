@@ -90,6 +90,11 @@ class DataPoisoningAttack(Attack):
         """Indices of training examples this attack may poison: dirty label, every example not of the target."""
         return np.flatnonzero(y_train != self.target) if self.dirty_label else np.flatnonzero(y_train == self.target)
 
+    @property
+    def poison_fraction(self) -> float:
+        """The share of the training set this attack changes (defenses may be told the expected total)."""
+        return self.ratio
+
     def poison_count(self, n_train: int) -> int:
         """How many examples to poison: ``ratio`` of the whole training set."""
         return max(1, round(self.ratio * n_train))

@@ -358,8 +358,8 @@ def _double_curve(pen: _Pen, s: _Style) -> None:
 
 
 def _bumps(pen: _Pen, s: _Style) -> None:
-    outline = [(-0.95, 0.6), *_arc(-0.45, 0.6, 0.4, 180, 360), *_arc(0.45, 0.6, 0.4, 180, 360), (0.95, 0.6), (0.95, 0.85), (-0.95, 0.85)]
-    pen.polygon(outline, s.ink)
+    bumps = [*_arc(-0.45, 0.6, 0.4, 180, 360), *_arc(0.45, 0.6, 0.4, 180, 360)]
+    pen.polygon([(-0.95, 0.6), *bumps, (0.95, 0.6), (0.95, 0.85), (-0.95, 0.85)], s.ink)
 
 
 def _slippery(pen: _Pen, s: _Style) -> None:
@@ -697,16 +697,18 @@ def _render_chunk(
     offset_x = rng.uniform(-0.3, 0.3, len(near))
     offset_y = rng.choice([-1.0, 1.0], len(near)) * rng.uniform(0.75, 0.95, len(near))
     if len(near):
-        layers = np.stack(
-            [_warp(distractors[neighbour[j]], scale[i], angle[i], aspect[i], 0.0, (offset_x[j], offset_y[j])) for j, i in enumerate(near)]
-        )
+        layers = np.stack([
+            _warp(distractors[neighbour[j]], scale[i], angle[i], aspect[i], 0.0, (offset_x[j], offset_y[j]))
+            for j, i in enumerate(near)
+        ])
         brightness = rng.uniform(0.5, 1.1, (len(near), 1)).astype(f32).repeat(3, axis=1)
         image[near] = _composite(image[near], _unit(layers), brightness)
 
     variant = rng.integers(0, _VARIANTS, m)
-    signs = np.stack(
-        [_warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], (shift[i, 0], shift[i, 1])) for i in range(m)]
-    )
+    signs = np.stack([
+        _warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], (shift[i, 0], shift[i, 1]))
+        for i in range(m)
+    ])
     # The sign is lit differently from its background (shade, sunlight, a slightly tinted reflection).
     sign_gain = rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))
     image = _composite(image, _unit(signs), sign_gain.astype(f32))
@@ -725,11 +727,11 @@ def _photometrics(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     light = rng.uniform(-0.6, 0.6, (m, 2)).astype(f32)
     image *= (1 + light[:, 0, None, None] * coords[None, None, :] + light[:, 1, None, None] * coords[None, :, None])[..., None]
     image *= rng.normal(1, 0.06, (m, 1, 1, 3)).astype(f32)
-    dark = rng.random(m) < 0.35
-    image *= _column(np.where(dark, rng.uniform(0.15, 0.5, m), rng.uniform(0.5, 1.25, m)))
+    dark = rng.random(m) < 0.33
+    image *= _column(np.where(dark, rng.uniform(0.16, 0.5, m), rng.uniform(0.5, 1.25, m)))
 
     mean = image.mean(axis=(1, 2, 3), keepdims=True)
-    image = mean + (image - mean) * _column(rng.uniform(0.5, 1.1, m))
+    image = mean + (image - mean) * _column(rng.uniform(0.52, 1.1, m))
 
     # Blur amount in [0, 1.8]: 0..1 blends towards one [1, 2, 1] blur, 1..1.8 onwards to two.
     blurred = _blur(image)

@@ -27,7 +27,7 @@ from benchbd.data.images import ImageData, default_data_root
 from benchbd.defenses import Defense, ExampleContext, ExampleDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.environment import environment
-from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc
+from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc, target_rate
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set, trusted_clean_sample
 from benchbd.harness.progress import Progress
 from benchbd.harness.ray_executor import run_on_ray
@@ -333,6 +333,7 @@ class Matrix:
             "attack_stats": {a.name: a.stats() for a in attacks if a.stats()},
             "clean_acc": clean_accuracy(trainer, model, self.data),
             "asr": {a.name: attack_success_rate(trainer, model, self.data, a) for a in attacks},
+            "clean_to_target": {a.name: target_rate(trainer, model, self.data, a) for a in attacks},
         }
         return PoisonedState(group, attacks, data_attacks, poisoned, model, trainer, rng, summary)
 
@@ -355,7 +356,7 @@ class Matrix:
             new_model=lambda: self._fresh_model(state.group.seed),
             features=state.features,
             attacks=state.attacks,
-            expected_poison_fraction=sum(a.ratio for a in state.data_attacks),
+            expected_poison_fraction=sum(a.poison_fraction for a in state.data_attacks),
             rng=np.random.default_rng(state.rng.integers(2**32)),
             trusted_clean=trusted_clean_sample(state.poisoned, np.random.default_rng(state.rng.integers(2**32))),
             single_attack=state.group.mode == "single",

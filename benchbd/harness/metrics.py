@@ -17,13 +17,21 @@ def clean_accuracy(trainer: Trainer, model: torch.nn.Module, data: ImageData) ->
     return float((predictions == trainer.labels(data.y_test)).float().mean())
 
 
-def attack_success_rate(trainer: Trainer, model: torch.nn.Module, data: ImageData, attack: Attack) -> float:
-    """Share of test inputs, triggered, classified as the attacker wants; inputs already of that label excluded."""
+def attack_success_rate(trainer: Trainer, model: torch.nn.Module, data: ImageData, attack: Attack, *, triggered: bool = True) -> float:
+    """Share of test inputs, triggered, classified as the attacker wants; inputs already of that label excluded
+    (BaDLoss section 5). ``triggered=False`` gives the same share without the trigger: the baseline ASR has to
+    beat (:func:`target_rate`)."""
     y = trainer.labels(data.y_test)
     wanted = attack.backdoor_labels(y)
     keep = wanted != y
-    predictions = trainer.predict(model, trainer.images(data.x_test)[keep], lambda x: attack.trigger(x, test_time=True))
+    transform = (lambda x: attack.trigger(x, test_time=True)) if triggered else None
+    predictions = trainer.predict(model, trainer.images(data.x_test)[keep], transform)
     return float((predictions == wanted[keep]).float().mean())
+
+
+def target_rate(trainer: Trainer, model: torch.nn.Module, data: ImageData, attack: Attack) -> float:
+    """Share of clean (untriggered) test inputs already classified as the attacker's label."""
+    return attack_success_rate(trainer, model, data, attack, triggered=False)
 
 
 def detection_metrics(scores: np.ndarray, flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, float | None]:

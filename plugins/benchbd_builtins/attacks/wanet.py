@@ -110,6 +110,10 @@ class WaNetAttack(DataPoisoningAttack):
             raise BenchbdError(f"{self.name}: the field is {size}, the images {tuple(x.shape[-2:])}")
         return warp(x, self.sampling_grid)
 
+    @property
+    def poison_fraction(self) -> float:
+        return self.ratio * (1 + self.cross_ratio) if self.noise else self.ratio
+
     def noisy_fields(self, noise: np.ndarray) -> torch.Tensor:
         """The noise-mode grids (N, H, W, 2): the backdoor field plus ``noise`` (uniform in [-1, 1]) / image size."""
         height, width = self.sampling_grid.shape[1:3]
