@@ -1,0 +1,108 @@
+"""BaDLoss: the k-NN vote and threshold on hand-built trajectories, the leave-one-out choice of k, the probe
+counts, and detection of patch on the backdoored fixture."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from benchbd import BenchbdError
+from benchbd_builtins.defenses.badloss import BaDLoss, mean_nearest_distance, neighbour_votes, select_k
+
+#: Probe trajectories over three epochs: clean probes decline slowly, backdoor probes are learned at once,
+#: mislabelled probes stay high.
+CLEAN = np.array([[3.0, 2.0, 1.0], [3.0, 2.1, 1.1], [3.1, 2.0, 0.9], [2.9, 1.9, 1.0]])
+BACKDOOR = np.array([[3.0, 0.1, 0.0], [2.9, 0.2, 0.0], [3.1, 0.0, 0.1]])
+MISLABELLED = np.array([[4.0, 4.0, 4.1], [4.1, 4.0, 4.0]])
+PROBES = np.concatenate([CLEAN, BACKDOOR, MISLABELLED])
+ANOMALOUS = np.repeat([False, True], [len(CLEAN), len(BACKDOOR) + len(MISLABELLED)])
+
+
+def test_votes_count_anomalous_neighbours_and_the_threshold_rejects() -> None:
+    queries = np.array([[3.0, 2.0, 1.0], [3.0, 0.1, 0.05], [4.0, 4.1, 4.0], [3.0, 1.1, 0.5]])
+    fraction, score = neighbour_votes(queries, PROBES, ANOMALOUS, k=4)
+    # A clean-like trajectory has only clean neighbours; a backdoor-like one has the three backdoor probes and one
+    # clean; a mislabelled-like one the two mislabelled probes and two clean; the one between clean and backdoor
+    # is rejected too at the paper's threshold.
+    assert fraction.tolist() == [0.0, 0.75, 0.5, pytest.approx(0.25)]
+    assert (fraction > 0.1).tolist() == [False, True, True, True]
+    # The tie-breaking term stays below one vote, so scores order like the fractions.
+    assert np.all((score >= fraction) & (score < fraction + 1 / 4))
+
+
+def test_ties_are_broken_towards_the_anomalous_probes() -> None:
+    near_clean = np.array([[3.0, 2.0, 1.0]])
+    farther_from_clean = np.array([[3.0, 1.7, 0.8]])  # still all-clean neighbours, but nearer the backdoor probes
+    fraction_a, score_a = neighbour_votes(near_clean, PROBES, ANOMALOUS, k=3)
+    fraction_b, score_b = neighbour_votes(farther_from_clean, PROBES, ANOMALOUS, k=3)
+    assert fraction_a[0] == fraction_b[0] == 0.0
+    assert score_b[0] > score_a[0]
+
+
+def test_leave_one_out_excludes_each_probe_from_its_own_neighbours() -> None:
+    probes = np.array([[0.0], [0.1], [10.0], [10.1], [10.3]])
+    anomalous = np.array([False, False, True, True, False])  # the last clean probe sits among anomalous ones
+    with_self, _ = neighbour_votes(probes, probes, anomalous, k=1)
+    without_self, _ = neighbour_votes(probes, probes, anomalous, k=1, leave_one_out=True)
+    assert with_self.tolist() == [0.0, 0.0, 1.0, 1.0, 0.0]
+    assert without_self.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def test_leave_one_out_picks_a_small_k_for_tight_anomalous_pairs() -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 10, size=(200, 2))
+    centres = rng.uniform(0, 10, size=(30, 2))
+    anomalous_points = np.concatenate([centres, centres + 1e-3])  # each anomalous probe has a twin, and no more
+    probes = np.concatenate([clean, anomalous_points])
+    anomalous = np.repeat([False, True], [200, 60])
+    assert select_k(probes, anomalous) == 1
+    assert select_k(probes, anomalous, candidates=(20, 1)) == 1
+
+
+def test_leave_one_out_picks_the_larger_k_under_label_noise() -> None:
+    rng = np.random.default_rng(0)
+    probes = np.concatenate([rng.normal(0, 1, size=(150, 2)), rng.normal(3, 1, size=(150, 2))])
+    anomalous = np.repeat([False, True], 150)
+    noisy = rng.choice(300, size=45, replace=False)
+    anomalous[noisy] = ~anomalous[noisy]
+    assert select_k(probes, anomalous, candidates=(1, 20)) == 20
+
+
+def test_probe_free_score_grows_with_the_distance_to_clean_trajectories() -> None:
+    distances = mean_nearest_distance(np.array([[3.0, 2.0, 1.0], [3.0, 0.0, 0.0]]), CLEAN, k=2)
+    assert distances[0] < 0.2 < distances[1]
+
+
+def test_probe_counts_fit_the_trusted_examples() -> None:
+    def context(trusted: int, attack: str) -> SimpleNamespace:
+        attacks = [SimpleNamespace(name=attack)]
+        return SimpleNamespace(trusted_clean=np.arange(trusted), attacks=attacks, single_attack=True)
+
+    assert BaDLoss().probe_counts(context(2000, "patch")) == (250, 250)
+    assert BaDLoss().probe_counts(context(2000, "wanet")) == (250, 750)
+    clean, backdoor = BaDLoss().probe_counts(context(430, "patch"))
+    assert clean == backdoor and 430 - 3 < 3 * clean <= 430
+
+
+def test_rejects_inconsistent_parameters() -> None:
+    with pytest.raises(BenchbdError, match="'k'"):
+        BaDLoss(k=20, select_k=True)
+    with pytest.raises(BenchbdError, match="'threshold'"):
+        BaDLoss(threshold=1.0)
+    with pytest.raises(BenchbdError, match="'select_k'"):
+        BaDLoss(select_k=True, reference="clean")
+
+
+def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
+    context = backdoored.context
+    torch.manual_seed(0)  # the fixture's new_model does not seed its initialisation
+    verdict = BaDLoss().score_examples(context)
+    mask = backdoored.poisoned.mask
+    untrusted = np.setdiff1d(np.arange(len(mask)), context.trusted_clean)
+    assert np.all(verdict.scores[context.trusted_clean] == 0) and not verdict.flagged[context.trusted_clean].any()
+    assert roc_auc_score(mask[untrusted], verdict.scores[untrusted]) > 0.9
+    assert verdict.flagged[mask].mean() > 0.9
