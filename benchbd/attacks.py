@@ -83,6 +83,9 @@ class DataPoisoningAttack(Attack):
     kind: ClassVar[Literal["data"]] = "data"
     #: Dirty-label attacks relabel poisoned examples to the target; clean-label ones keep labels (sinusoid).
     dirty_label: ClassVar[bool] = True
+    #: How many times the usual number of backdoor probes a loss-dynamics defender injects against this attack
+    #: (BaDLoss section 5.1 triples them against the warping attack, whose poisoning ratio is high).
+    probe_multiplier: ClassVar[int] = 1
 
     ratio: float = 0.01
 

@@ -42,12 +42,15 @@ class Backdoored:
 def backdoored(small_signs: Path) -> Backdoored:
     from benchbd_builtins.models import small_cnn
 
+    def seeded_model() -> ImageClassifier:
+        torch.manual_seed(0)
+        return small_cnn(43)
+
     data = ImageData.from_arrays("small-signs", load_npz(small_signs), family="gtsrb", num_classes=43)
     attack = PatchAttack(target=2, ratio=0.05)
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
     trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
-    torch.manual_seed(0)
-    model = trainer.fit(small_cnn(43), poisoned.x, poisoned.y)
+    model = trainer.fit(seeded_model(), poisoned.x, poisoned.y)
     features = trainer.features(model, poisoned.x)
     context = ExampleContext(
         data=data,
@@ -55,7 +58,7 @@ def backdoored(small_signs: Path) -> Backdoored:
         y_train=poisoned.y,
         model=model,
         trainer=trainer,
-        new_model=lambda: small_cnn(43),
+        new_model=seeded_model,
         features=lambda: features,
         attacks=[attack],
         expected_poison_fraction=attack.ratio,

@@ -79,7 +79,7 @@ def test_probe_free_score_grows_with_the_distance_to_clean_trajectories() -> Non
 
 def test_probe_counts_fit_the_trusted_examples() -> None:
     def context(trusted: int, attack: str) -> SimpleNamespace:
-        attacks = [SimpleNamespace(name=attack)]
+        attacks = [SimpleNamespace(name=attack, probe_multiplier=3 if attack == "wanet" else 1)]
         return SimpleNamespace(trusted_clean=np.arange(trusted), attacks=attacks, single_attack=True)
 
     assert BaDLoss().probe_counts(context(2000, "patch")) == (250, 250)

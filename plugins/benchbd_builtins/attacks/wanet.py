@@ -62,6 +62,7 @@ def warp_uint8(x: np.ndarray, grid: torch.Tensor) -> np.ndarray:
 class WaNetAttack(DataPoisoningAttack):
     name: ClassVar[str] = "wanet"
     description: ClassVar[str] = "WaNet: imperceptible smooth warping field, dirty label (Nguyen & Tran 2021)"
+    probe_multiplier: ClassVar[int] = 3
     family_defaults: ClassVar[dict[str, dict[str, object]]] = {
         "cifar10": {"strength": 0.75, "grid_size": 6, "ratio": 0.1},
         "gtsrb": {"strength": 1.0, "grid_size": 8, "ratio": 0.2},

@@ -20,7 +20,7 @@ Choices the paper leaves open, made here:
 - ``k``: ``None`` takes the paper's (section 5.1: 20 with one attack; section 5.2: 30 on CIFAR-10, 10 on GTSRB
   with several); ``select_k`` instead picks the k whose leave-one-out AUROC over the probes is highest
   (section 5.2's suggestion), the smallest such k on ties.
-- ``backdoor_probes``: ``None`` is ``probes``, three times that against the warping attack alone (section 5.1).
+- ``backdoor_probes``: ``None`` is ``probes``, times the attack's ``probe_multiplier`` in the one-attack setting (3 for the warping attack, section 5.1).
 - ``reference="clean"`` is section 6.3's probe-free variant: no probes are injected, the trusted examples'
   trajectories are the clean reference, an example's score is its mean distance to the k nearest of them, and the
   examples above the (1 − ``reference_fpr``) quantile of the trusted examples' own (leave-one-out) scores are
@@ -41,8 +41,6 @@ from benchbd import BenchbdError, ExampleContext, ExampleDefense, ExampleVerdict
 from benchbd.params import check
 from benchbd_builtins.defenses.probes import ProbeSet, inject_probes
 
-#: Attacks against which the one-attack setting uses three times as many backdoor probes (section 5.1).
-WARPING_ATTACKS = frozenset({"wanet"})
 #: The k values the leave-one-out selection tries (section 5.2).
 K_CANDIDATES = (1, 3, 5, 10, 15, 20, 25, 30, 40, 50)
 #: Queries per block of the distance matrix, to bound memory on large training sets.
@@ -204,8 +202,8 @@ class BaDLoss(ExampleDefense):
         """(clean = mislabelled, backdoor) probe counts, scaled down together to fit the trusted examples."""
         backdoor = self.backdoor_probes
         if backdoor is None:
-            warping = context.single_attack and any(a.name in WARPING_ATTACKS for a in context.attacks)
-            backdoor = 3 * self.probes if warping else self.probes
+            multiplier = context.attacks[0].probe_multiplier if context.single_attack else 1
+            backdoor = multiplier * self.probes
         available = len(context.trusted_clean)
         needed = 2 * self.probes + backdoor
         if needed <= available:
