@@ -32,10 +32,10 @@ PROFILES: dict[str, TrainingProfile] = {
     for profile in (
         TrainingProfile(
             name="fast",
-            description="small-cnn, 8 epochs, SGD+Nesterov one-cycle, batch 128, ±2 px shifts (the default)",
+            description="small-cnn, 8 epochs, SGD+Nesterov one-cycle, batch 64, ±2 px shifts (the default)",
             model="small-cnn",
             epochs=8,
-            batch_size=128,
+            batch_size=64,
             optimizer="sgd",
             lr=0.05,
             weight_decay=5e-4,

@@ -1,6 +1,6 @@
 """Built-in model architectures, all for 32×32 inputs.
 
-- ``small-cnn``: three conv-BN-ReLU-pool blocks of 32-64-128 channels; fast on a 2-core CPU.
+- ``small-cnn``: three VGG-style blocks (two 3×3 conv-BN-ReLU, then max-pool) of 32-64-128 channels.
 - ``preact-resnet18``: He et al. 2016 pre-activation ResNet-18, BackdoorBench's default model.
 - ``resnet50``: torchvision's ResNet-50 with a 3×3 stride-1 stem and no max-pool for 32×32 inputs
   (the BaDLoss paper's model, appendix A.4).
@@ -18,6 +18,9 @@ from benchbd import ImageClassifier, ModelSpec, hookimpl
 def _conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False),
         nn.BatchNorm2d(channels_out),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
@@ -75,7 +78,7 @@ def resnet50_32px(num_classes: int) -> ImageClassifier:
 @hookimpl
 def benchbd_models() -> list[ModelSpec]:
     return [
-        ModelSpec("small-cnn", "3 conv blocks of 32-64-128 channels; fast on CPU (the fast profile's model)", small_cnn),
+        ModelSpec("small-cnn", "3 VGG-style blocks of 32-64-128 channels; fast on CPU (the fast profile's model)", small_cnn),
         ModelSpec("preact-resnet18", "PreAct-ResNet-18 (He et al. 2016), BackdoorBench's default", preact_resnet18),
         ModelSpec("resnet50", "ResNet-50 with a 3x3 stem and no max-pool for 32x32 (BaDLoss's model)", resnet50_32px),
     ]
