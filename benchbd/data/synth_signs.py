@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 NUM_CLASSES = 43
+#: Bump when the generator's output changes: prepared caches are named by it, so stale ones are not reused.
+VERSION = 1
 IMAGE_SIZE = 32
 
 # Training images per class in the real GTSRB; synth-signs keeps these proportions.

@@ -17,6 +17,7 @@ from PIL import Image
 from benchbd import DatasetSpec, ImageData, hookimpl
 from benchbd.data.images import load_npz, load_or_prepare
 from benchbd.data.synth_signs import NUM_CLASSES as SYNTH_CLASSES
+from benchbd.data.synth_signs import VERSION as SYNTH_VERSION
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.errors import BenchbdError
 
@@ -59,7 +60,7 @@ def _torchvision_dataset(name: str, num_classes: int):
 
 
 def _load_synth_signs(argument: str | None, data_root: Path) -> ImageData:
-    arrays = load_or_prepare(data_root / "synth-signs-v1.npz", generate_synth_signs)
+    arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}.npz", generate_synth_signs)
     return ImageData.from_arrays("synth-signs", arrays, family="gtsrb", num_classes=SYNTH_CLASSES)
 
 
