@@ -40,9 +40,15 @@ from benchbd.training.trainer import Trainer, cross_entropy_loss, resolve_device
 Mode = Literal["single", "multi", "both"]
 
 
+#: What a matrix runs when no attacks or defenses are named and there is no GPU: a few minutes on 2 CPU cores.
+#: With a GPU the default is every registered attack and defense.
+CPU_DEFAULTS: dict[str, list[str]] = {"attacks": ["patch"], "defenses": ["none", "spectral"]}
+
+
 @dataclass
 class MatrixConfig:
-    """Everything that defines a matrix; ``None`` for attacks/defenses means all registered ones."""
+    """Everything that defines a matrix. ``None`` for attacks or defenses is the default: all registered ones on
+    a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one."""
 
     dataset: str = "synth-signs"
     model: str | None = None
@@ -142,12 +148,12 @@ class Matrix:
         self.profile: TrainingProfile = get_profile(config.profile)
         self.model_name = config.model or self.profile.model
         self.model_spec = registry.model(self.model_name)
+        self.device = resolve_device(config.device)
         self.attack_names = self._names("attacks", config.attacks)
         self.defense_names = self._names("defenses", config.defenses)
         unknown = sorted(set(config.params) - set(self.attack_names) - set(self.defense_names))
         if unknown:
             raise BenchbdError(f"parameters given for {', '.join(unknown)}, which are not in this matrix")
-        self.device = resolve_device(config.device)
         self.data = load_dataset(registry, config.dataset, config.data_root or default_data_root())
         # Build every plugin once now, so that a bad parameter fails before any training.
         for name in self.attack_names:
@@ -157,7 +163,9 @@ class Matrix:
 
     # -- planning -------------------------------------------------------------------------------------------
     def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
-        if names is None or names == ["all"]:
+        if names is None:
+            names = ["all"] if self.device.type == "cuda" else CPU_DEFAULTS[category]
+        if names == ["all"]:
             return self.registry.names(category)
         if not names:
             raise BenchbdError(f"the list of {category} is empty")
