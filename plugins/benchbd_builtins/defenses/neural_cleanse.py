@@ -1,0 +1,263 @@
+"""``neural-cleanse``: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in Neural
+Networks" (IEEE S&P 2019), in the filtering mode BaDLoss section 4.2 compares with.
+
+Trigger reverse engineering (section IV-B/C): for every class t, find a mask m (H×W, in [0, 1]) and a pattern
+p (C×H×W, in [0, 1]) such that x' = (1 − m)·x + m·p is classified as t, minimising
+``cross_entropy(f(x'), t) + λ·‖m‖₁`` with Adam; m and p are optimised in tanh space so they stay in [0, 1].
+λ is adjusted as in the authors' released code: λ starts at ``init_cost``; after ``patience`` steps in a row
+whose attack success on the clean batch reaches ``success_threshold`` it is multiplied by ``cost_multiplier``,
+after ``patience`` steps below the threshold it is divided by ``cost_multiplier``^1.5. The reported trigger is
+the smallest-norm one that reached the threshold (the last one if none did). Outlier detection (section IV-C):
+the anomaly index of each class is its norm's distance below the median in units of the consistent MAD
+(1.4826 × median absolute deviation); a class whose index exceeds 2 is infected.
+
+Deviations for a CPU budget: all classes are optimised together as one batched tensor (Adam is per element, so
+this equals separate runs), on a small trusted clean subset (``clean_count`` examples of
+``context.trusted_clean``; the paper uses held-out clean images), for a fixed ``steps`` mini-batches of
+``batch_size`` (the released code runs up to 1,000 rounds of 31 mini-batches of 32 with early stopping), with
+``patience`` counted in mini-batches, not rounds, and λ set to ``init_cost`` from the start (the code's no-reset
+option for quick detection) instead of 0 until the attack first succeeds.
+
+Filtering (section VI-A, "Filter for Detecting Adversarial Inputs"): the neurons of the second-to-last layer
+(``model.features``) whose mean activation rises most when the reversed trigger is added to clean images, the
+top ``neuron_fraction`` (1% in the paper, at least one), define an input's activation profile: the mean of
+those neurons' activations. Training examples are scored by their profile of the most anomalous class (the
+largest of the flagged classes' profiles, each standardised on the trusted clean examples, when several are
+flagged, e.g. under several attacks). The paper calibrates the filter's threshold on clean inputs and reports
+it at fixed false-positive rates, 5% among them: examples whose score exceeds the (1 − ``false_positive_rate``)
+quantile of the trusted clean examples' scores are flagged, and none when no class's anomaly index exceeds
+``anomaly_threshold`` (the model is then judged clean).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, ImageClassifier, hookimpl
+from benchbd.params import check
+
+#: Scale making the median absolute deviation a consistent estimator of a normal distribution's deviation.
+MAD_CONSISTENCY = 1.4826
+INFERENCE_BATCH = 1024
+
+
+@dataclass
+class ReversedTriggers:
+    """The reverse-engineered trigger of each class in ``classes``: masks (K, 1, H, W), patterns (K, C, H, W)
+    in [0, 1], the masks' L1 norms, and each trigger's attack success on the clean batch it was kept at."""
+
+    classes: np.ndarray
+    masks: torch.Tensor
+    patterns: torch.Tensor
+    norms: np.ndarray
+    success: np.ndarray
+
+
+def stamp(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    """x' = (1 − m)·x + m·p, broadcast over the batch."""
+    return (1 - mask) * x + mask * pattern
+
+
+def _unit_interval(raw: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(raw) / 2 + 0.5
+
+
+def _random_tanh_space(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A uniformly random tensor in (0, 1), as its tanh-space parameter (the released code's random init)."""
+    return torch.atanh((torch.rand(shape, generator=generator) - 0.5) * 1.98).to(device).requires_grad_()
+
+
+class CostSchedule:
+    """λ of each class: × ``multiplier`` after ``patience`` steps in a row whose attack succeeded, ÷
+    ``multiplier``^1.5 after ``patience`` steps in a row that failed (the authors' released code)."""
+
+    def __init__(self, classes: int, init_cost: float, multiplier: float, patience: int) -> None:
+        self.cost = np.full(classes, init_cost)
+        self.multiplier = multiplier
+        self.patience = patience
+        self.above = np.zeros(classes, dtype=np.int64)
+        self.below = np.zeros(classes, dtype=np.int64)
+
+    def update(self, reached: np.ndarray) -> None:
+        self.above = np.where(reached, self.above + 1, 0)
+        self.below = np.where(reached, 0, self.below + 1)
+        raise_, lower = self.above >= self.patience, self.below >= self.patience
+        self.cost = np.where(raise_, self.cost * self.multiplier, self.cost)
+        self.cost = np.where(lower, self.cost / self.multiplier**1.5, self.cost)
+        self.above[raise_], self.below[lower] = 0, 0
+
+
+def reverse_engineer_triggers(
+    model: ImageClassifier,
+    x_clean: torch.Tensor,
+    num_classes: int,
+    *,
+    classes: list[int] | None = None,
+    steps: int = 100,
+    batch_size: int = 16,
+    lr: float = 0.1,
+    init_cost: float = 1e-3,
+    cost_multiplier: float = 1.5,
+    patience: int = 5,
+    success_threshold: float = 0.99,
+    seed: int = 0,
+) -> ReversedTriggers:
+    """Reverse-engineer the minimal trigger of every class (or of ``classes``) on float images ``x_clean``
+    in [0, 1], shape (N, C, H, W), on the model's device; all classes in one batched optimisation."""
+    model.eval()
+    device = x_clean.device
+    targets = torch.as_tensor(list(range(num_classes)) if classes is None else classes, device=device)
+    k, (_, channels, height, width) = len(targets), x_clean.shape
+    generator = torch.Generator().manual_seed(seed)
+    mask_raw = _random_tanh_space((k, 1, height, width), generator, device)
+    pattern_raw = _random_tanh_space((k, channels, height, width), generator, device)
+    optimizer = torch.optim.Adam([mask_raw, pattern_raw], lr=lr, betas=(0.5, 0.9))
+
+    schedule = CostSchedule(k, init_cost, cost_multiplier, patience)
+    best_norm = np.full(k, np.inf)
+    best_mask = torch.empty(k, 1, height, width, device=device)
+    best_pattern = torch.empty(k, channels, height, width, device=device)
+    kept_success, success = np.zeros(k), np.zeros(k)
+    for _ in range(steps):
+        index = torch.randint(len(x_clean), (min(batch_size, len(x_clean)),), generator=generator).to(device)
+        mask, pattern = _unit_interval(mask_raw), _unit_interval(pattern_raw)
+        stamped = stamp(x_clean[index][None], mask[:, None], pattern[:, None])  # (K, B, C, H, W)
+        logits = model(stamped.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+        labels = targets.repeat_interleave(len(index))
+        cross_entropy = F.cross_entropy(logits, labels, reduction="none").view(k, -1).mean(1)
+        norms = mask.flatten(1).sum(1)
+        loss = (cross_entropy + torch.as_tensor(schedule.cost, device=device, dtype=norms.dtype) * norms).sum()
+        mask_raw.grad, pattern_raw.grad = torch.autograd.grad(loss, [mask_raw, pattern_raw])
+        optimizer.step()
+
+        success = (logits.argmax(1) == labels).float().view(k, -1).mean(1).cpu().numpy()
+        reached = success >= success_threshold
+        norm_values = norms.detach().cpu().numpy()
+        improved = reached & (norm_values < best_norm)
+        if improved.any():
+            chosen = torch.from_numpy(np.flatnonzero(improved)).to(device)
+            best_mask[chosen], best_pattern[chosen] = mask.detach()[chosen], pattern.detach()[chosen]
+            best_norm[improved] = norm_values[improved]
+            kept_success[improved] = success[improved]
+        schedule.update(reached)
+
+    never = np.flatnonzero(~np.isfinite(best_norm))
+    if len(never):
+        chosen = torch.from_numpy(never).to(device)
+        best_mask[chosen] = _unit_interval(mask_raw.detach()[chosen])
+        best_pattern[chosen] = _unit_interval(pattern_raw.detach()[chosen])
+        kept_success[never] = success[never]
+    norms = best_mask.flatten(1).sum(1).cpu().numpy().astype(np.float64)
+    return ReversedTriggers(targets.cpu().numpy(), best_mask, best_pattern, norms, kept_success)
+
+
+def anomaly_index(norms: np.ndarray) -> np.ndarray:
+    """Each norm's distance below the median in consistent-MAD units (section IV-C); negative above the median.
+
+    An index above 2 marks an outlier on the small side: a class needing an abnormally small trigger.
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    median = np.median(norms)
+    mad = MAD_CONSISTENCY * np.median(np.abs(norms - median))
+    return (median - norms) / max(mad, 1e-12)
+
+
+@torch.no_grad()
+def _features(model: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.features(x[i : i + INFERENCE_BATCH]).float() for i in range(0, len(x), INFERENCE_BATCH)])
+
+
+def trigger_neurons(
+    model: ImageClassifier, x_clean: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor, fraction: float
+) -> np.ndarray:
+    """The second-to-last-layer neurons whose mean activation rises most under the trigger (section VI-A)."""
+    model.eval()
+    rise = (_features(model, stamp(x_clean, mask, pattern)) - _features(model, x_clean)).mean(0)
+    count = max(1, math.ceil(fraction * len(rise)))
+    return torch.argsort(rise, descending=True)[:count].cpu().numpy()
+
+
+@dataclass
+class NeuralCleanse(ExampleDefense):
+    name: ClassVar[str] = "neural-cleanse"
+    description: ClassVar[str] = "reversed-trigger neurons' activations filter the training set (Wang et al. 2019)"
+
+    clean_count: int = 200
+    steps: int = 100
+    batch_size: int = 16
+    lr: float = 0.1
+    init_cost: float = 1e-3
+    cost_multiplier: float = 1.5
+    patience: int = 5
+    success_threshold: float = 0.99
+    anomaly_threshold: float = 2.0
+    neuron_fraction: float = 0.01
+    false_positive_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        for field in ("clean_count", "steps", "batch_size", "patience"):
+            check(getattr(self, field) >= 1, self.name, field, ">= 1", getattr(self, field))
+        for field in ("lr", "init_cost", "anomaly_threshold"):
+            check(getattr(self, field) > 0, self.name, field, "> 0", getattr(self, field))
+        check(self.cost_multiplier > 1, self.name, "cost_multiplier", "> 1", self.cost_multiplier)
+        check(0 < self.success_threshold <= 1, self.name, "success_threshold", "in (0, 1]", self.success_threshold)
+        check(0 < self.neuron_fraction <= 1, self.name, "neuron_fraction", "in (0, 1]", self.neuron_fraction)
+        fpr = self.false_positive_rate
+        check(0 < fpr < 1, self.name, "false_positive_rate", "in (0, 1)", fpr)
+
+    def clean_images(self, context: ExampleContext) -> torch.Tensor:
+        """``clean_count`` trusted clean training images, float in [0, 1] on the trainer's device."""
+        count = min(self.clean_count, len(context.trusted_clean))
+        chosen = context.rng.choice(context.trusted_clean, size=count, replace=False)
+        return context.trainer.images(context.x_train[chosen]).float() / 255
+
+    def reverse(self, model: ImageClassifier, x_clean: torch.Tensor, num_classes: int, seed: int) -> ReversedTriggers:
+        """:func:`reverse_engineer_triggers` for every class with this defense's parameters."""
+        return reverse_engineer_triggers(
+            model,
+            x_clean,
+            num_classes,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            init_cost=self.init_cost,
+            cost_multiplier=self.cost_multiplier,
+            patience=self.patience,
+            success_threshold=self.success_threshold,
+            seed=seed,
+        )
+
+    def filter_examples(
+        self, context: ExampleContext, x_clean: torch.Tensor, triggers: ReversedTriggers
+    ) -> ExampleVerdict:
+        """Score training examples by the activation profile of the infected (else most anomalous) class."""
+        index = anomaly_index(triggers.norms)
+        infected = np.flatnonzero(index > self.anomaly_threshold)
+        suspects = infected if len(infected) else np.array([int(np.argmax(index))])
+        features = context.features().astype(np.float64)
+        trusted = context.trusted_clean
+        profiles = []
+        for k in suspects:
+            mask, pattern = triggers.masks[k], triggers.patterns[k]
+            neurons = trigger_neurons(context.model, x_clean, mask, pattern, self.neuron_fraction)
+            profile = features[:, neurons].mean(1)
+            profiles.append((profile - profile[trusted].mean()) / max(profile[trusted].std(), 1e-12))
+        scores = np.max(profiles, axis=0)
+        threshold = np.quantile(scores[trusted], 1 - self.false_positive_rate, method="higher")
+        return ExampleVerdict(scores, (scores > threshold) & (len(infected) > 0))
+
+    def score_examples(self, context: ExampleContext) -> ExampleVerdict:
+        x_clean = self.clean_images(context)
+        triggers = self.reverse(context.model, x_clean, context.data.num_classes, int(context.rng.integers(2**31)))
+        return self.filter_examples(context, x_clean, triggers)
+
+
+@hookimpl
+def benchbd_defenses() -> list[type[ExampleDefense]]:
+    return [NeuralCleanse]

@@ -1,0 +1,91 @@
+"""Neural Cleanse: the MAD anomaly index, trigger reverse engineering on a backdoored model, and the filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from benchbd.errors import BenchbdError
+from benchbd_builtins.defenses.neural_cleanse import (
+    NeuralCleanse,
+    ReversedTriggers,
+    anomaly_index,
+    reverse_engineer_triggers,
+)
+
+
+def test_anomaly_index_flags_only_a_small_outlier() -> None:
+    norms = np.random.default_rng(0).uniform(95, 105, 43)  # bounded: no point is 2 consistent MADs out
+    assert (np.abs(anomaly_index(norms)) <= 2).all()
+    norms[7] = 30
+    index = anomaly_index(norms)
+    assert np.flatnonzero(index > 2).tolist() == [7]
+    norms[7], norms[9] = 100, 300  # a large outlier is on the wrong side to be a trigger
+    assert (anomaly_index(norms) <= 2).all() and anomaly_index(norms)[9] < -2
+
+
+def clean_images(backdoored, count: int = 200) -> torch.Tensor:
+    chosen = backdoored.context.trusted_clean[:count]
+    return torch.from_numpy(backdoored.poisoned.x[chosen]).permute(0, 3, 1, 2).float() / 255
+
+
+def test_reversed_trigger_of_the_target_sits_on_the_patch(backdoored) -> None:
+    torch.set_num_threads(1)
+    # Four restarts for the target class in one batch: the small CNN pools globally, so one restart may also
+    # land on a position its pooling grid confuses with the patch's; on average the mass is at the patch.
+    x_clean = clean_images(backdoored)
+    triggers = reverse_engineer_triggers(backdoored.model, x_clean, 43, classes=[2] * 4, steps=150, batch_size=8)
+    assert (triggers.success >= 0.99).all()
+    assert (triggers.norms < 16).all()  # a handful of pixels, as the 4-pixel patch
+    mask = triggers.masks[:, 0].mean(0).numpy()
+    rows, cols = zip(*backdoored.attack.pixels(32, 32))
+    window = mask[min(rows) - 4 :, min(cols) - 4 :]  # the patch's 3×3 square with room for ±2 px shifts
+    assert window.sum() / mask.sum() > 3 * window.size / mask.size
+
+
+def test_finds_the_target_and_filters_patch(backdoored) -> None:
+    torch.set_num_threads(1)
+    context = backdoored.context
+    defense = NeuralCleanse(steps=40, batch_size=8)
+    x_clean = defense.clean_images(context)
+    triggers = defense.reverse(backdoored.model, x_clean, 43, seed=0)
+    assert triggers.classes.tolist() == list(range(43))
+    assert int(np.argmax(anomaly_index(triggers.norms))) == backdoored.attack.target
+    verdict = defense.filter_examples(context, x_clean, triggers)
+    mask = backdoored.poisoned.mask
+    assert roc_auc_score(mask, verdict.scores) > 0.9
+    assert verdict.flagged[context.trusted_clean].mean() <= defense.false_positive_rate
+
+
+def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
+    context = backdoored.context
+    masks = torch.zeros(43, 1, 32, 32)
+    for row, col in backdoored.attack.pixels(32, 32):
+        masks[:, 0, row, col] = 1.0
+    patterns = torch.ones(43, 3, 32, 32)
+    x_clean = clean_images(backdoored, 100)
+    same = ReversedTriggers(np.arange(43), masks, patterns, np.full(43, 50.0), np.ones(43))
+    defense = NeuralCleanse()
+    assert not defense.filter_examples(context, x_clean, same).flagged.any()
+    # The same triggers with the target's norm an outlier: the patch's neurons filter the poison.
+    norms = np.random.default_rng(0).normal(50, 3, 43)
+    norms[2] = 4.0
+    outlier = ReversedTriggers(np.arange(43), masks, patterns, norms, np.ones(43))
+    verdict = defense.filter_examples(context, x_clean, outlier)
+    mask = backdoored.poisoned.mask
+    assert verdict.flagged[mask].mean() > 0.5 and verdict.flagged[~mask].mean() < 0.1
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"cost_multiplier": 1.0}, "cost_multiplier"),
+        ({"neuron_fraction": 0.0}, "neuron_fraction"),
+    ],
+)
+def test_bad_parameters_name_the_field(params: dict, field: str) -> None:
+    with pytest.raises(BenchbdError, match=field):
+        NeuralCleanse(**params)
