@@ -24,16 +24,15 @@ OPPOSITE: dict[str, Corner] = {
     "bottom-left": "top-right",
     "top-right": "bottom-left",
 }
-#: Offsets of the four white pixels inside the 3×3 square.
-CHECKERBOARD = ((0, 1), (1, 0), (1, 2), (2, 1))
-SQUARE = 3
 
 
 @dataclass
-class PatchAttack(DataPoisoningAttack):
-    name: ClassVar[str] = "patch"
-    description: ClassVar[str] = "BadNets 4-pixel white checkerboard near a corner, dirty label (Gu et al. 2017)"
-    family_defaults: ClassVar[dict[str, dict[str, object]]] = {"gtsrb": {"ratio": 0.02}}
+class CornerPatternAttack(DataPoisoningAttack):
+    """White pixels at ``offsets`` inside a ``square``×``square`` box ``margin`` pixels from a corner (BadNets,
+    Gu et al. 2017). The probe variant (BaDLoss section 5.1) is the same pattern in the opposite corner."""
+
+    offsets: ClassVar[tuple[tuple[int, int], ...]]
+    square: ClassVar[int]
 
     corner: Corner = "bottom-right"
     margin: int = 1
@@ -46,16 +45,16 @@ class PatchAttack(DataPoisoningAttack):
     def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().check_dataset(num_classes, image_shape)
         height, width = image_shape[:2]
-        if self.margin + SQUARE > min(height, width):
+        if self.margin + self.square > min(height, width):
             raise BenchbdError(
-                f"{self.name}: the {SQUARE}x{SQUARE} patch with margin {self.margin} does not fit a {height}x{width} image"
+                f"{self.name}: the {self.square}x{self.square} pattern with margin {self.margin} does not fit a {height}x{width} image"
             )
 
     def pixels(self, height: int, width: int) -> list[tuple[int, int]]:
         """(row, column) of the white pixels."""
-        top = self.margin if self.corner.startswith("top") else height - self.margin - SQUARE
-        left = self.margin if self.corner.endswith("left") else width - self.margin - SQUARE
-        return [(top + r, left + c) for r, c in CHECKERBOARD]
+        top = self.margin if self.corner.startswith("top") else height - self.margin - self.square
+        left = self.margin if self.corner.endswith("left") else width - self.margin - self.square
+        return [(top + r, left + c) for r, c in self.offsets]
 
     def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
         out = x.clone()
@@ -63,8 +62,18 @@ class PatchAttack(DataPoisoningAttack):
             out[..., row, col] = 1.0
         return out
 
-    def probe(self, rng: np.random.Generator) -> PatchAttack:
+    def probe(self, rng: np.random.Generator) -> CornerPatternAttack:
         return replace(self, corner=OPPOSITE[self.corner])
+
+
+@dataclass
+class PatchAttack(CornerPatternAttack):
+    name: ClassVar[str] = "patch"
+    description: ClassVar[str] = "BadNets 4-pixel white checkerboard near a corner, dirty label (Gu et al. 2017)"
+    family_defaults: ClassVar[dict[str, dict[str, object]]] = {"gtsrb": {"ratio": 0.02}}
+    #: The four edge-centre cells of a 3×3 square: a checkerboard's white cells.
+    offsets: ClassVar[tuple[tuple[int, int], ...]] = ((0, 1), (1, 0), (1, 2), (2, 1))
+    square: ClassVar[int] = 3
 
 
 @hookimpl
