@@ -49,7 +49,11 @@ def test_bad_dataset_files(tmp_path: Path, capsys) -> None:
     bad_labels = tmp_path / "labels.npz"
     np.savez(bad_labels, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.array([0, 1, -1, 2]),
              x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, int))
+    gap = tmp_path / "gap.npz"
+    np.savez(gap, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.array([0, 1, 99, 2]),
+             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, int))
     cases = [
+        (gap, "have no training example"),
         (tmp_path / "missing.npz", "dataset file not found"),
         (corrupt, "unreadable or corrupt dataset file"),
         (wrong_shape, "x_train must be uint8 of shape (N, H, W, 3)"),

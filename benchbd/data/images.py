@@ -57,6 +57,13 @@ class ImageData:
             if len(y) == 0:
                 raise BenchbdError(f"dataset {name}: {key} is empty")
         classes = int(num_classes) if num_classes is not None else int(max(y_train.max(), y_test.max())) + 1
+        if num_classes is None and y_train.min() >= 0:
+            absent = np.setdiff1d(np.arange(classes), y_train)
+            if len(absent):
+                raise BenchbdError(
+                    f"dataset {name}: labels must be the class ids 0..C-1, but {len(absent)} of 0..{classes - 1} have no "
+                    f"training example (e.g. {', '.join(map(str, absent[:5]))}): a label out of range?"
+                )
         for key, y in (("y_train", y_train), ("y_test", y_test)):
             if y.min() < 0 or y.max() >= classes:
                 raise BenchbdError(
