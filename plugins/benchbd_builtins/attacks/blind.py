@@ -17,13 +17,15 @@ The attacker controls only the loss computation (section 3.1): the training data
 MGDA needs each task's gradient: one ``torch.autograd.grad`` per task over all the model's parameters, as the
 paper's code does, with the graphs retained for the trainer's final backward: 2 forward and 3 backward passes per
 batch instead of 1 and 1 (appendix A.1). ``mgda_every`` re-uses the coefficients between solves (section 3.3).
-The default normalisation, ``loss+``, is the one the paper's released configurations use.
+The default normalisation, ``loss``, is the one table 3 finds best (section 4.5); the paper's released
+configurations use ``loss+``, which cost 2 to 6 points more clean accuracy on small synth-signs.
 
 Batch norm (section 4.1): the forward passes on synthesised inputs leave the running statistics alone (they are
 what the test-time model normalises with) but, like the main pass, normalise by their own batch: the effect of
 momentum 0. The other way the paper names, switching the layers to eval mode, normalises by running statistics
 that lag far behind the weights early in training; on small synth-signs (fast profile, attack from the start)
-it cost MGDA 34 points of clean accuracy and left 44% ASR, against 2 points and 99.5% ASR with momentum 0.
+MGDA then learned no backdoor (3% ASR; 44% and 34 points of clean accuracy lost with ``loss+``), against 99.8%
+ASR and no loss of clean accuracy with momentum 0.
 
 Schedule (section 4.1): ``always``; ``loss-below``, from the epoch after one whose mean main-task loss fell below
 ``loss_threshold`` (the attack code sees the loss flatten and knows training is about to end); ``last-epochs``.
@@ -80,7 +82,7 @@ class BlindAttack(TrainingCodeAttack):
     margin: int = 1
     labels: Labels = "target"
     balance: Balance = "mgda"
-    normalization: Normalization = "loss+"
+    normalization: Normalization = "loss"
     mgda_every: int = 1
     weight_main: float = 1.0
     weight_backdoor: float = 1.0
