@@ -7,7 +7,20 @@ import pluggy
 
 from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import DatasetSpec, ImageData
-from benchbd.defenses import Defense, ExampleContext, ExampleDefense, ExampleVerdict, NoDefense
+from benchbd.defenses import (
+    Defense,
+    ExampleContext,
+    ExampleDefense,
+    ExampleVerdict,
+    ModelContext,
+    ModelDefense,
+    ModelVerdict,
+    NoDefense,
+    Server,
+    TrainingRunContext,
+    TrainingRunDefense,
+    TrainingRunVerdict,
+)
 from benchbd.errors import BenchbdError
 from benchbd.harness.table import load_results
 from benchbd.models import ImageClassifier, ModelSpec
@@ -25,8 +38,15 @@ __all__ = [
     "ExampleVerdict",
     "ImageClassifier",
     "ImageData",
+    "ModelContext",
+    "ModelDefense",
     "ModelSpec",
+    "ModelVerdict",
     "NoDefense",
+    "Server",
+    "TrainingRunContext",
+    "TrainingRunDefense",
+    "TrainingRunVerdict",
     "hookimpl",
     "load_results",
 ]

@@ -23,7 +23,7 @@ from benchbd import params as plugin_params
 from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.data.synth_signs import NUM_CLASSES, generate_synth_signs
-from benchbd.defenses import Defense, ExampleContext, ExampleDefense
+from benchbd.defenses import Defense, ExampleContext, ExampleDefense, ModelContext, ModelDefense, ModelVerdict
 from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import assign_targets, poison_training_set, trusted_clean_sample
 from benchbd.registry import Registry, default_registry
@@ -139,8 +139,40 @@ def _context(seed: int) -> tuple[ExampleContext, np.ndarray]:
     return context, poisoned.mask
 
 
+def _model_context(seed: int) -> ModelContext:
+    context, _ = _context(seed)
+    data = context.data
+    return ModelContext(context.model, context.trainer, data.num_classes, data.x_test, data.y_test, np.random.default_rng(seed))
+
+
+def model_defense_checks(cls: type[ModelDefense]) -> list[Check]:
+    verdicts: list[ModelVerdict] = []
+
+    def verdict() -> str:
+        started = time.perf_counter()
+        result = plugin_params.build(cls, {}).inspect_model(_model_context(0))
+        seconds = time.perf_counter() - started
+        assert isinstance(result, ModelVerdict), f"inspect_model returned {type(result).__name__}, not ModelVerdict"
+        assert np.isfinite(result.score), f"score {result.score} is not finite"
+        assert isinstance(result.flagged, bool), f"flagged is {type(result.flagged).__name__}, not bool"
+        classes = tiny_data().num_classes
+        assert all(isinstance(c, int) and 0 <= c < classes for c in result.suspect_classes), f"suspect classes {result.suspect_classes}"
+        verdicts.append(result)
+        return f"score {result.score:.3g}, flagged {result.flagged}, suspects {result.suspect_classes}, in {seconds:.1f} s"
+
+    def determinism() -> str:
+        assert verdicts, "no verdict to compare"
+        again = plugin_params.build(cls, {}).inspect_model(_model_context(0))
+        assert np.isclose(again.score, verdicts[0].score), "the same seed gave different scores"
+        return "same seed, same score"
+
+    return [_run("verdict: a finite score and valid classes", verdict), _run("verdict: deterministic", determinism)]
+
+
 def defense_checks(cls: type[Defense]) -> list[Check]:
     checks = [_run("parameters: defaults build", _defaults_build(cls))]
+    if issubclass(cls, ModelDefense):
+        return checks + model_defense_checks(cls)
     if not issubclass(cls, ExampleDefense):
         return checks
     verdicts = []

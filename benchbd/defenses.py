@@ -8,16 +8,18 @@ The undefended baseline is a defense too (unit ``none``), so every table has its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
+
+from benchbd.params import check
 
 if TYPE_CHECKING:
     from benchbd.attacks import Attack
     from benchbd.data.images import ImageData
     from benchbd.models import ImageClassifier
-    from benchbd.training.trainer import Trainer
+    from benchbd.training.trainer import Checkpoint, LossComputation, Trainer
 
 Unit = Literal["none", "example", "model", "training-run"]
 
@@ -87,3 +89,120 @@ class ExampleDefense(Defense):
     def mitigate(self, context: ExampleContext, verdict: ExampleVerdict) -> torch.nn.Module | None:
         """A defense's own repaired model (ABL's unlearning); ``None``: retrain from scratch on the unflagged."""
         return None
+
+
+@dataclass
+class ModelContext:
+    """What a model-level defense may look at: one trained model and a small clean set the defender holds.
+
+    ``clean_x``/``clean_y`` are held-out clean images (uint8, N×H×W×3) with their labels, drawn from the test
+    split and never used to score the model afterwards. ``trainer`` runs batched inference (and training, for
+    defenses that need it) with the cell's profile on the cell's device.
+    """
+
+    model: ImageClassifier
+    trainer: Trainer
+    num_classes: int
+    clean_x: np.ndarray
+    clean_y: np.ndarray
+    rng: np.random.Generator
+
+
+@dataclass
+class ModelVerdict:
+    """A model defense's judgment of one model.
+
+    ``score``: higher = more likely backdoored (finite; ranks models for AUROC). ``flagged``: the defense's own
+    decision. ``suspect_classes``: the classes it names as backdoor targets (empty when it flags nothing).
+    ``details``: small JSON-serialisable figures kept with the record (per-class anomaly indices, cluster counts).
+    """
+
+    score: float
+    flagged: bool
+    suspect_classes: list[int] = field(default_factory=list)
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class ModelDefense(Defense):
+    """Judges whole trained models. The harness shows it the cell's backdoored model and a population of clean
+    models of the same architecture and profile (``MatrixConfig.clean_models``), and reports detection over them.
+
+    A defense that needs models trained its own way (AEGIS: adversarial training) overrides
+    :meth:`training_loss`; the harness then trains the backdoored and the clean models with it.
+    """
+
+    unit: ClassVar[Unit] = "model"
+
+    def training_loss(self, loss: LossComputation) -> LossComputation | None:
+        """The loss the judged models must be trained with, wrapping ``loss``; ``None``: the usual training."""
+        return None
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        raise NotImplementedError
+
+
+class Server(Protocol):
+    """A simulated training server to which a client outsources steps of its training job (RTTD's setting).
+
+    Whether the server is malicious is hidden from the defense. A malicious one trains on its own poisoned copy
+    of the data or with a poisoned loss computation, in every step it runs.
+    """
+
+    def run(self, checkpoint: Checkpoint, steps: int) -> Checkpoint:
+        """Continue the client's job from ``checkpoint`` for ``steps`` optimiser steps; return the new state."""
+        ...
+
+
+@dataclass
+class TrainingRunContext:
+    """What a training-run defense may use: the servers, the client's job, and clean data the client holds.
+
+    The job is ``total_steps`` optimiser steps from ``initial`` (a fresh model of the cell's architecture and
+    profile). ``new_model`` builds a model to load a checkpoint's weights into; ``trainer`` runs batched
+    inference (``predict``-style helpers, ``features``). ``reference_x`` are clean held-out images (uint8).
+    """
+
+    servers: list[Server]
+    initial: Checkpoint
+    total_steps: int
+    new_model: Callable[[], ImageClassifier]
+    trainer: Trainer
+    reference_x: np.ndarray
+    rng: np.random.Generator
+
+
+@dataclass
+class TrainingRunVerdict:
+    """Per server, in the order of ``context.servers``: ``scores`` (higher = more suspicious, finite) and
+    ``flagged``; ``extra_steps``: optimiser steps run beyond one job per server (the defense's overhead);
+    ``details``: small JSON-serialisable figures kept with the record."""
+
+    scores: np.ndarray
+    flagged: np.ndarray
+    extra_steps: int
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRunDefense(Defense):
+    """Judges servers that train a client's job. The harness builds ``servers`` simulated servers of which
+    ``round(servers × malicious_fraction)`` are malicious, each running the cell's attacks (its own poisoned
+    examples); ``backdoor_lr_ratio`` < 1 is RTTD's adaptive attacker (figure 3): the malicious servers scale
+    their poisoned examples' loss, hence their learning rate, by it. These three fields describe the simulated
+    threat, not the defense; they live here so that ``-P DEFENSE.servers=8`` sweeps them.
+    """
+
+    unit: ClassVar[Unit] = "training-run"
+
+    servers: int = 4
+    malicious_fraction: float = 0.5
+    backdoor_lr_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.servers >= 2, self.name, "servers", "at least 2", self.servers)
+        check(0 < self.malicious_fraction < 1, self.name, "malicious_fraction", "in (0, 1)", self.malicious_fraction)
+        check(0 < self.backdoor_lr_ratio <= 1, self.name, "backdoor_lr_ratio", "in (0, 1]", self.backdoor_lr_ratio)
+
+    def judge_servers(self, context: TrainingRunContext) -> TrainingRunVerdict:
+        raise NotImplementedError

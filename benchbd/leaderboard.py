@@ -4,6 +4,9 @@
 - Table 2: one-attack clean accuracy and attack success rate after filtering and retraining ("No Defense": the
   poisoned model).
 - Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining.
+- Table 4: model-level detection (design.md's "model" unit): is the backdoored model flagged, is its target
+  named, how many clean models and classes are flagged, AUROC of the scores over the model population.
+- Table 5: training-run detection (the "training run" unit): malicious and benign servers flagged, overhead.
 
 Several seeds give mean ± std. Cells that could not be computed say why in a footnote.
 """
@@ -93,6 +96,49 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         tables += _single_attack_tables(single)
     if not multi.empty:
         tables.append(_multi_attack_table(multi))
+    tables += _detection_tables(frame)
+    return tables
+
+
+#: The columns of the model- and training-run-level tables: header, the record's value, scale.
+DETECTION_COLUMNS: dict[str, tuple[str, list[tuple[str, Callable[[dict[str, Any]], float | None], float]]]] = {
+    "model": (
+        "Table 4: model-level detection (%; AUROC over the backdoored and the clean models)",
+        [
+            ("Backdoored flagged", lambda r: r["tpr"], 100),
+            ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))), 100),
+            ("Clean models flagged", lambda r: r["fpr"], 100),
+            ("Classes wrongly named", lambda r: r["class_fpr"], 100),
+            ("AUROC", lambda r: r["auroc"], 1),
+        ],
+    ),
+    "training-run": (
+        "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)",
+        [
+            ("Malicious flagged", lambda r: r["tpr"], 100),
+            ("Benign flagged", lambda r: r["fpr"], 100),
+            ("AUROC", lambda r: r["auroc"], 1),
+            ("Overhead", lambda r: r["overhead_frac"], 100),
+        ],
+    ),
+}
+
+
+def _detection_tables(frame: pd.DataFrame) -> list[Table]:
+    """One row per (defense, attack set) for the model and training-run units, both modes together."""
+    frame = frame.assign(attack_set=frame["attacks"].map("+".join))
+    tables = []
+    for unit, (title, columns) in DETECTION_COLUMNS.items():
+        selected = frame[frame["unit"] == unit]
+        if selected.empty:
+            continue
+        cells = _Cells()
+        rows = [
+            [name, attack_set] + [cells.text(_select(selected, defense=name, attack_set=attack_set), value, scale) for _, value, scale in columns]
+            for name in _ordered(selected["defense"])
+            for attack_set in _ordered(selected["attack_set"])
+        ]
+        tables.append(Table(title, ["Defense", "Attacks", *(header for header, _, _ in columns)], rows, cells.footnotes()))
     return tables
 
 

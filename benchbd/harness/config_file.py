@@ -21,7 +21,7 @@ from benchbd.errors import BenchbdError
 
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
-    "out": str, "data_root": str, "cell_timeout": (int, float), "executor": str, "ray_address": str,
+    "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
 }
 
 

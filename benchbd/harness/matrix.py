@@ -24,18 +24,28 @@ import torch
 from benchbd import params as plugin_params
 from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData, default_data_root
-from benchbd.defenses import Defense, ExampleContext, ExampleDefense
+from benchbd.defenses import (
+    Defense,
+    ExampleContext,
+    ExampleDefense,
+    ModelContext,
+    ModelDefense,
+    ModelVerdict,
+    TrainingRunContext,
+    TrainingRunDefense,
+)
 from benchbd.errors import BenchbdError
 from benchbd.harness.environment import environment
 from benchbd.harness.metrics import attack_success_rate, clean_accuracy, detection_metrics, per_attack_auroc, target_rate
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set, trusted_clean_sample
 from benchbd.harness.progress import Progress
 from benchbd.harness.ray_executor import run_on_ray
+from benchbd.harness.servers import build_servers
 from benchbd.harness.results import RunDirectory
 from benchbd.models import ImageClassifier
 from benchbd.registry import Registry
 from benchbd.training.profiles import TrainingProfile, get_profile
-from benchbd.training.trainer import Trainer, cross_entropy_loss, resolve_device
+from benchbd.training.trainer import LossComputation, Trainer, TrainingRun, cross_entropy_loss, resolve_device
 
 Mode = Literal["single", "multi", "both"]
 
@@ -43,6 +53,9 @@ Mode = Literal["single", "multi", "both"]
 #: What a matrix runs when no attacks or defenses are named and there is no GPU: a few minutes on 2 CPU cores.
 #: With a GPU the default is every registered attack and defense.
 CPU_DEFAULTS: dict[str, list[str]] = {"attacks": ["patch"], "defenses": ["none", "spectral"]}
+
+#: Seeds of the clean models model-level defenses are judged on, offset from the cells' seeds.
+CLEAN_MODEL_SEED = 10_000
 
 
 @dataclass
@@ -65,6 +78,7 @@ class MatrixConfig:
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     plugins: tuple[str, ...] = ()
+    clean_models: int = 4
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,8 @@ class Matrix:
             raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
         if config.mode not in ("single", "multi", "both"):
             raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
+        if config.clean_models < 1:
+            raise BenchbdError(f"--clean-models must be at least 1; got {config.clean_models}")
         if config.cell_timeout is not None and config.cell_timeout <= 0:
             raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
         self.profile: TrainingProfile = get_profile(config.profile)
@@ -160,6 +176,7 @@ class Matrix:
             self._attack(name)
         self.defenses = {name: self._defense(name) for name in self.defense_names}
         self.groups = self._plan()
+        self._trained_models: dict[str, ImageClassifier] = {}
 
     # -- planning -------------------------------------------------------------------------------------------
     def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
@@ -298,7 +315,7 @@ class Matrix:
             self.progress.cell_started(f"{'+'.join(group.attacks)} / {name} / seed {group.seed}")
             try:
                 with time_limit(self.config.cell_timeout, f"defense {name}"):
-                    result = self._judge(state, self.defenses[name])
+                    result = self._judge(run_dir, state, self.defenses[name])
                 yield {**base, **result, "seconds": time.perf_counter() - cell_started}
             except Exception as exc:  # noqa: BLE001
                 yield self._error_record(run_dir, base, exc, cell_started)
@@ -343,14 +360,18 @@ class Matrix:
             "asr": {a.name: attack_success_rate(trainer, model, self.data, a) for a in attacks},
             "clean_to_target": {a.name: target_rate(trainer, model, self.data, a) for a in attacks},
         }
-        return PoisonedState(group, attacks, data_attacks, poisoned, model, trainer, rng, summary)
+        return PoisonedState(group, attacks, data_attacks, poisoned, model, trainer, rng, loss, summary)
 
-    def _judge(self, state: PoisonedState, defense: Defense) -> dict[str, Any]:
+    def _judge(self, run_dir: RunDirectory, state: PoisonedState, defense: Defense) -> dict[str, Any]:
         if isinstance(defense, ExampleDefense):
             return self._judge_examples(state, defense)
+        if isinstance(defense, ModelDefense):
+            return self._judge_models(run_dir, state, defense)
+        if isinstance(defense, TrainingRunDefense):
+            return self._judge_training_runs(state, defense)
         if defense.unit == "none":
             return {}
-        raise BenchbdError(f"defense '{defense.name}' judges unit '{defense.unit}', which this harness does not evaluate yet")
+        raise BenchbdError(f"defense '{defense.name}' judges unit '{defense.unit}', which has no base class in benchbd.defenses")
 
     def _judge_examples(self, state: PoisonedState, defense: ExampleDefense) -> dict[str, Any]:
         if not state.data_attacks:
@@ -391,6 +412,121 @@ class Matrix:
         result["asr_after"] = {a.name: attack_success_rate(state.trainer, model, self.data, a) for a in state.attacks}
         return result
 
+    # -- model-level defenses -------------------------------------------------------------------------------
+    def _defender_clean(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out clean images a model or training-run defender holds: up to 2,000 of the test split."""
+        index = np.sort(rng.choice(len(self.data.y_test), size=min(2000, len(self.data.y_test)), replace=False))
+        return self.data.x_test[index], self.data.y_test[index]
+
+    def _trained_model(
+        self, run_dir: RunDirectory, description: dict[str, Any], seed: int, x: np.ndarray, y: np.ndarray, loss: LossComputation, label: str
+    ) -> ImageClassifier:
+        """Train (or load from the run's cache) a model of the cell's architecture; kept in memory for reuse."""
+        key = digest(description)
+        if key not in self._trained_models:
+            model = self._fresh_model(seed)
+            if run_dir.cached_model(key, model):
+                model.to(self.device).eval()
+            else:
+                self._trainer(seed).fit(model, x, y, label=label, loss_computation=loss)
+                run_dir.cache_model(key, model)
+            self._trained_models[key] = model
+        return self._trained_models[key]
+
+    def _judge_models(self, run_dir: RunDirectory, state: PoisonedState, defense: ModelDefense) -> dict[str, Any]:
+        """The backdoored model of the cell and ``clean_models`` clean ones, each judged by the defense.
+
+        A defense with its own :meth:`ModelDefense.training_loss` gets all of them trained with it.
+        """
+        own_loss = defense.training_loss(cross_entropy_loss)
+        training = [defense.name, plugin_params.as_dict(defense)] if own_loss is not None else "profile"
+        backdoored = state.model
+        if own_loss is not None:
+            poisoned_loss = defense.training_loss(state.loss)
+            assert poisoned_loss is not None
+            description = {**self.group_description(state.group), "training": training}
+            backdoored = self._trained_model(
+                run_dir, description, state.group.seed, state.poisoned.x, state.poisoned.y, poisoned_loss, f"backdoored model for {defense.name}"
+            )
+        clean = [
+            self._trained_model(
+                run_dir,
+                {"dataset": self.config.dataset, "model": self.model_name, "profile": self.profile.as_dict(), "clean_model": i, "training": training},
+                CLEAN_MODEL_SEED + i,
+                self.data.x_train,
+                self.data.y_train,
+                own_loss or cross_entropy_loss,
+                f"clean model {i + 1}",
+            )
+            for i in range(self.config.clean_models)
+        ]
+        rng = np.random.default_rng(state.rng.integers(2**32))
+        clean_x, clean_y = self._defender_clean(rng)
+        verdicts = []
+        for model in [backdoored, *clean]:
+            context = ModelContext(model, state.trainer, self.data.num_classes, clean_x, clean_y, np.random.default_rng(rng.integers(2**32)))
+            verdicts.append(self._checked_verdict(defense, defense.inspect_model(context)))
+        targets = {a.target for a in state.attacks}
+        is_backdoored = np.array([True] + [False] * len(clean))
+        result: dict[str, Any] = detection_metrics(
+            np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts]), is_backdoored
+        )
+        false_classes = len(set(verdicts[0].suspect_classes) - targets) + sum(len(v.suspect_classes) for v in verdicts[1:])
+        result.update(
+            target_found={a.name: a.target in verdicts[0].suspect_classes for a in state.attacks},
+            class_fpr=false_classes / ((self.data.num_classes - len(targets)) + self.data.num_classes * len(clean)),
+            model_scores={"backdoored": verdicts[0].score, "clean": [v.score for v in verdicts[1:]]},
+            details=verdicts[0].details,
+        )
+        if own_loss is not None:
+            result["judged_model"] = {
+                "clean_acc": clean_accuracy(state.trainer, backdoored, self.data),
+                "asr": {a.name: attack_success_rate(state.trainer, backdoored, self.data, a) for a in state.attacks},
+            }
+        return result
+
+    @staticmethod
+    def _checked_verdict(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
+        if not np.isfinite(verdict.score):
+            raise BenchbdError(f"{defense.name}: the model score is not finite ({verdict.score})")
+        return verdict
+
+    # -- training-run defenses ------------------------------------------------------------------------------
+    def _judge_training_runs(self, state: PoisonedState, defense: TrainingRunDefense) -> dict[str, Any]:
+        """Simulated servers for the client's job (the cell's clean training), some running the cell's attacks."""
+        rng = np.random.default_rng(state.rng.integers(2**32))
+        seed = state.group.seed
+        n_malicious = min(max(round(defense.servers * defense.malicious_fraction), 1), defense.servers - 1)
+        malicious = rng.permutation(np.arange(defense.servers) < n_malicious)
+        servers = build_servers(
+            self.data, state.attacks, malicious, self._trainer, lambda: self._fresh_model(seed), defense.backdoor_lr_ratio, rng
+        )
+        job = TrainingRun(state.trainer, self._fresh_model(seed), self.data.x_train, self.data.y_train, label="client job")
+        context = TrainingRunContext(
+            servers=list(servers),
+            initial=job.checkpoint(),
+            total_steps=job.total_steps,
+            new_model=lambda: self._fresh_model(seed),
+            trainer=state.trainer,
+            reference_x=self._defender_clean(rng)[0],
+            rng=np.random.default_rng(rng.integers(2**32)),
+        )
+        verdict = defense.judge_servers(context)
+        scores = np.asarray(verdict.scores, dtype=np.float64)
+        flagged = np.asarray(verdict.flagged, dtype=bool)
+        if scores.shape != (defense.servers,) or flagged.shape != (defense.servers,):
+            raise BenchbdError(f"{defense.name}: expected {defense.servers} server scores and flags, got shapes {scores.shape} and {flagged.shape}")
+        if not np.isfinite(scores).all():
+            raise BenchbdError(f"{defense.name}: {int((~np.isfinite(scores)).sum())} server scores are not finite")
+        return {
+            **detection_metrics(scores, flagged, malicious),
+            "servers": defense.servers,
+            "malicious_servers": int(n_malicious),
+            "extra_steps": int(verdict.extra_steps),
+            "overhead_frac": verdict.extra_steps / (defense.servers * job.total_steps),
+            "details": verdict.details,
+        }
+
 
 @dataclass
 class PoisonedState:
@@ -403,6 +539,7 @@ class PoisonedState:
     model: ImageClassifier
     trainer: Trainer
     rng: np.random.Generator
+    loss: LossComputation
     summary: dict[str, Any]
     _features: np.ndarray | None = None
 

@@ -10,9 +10,10 @@ float and shifted in one batched operation. Hooks for the methods that need them
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -27,12 +28,14 @@ INFERENCE_BATCH = 1024
 
 @dataclass(frozen=True)
 class StepInfo:
-    """Where training is when the loss is computed: epoch (0-based) of ``epochs``, batch of ``batches``."""
+    """Where training is when the loss is computed: epoch (0-based) of ``epochs``, batch of ``batches``;
+    ``index``: the batch's positions in the training set (per-example weights, e.g. a malicious server's)."""
 
     epoch: int
     epochs: int
     batch: int
     batches: int
+    index: torch.Tensor | None = None
 
 
 class LossComputation(Protocol):
@@ -134,43 +137,8 @@ class Trainer:
         epochs: int | None = None,
     ) -> nn.Module:
         """Train ``model`` in place on uint8 images ``x`` and labels ``y``; returns it in eval mode."""
-        profile = self.profile
-        epochs = epochs or profile.epochs
-        x_dev, y_dev = self.images(x), self.labels(y)
-        n = len(y_dev)
-        if n == 0:
-            raise BenchbdError(f"{label}: the training set is empty")
-        model.to(self.device, memory_format=torch.channels_last)
-        batches = math.ceil(n / profile.batch_size)
-        optimizer = self._optimizer(model)
-        scheduler = self._scheduler(optimizer, epochs * batches)
-        generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        augment_generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
-        for epoch in range(epochs):
-            model.train()
-            order = torch.randperm(n, generator=generator).to(self.device)
-            loss_sum = torch.zeros((), device=self.device)
-            for b in range(batches):
-                index = order[b * profile.batch_size : (b + 1) * profile.batch_size]
-                xb = x_dev[index].float().div_(255)
-                if profile.shift:
-                    xb = random_shift(xb, profile.shift, augment_generator)
-                with self._autocast():
-                    loss = loss_computation(model, xb, y_dev[index], StepInfo(epoch, epochs, b, batches))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach().float()
-            mean_loss = float(loss_sum) / batches
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"{label}: training diverged (loss {mean_loss}) in epoch {epoch + 1}")
-            model.eval()
-            for callback in callbacks:
-                callback(EpochEnd(epoch, epochs, model, mean_loss, self))
-            if self.on_epoch:
-                self.on_epoch(label, epoch + 1, epochs)
-        model.eval()
+        run = TrainingRun(self, model, x, y, label=label, loss_computation=loss_computation, callbacks=callbacks, epochs=epochs)
+        run.advance(run.total_steps)
         return model
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -221,3 +189,115 @@ class Trainer:
         """Penultimate activations (``model.features``) of every example."""
         model.eval()
         return self._map(lambda xb, _: model.features(xb), x).cpu().numpy()
+
+
+@dataclass
+class Checkpoint:
+    """A training run's whole state after ``step`` optimiser steps: what an outsourcing client hands a server so
+    that it continues the run (RTTD's sub-runs), and what it gets back."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+
+
+class TrainingRun:
+    """One training run in progress, advanced a number of steps at a time; :meth:`Trainer.fit` runs it whole.
+
+    The data order of an epoch and the augmentation offsets of a step depend only on the trainer's seed and the
+    epoch or step, so a run restored from a :class:`Checkpoint` continues as the run that made it would have, unless
+    the restoring run has another seed (a replica that sees the data in another order).
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        model: nn.Module,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        *,
+        label: str = "training",
+        loss_computation: LossComputation = cross_entropy_loss,
+        callbacks: Sequence[EpochCallback] = (),
+        epochs: int | None = None,
+    ) -> None:
+        self.trainer = trainer
+        self.model = model
+        self.label = label
+        self.loss_computation = loss_computation
+        self.callbacks = callbacks
+        self.epochs = epochs or trainer.profile.epochs
+        self.x, self.y = trainer.images(x), trainer.labels(y)
+        self.n = len(self.y)
+        if self.n == 0:
+            raise BenchbdError(f"{label}: the training set is empty")
+        model.to(trainer.device, memory_format=torch.channels_last)
+        self.batch_size = trainer.profile.batch_size
+        self.batches = math.ceil(self.n / self.batch_size)
+        self.total_steps = self.epochs * self.batches
+        self.optimizer = trainer._optimizer(model)
+        self.scheduler = trainer._scheduler(self.optimizer, self.total_steps)
+        self.step = 0
+        self._order: torch.Tensor | None = None
+        self._augment = torch.Generator(device=trainer.device)
+        self._loss_sum = torch.zeros((), device=trainer.device)
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator(device="cpu").manual_seed(self.trainer.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=generator).to(self.trainer.device)
+
+    def advance(self, steps: int) -> None:
+        """Run the next ``steps`` optimiser steps (fewer if the run ends first); the model is left in eval mode."""
+        trainer, profile = self.trainer, self.trainer.profile
+        end = min(self.step + steps, self.total_steps)
+        while self.step < end:
+            epoch, b = divmod(self.step, self.batches)
+            if b == 0 or self._order is None:
+                self._order = self._epoch_order(epoch)
+            if b == 0:
+                self._loss_sum.zero_()
+            self.model.train()
+            index = self._order[b * self.batch_size : (b + 1) * self.batch_size]
+            xb = self.x[index].float().div_(255)
+            if profile.shift:
+                self._augment.manual_seed(self.trainer.seed * 1_000_003 + self.step + 1)
+                xb = random_shift(xb, profile.shift, self._augment)
+            with trainer._autocast():
+                loss = self.loss_computation(self.model, xb, self.y[index], StepInfo(epoch, self.epochs, b, self.batches, index))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self._loss_sum += loss.detach().float()
+            self.step += 1
+            if b == self.batches - 1:
+                self._end_epoch(epoch)
+        self.model.eval()
+
+    def _end_epoch(self, epoch: int) -> None:
+        mean_loss = float(self._loss_sum) / self.batches
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"{self.label}: training diverged (loss {mean_loss}) in epoch {epoch + 1}")
+        self.model.eval()
+        for callback in self.callbacks:
+            callback(EpochEnd(epoch, self.epochs, self.model, mean_loss, self.trainer))
+        if self.trainer.on_epoch:
+            self.trainer.on_epoch(self.label, epoch + 1, self.epochs)
+
+    def checkpoint(self) -> Checkpoint:
+        """A copy of the run's state now."""
+        return Checkpoint(
+            step=self.step,
+            model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            scheduler=copy.deepcopy(self.scheduler.state_dict()),
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint`` (made by a run of the same model, profile and training-set size)."""
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(copy.deepcopy(checkpoint.optimizer))
+        self.scheduler.load_state_dict(copy.deepcopy(checkpoint.scheduler))
+        self.step = checkpoint.step
+        self._order = None

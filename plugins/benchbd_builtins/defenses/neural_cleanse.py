@@ -1,5 +1,6 @@
-"""``neural-cleanse``: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in Neural
-Networks" (IEEE S&P 2019), in the filtering mode BaDLoss section 4.2 compares with.
+"""``neural-cleanse`` and ``neural-cleanse-model``: Wang et al., "Neural Cleanse: Identifying and Mitigating
+Backdoor Attacks in Neural Networks" (IEEE S&P 2019), in the filtering mode BaDLoss section 4.2 compares with
+and as the model detector of section IV-C; both share the trigger reverse engineering.
 
 Trigger reverse engineering (section IV-B/C): for every class t, find a mask m (H×W, in [0, 1]) and a pattern
 p (C×H×W, in [0, 1]) such that x' = (1 − m)·x + m·p is classified as t, minimising
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, ImageClassifier, hookimpl
+from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, ImageClassifier, ModelContext, ModelDefense, ModelVerdict, hookimpl
 from benchbd.params import check
 
 #: Scale making the median absolute deviation a consistent estimator of a normal distribution's deviation.
@@ -184,9 +185,8 @@ def trigger_neurons(
 
 
 @dataclass
-class NeuralCleanse(ExampleDefense):
-    name: ClassVar[str] = "neural-cleanse"
-    description: ClassVar[str] = "reversed-trigger neurons' activations filter the training set (Wang et al. 2019)"
+class TriggerReversal:
+    """Reverse-engineering parameters shared by the filtering and the model-detection mode (section IV-B/C)."""
 
     clean_count: int = 200
     steps: int = 100
@@ -197,25 +197,15 @@ class NeuralCleanse(ExampleDefense):
     patience: int = 5
     success_threshold: float = 0.99
     anomaly_threshold: float = 2.0
-    neuron_fraction: float = 0.01
-    false_positive_rate: float = 0.05
 
     def __post_init__(self) -> None:
+        name = getattr(self, "name", type(self).__name__)
         for field in ("clean_count", "steps", "batch_size", "patience"):
-            check(getattr(self, field) >= 1, self.name, field, ">= 1", getattr(self, field))
+            check(getattr(self, field) >= 1, name, field, ">= 1", getattr(self, field))
         for field in ("lr", "init_cost", "anomaly_threshold"):
-            check(getattr(self, field) > 0, self.name, field, "> 0", getattr(self, field))
-        check(self.cost_multiplier > 1, self.name, "cost_multiplier", "> 1", self.cost_multiplier)
-        check(0 < self.success_threshold <= 1, self.name, "success_threshold", "in (0, 1]", self.success_threshold)
-        check(0 < self.neuron_fraction <= 1, self.name, "neuron_fraction", "in (0, 1]", self.neuron_fraction)
-        fpr = self.false_positive_rate
-        check(0 < fpr < 1, self.name, "false_positive_rate", "in (0, 1)", fpr)
-
-    def clean_images(self, context: ExampleContext) -> torch.Tensor:
-        """``clean_count`` trusted clean training images, float in [0, 1] on the trainer's device."""
-        count = min(self.clean_count, len(context.trusted_clean))
-        chosen = context.rng.choice(context.trusted_clean, size=count, replace=False)
-        return context.trainer.images(context.x_train[chosen]).float() / 255
+            check(getattr(self, field) > 0, name, field, "> 0", getattr(self, field))
+        check(self.cost_multiplier > 1, name, "cost_multiplier", "> 1", self.cost_multiplier)
+        check(0 < self.success_threshold <= 1, name, "success_threshold", "in (0, 1]", self.success_threshold)
 
     def reverse(self, model: ImageClassifier, x_clean: torch.Tensor, num_classes: int, seed: int) -> ReversedTriggers:
         """:func:`reverse_engineer_triggers` for every class with this defense's parameters."""
@@ -232,6 +222,27 @@ class NeuralCleanse(ExampleDefense):
             success_threshold=self.success_threshold,
             seed=seed,
         )
+
+
+@dataclass
+class NeuralCleanse(TriggerReversal, ExampleDefense):
+    name: ClassVar[str] = "neural-cleanse"
+    description: ClassVar[str] = "reversed-trigger neurons' activations filter the training set (Wang et al. 2019)"
+
+    neuron_fraction: float = 0.01
+    false_positive_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0 < self.neuron_fraction <= 1, self.name, "neuron_fraction", "in (0, 1]", self.neuron_fraction)
+        fpr = self.false_positive_rate
+        check(0 < fpr < 1, self.name, "false_positive_rate", "in (0, 1)", fpr)
+
+    def clean_images(self, context: ExampleContext) -> torch.Tensor:
+        """``clean_count`` trusted clean training images, float in [0, 1] on the trainer's device."""
+        count = min(self.clean_count, len(context.trusted_clean))
+        chosen = context.rng.choice(context.trusted_clean, size=count, replace=False)
+        return context.trainer.images(context.x_train[chosen]).float() / 255
 
     def filter_examples(
         self, context: ExampleContext, x_clean: torch.Tensor, triggers: ReversedTriggers
@@ -258,6 +269,29 @@ class NeuralCleanse(ExampleDefense):
         return self.filter_examples(context, x_clean, triggers)
 
 
+@dataclass
+class NeuralCleanseModel(TriggerReversal, ModelDefense):
+    """Model detection (section IV-C): the model is infected when a class's anomaly index exceeds
+    ``anomaly_threshold`` (2 in the paper); those classes are the suspected targets. The model's score is the
+    largest anomaly index. Clean images are ``clean_count`` of the defender's held-out set."""
+
+    name: ClassVar[str] = "neural-cleanse-model"
+    description: ClassVar[str] = "anomaly index of reversed-trigger norms flags backdoored models (Wang et al. 2019)"
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        chosen = context.rng.choice(len(context.clean_y), size=min(self.clean_count, len(context.clean_y)), replace=False)
+        x_clean = context.trainer.images(context.clean_x[chosen]).float() / 255
+        triggers = self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)))
+        index = anomaly_index(triggers.norms)
+        infected = [int(c) for c in triggers.classes[index > self.anomaly_threshold]]
+        return ModelVerdict(
+            score=float(index.max()),
+            flagged=bool(infected),
+            suspect_classes=infected,
+            details={"anomaly_index": [round(float(v), 3) for v in index], "mask_l1": [round(float(v), 2) for v in triggers.norms]},
+        )
+
+
 @hookimpl
-def benchbd_defenses() -> list[type[ExampleDefense]]:
-    return [NeuralCleanse]
+def benchbd_defenses() -> list[type[ExampleDefense] | type[ModelDefense]]:
+    return [NeuralCleanse, NeuralCleanseModel]

@@ -1,0 +1,65 @@
+"""The harness's model unit: a backdoored model and a clean population judged by a model-level defense."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+import benchbd
+from benchbd import ModelContext, ModelDefense, ModelVerdict
+from benchbd.harness.matrix import Matrix, MatrixConfig
+from benchbd.harness.progress import Progress
+from benchbd.harness.results import read_records
+from benchbd.leaderboard import build_tables
+from benchbd.registry import Registry, default_registry, make_manager
+from benchbd_builtins.attacks.patch import PatchAttack
+
+
+@dataclass
+class KnownTriggerDetector(ModelDefense):
+    """A test defender that knows the patch trigger: it stamps it on clean images and flags the model when
+    most of them go to one class. It sees no ground truth, so the harness's metrics are what is tested."""
+
+    name: ClassVar[str] = "known-trigger"
+    description: ClassVar[str] = "test: flags models that send patched images to one class"
+    seen: ClassVar[list[int]] = []
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        patch = PatchAttack(target=0)
+        x = context.trainer.images(context.clean_x).float() / 255
+        predictions = context.trainer.predict(context.model, (patch.trigger(x) * 255).round().to(torch.uint8))
+        counts = np.bincount(predictions.cpu().numpy(), minlength=context.num_classes) / len(predictions)
+        KnownTriggerDetector.seen.append(len(context.clean_y))
+        top = int(counts.argmax())
+        return ModelVerdict(score=float(counts.max()), flagged=bool(counts.max() > 0.5), suspect_classes=[top] if counts.max() > 0.5 else [])
+
+
+def registry_with_detector() -> Registry:
+    manager = make_manager()
+    for name, plugin in default_registry().manager.list_name_plugin():
+        manager.register(plugin, name=name)
+    manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: [KnownTriggerDetector])), name="test-plugins")
+    return Registry(manager, {"test-plugins": "tests"})
+
+
+def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_signs: Path, tmp_path: Path) -> None:
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
+                          mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
+    summary = Matrix(config, registry_with_detector(), Progress()).run()
+    assert not summary.failed
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["unit"] == "model" and record["status"] == "ok"
+    assert record["asr"]["patch"] > 0.8, "the fixture's attack must work for the test to mean anything"
+    assert record["tpr"] == 1.0 and record["target_found"] == {"patch": True}
+    assert record["fpr"] == 0.0 and record["class_fpr"] == 0.0
+    assert record["auroc"] == 1.0
+    assert len(record["model_scores"]["clean"]) == 2
+    assert KnownTriggerDetector.seen == [215, 215, 215]  # the defender's clean images: the test split here
+    assert len(list((tmp_path / "models").iterdir())) == 3  # the poisoned and the two clean models, cached
+    table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
+    assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00"]]
