@@ -48,10 +48,14 @@ def test_not_applicable_cells_are_explained(tmp_path: Path) -> None:
 def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
     records = [
         record("none", 0, ["patch", "blend"], asr={"patch": 0.9, "blend": 0.7}),
-        record("spectral", 0, ["patch", "blend"], auroc=0.7, clean_acc_after=0.85, asr_after={"patch": 0.1, "blend": 0.3}),
+        record("spectral", 0, ["patch", "blend"], auroc=0.7, clean_acc_after=0.85, asr_after={"patch": 0.1, "blend": 0.3},
+               auroc_per_attack={"patch": 0.9, "blend": 0.5}),
     ]
     tables, markdown = render(tmp_path, records)
-    multi = next(t for t in tables if t.title.startswith("Table 3"))
+    detection = next(t for t in tables if t.title.startswith("Table 3a"))
+    assert detection.columns == ["Defense", "All", "patch", "blend"]
+    assert detection.rows == [["spectral", "0.70", "0.90", "0.50"]]
+    multi = next(t for t in tables if t.title.startswith("Table 3:"))
     assert multi.columns == ["Defense", "Clean Acc.", "ASR patch", "ASR blend", "Avg. ASR"]
     assert multi.rows[0] == ["No Defense", "90.00", "90.00", "70.00", "80.00"]
     assert multi.rows[1] == ["spectral", "85.00", "10.00", "30.00", "20.00"]
