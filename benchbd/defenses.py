@@ -189,8 +189,9 @@ class TrainingRunDefense(Defense):
     """Judges servers that train a client's job. The harness builds ``servers`` simulated servers of which
     ``round(servers × malicious_fraction)`` are malicious, each running the cell's attacks (its own poisoned
     examples); ``backdoor_lr_ratio`` < 1 is RTTD's adaptive attacker (figure 3): the malicious servers scale
-    their poisoned examples' loss, hence their learning rate, by it. These three fields describe the simulated
-    threat, not the defense; they live here so that ``-P DEFENSE.servers=8`` sweeps them.
+    their poisoned examples' loss, hence their learning rate, by it. ``replica_variation`` and ``kernel_noise``
+    say how benign replicas differ (:mod:`benchbd.harness.servers`). These fields describe the simulation, not
+    the defense; they live here so that ``-P DEFENSE.servers=8`` sweeps them.
     """
 
     unit: ClassVar[Unit] = "training-run"
@@ -198,11 +199,16 @@ class TrainingRunDefense(Defense):
     servers: int = 4
     malicious_fraction: float = 0.5
     backdoor_lr_ratio: float = 1.0
+    replica_variation: Literal["kernels", "data-order"] = "kernels"
+    kernel_noise: float = 1e-4
 
     def __post_init__(self) -> None:
         check(self.servers >= 2, self.name, "servers", "at least 2", self.servers)
         check(0 < self.malicious_fraction < 1, self.name, "malicious_fraction", "in (0, 1)", self.malicious_fraction)
         check(0 < self.backdoor_lr_ratio <= 1, self.name, "backdoor_lr_ratio", "in (0, 1]", self.backdoor_lr_ratio)
+        variation = self.replica_variation
+        check(variation in ("kernels", "data-order"), self.name, "replica_variation", "kernels or data-order", variation)
+        check(0 <= self.kernel_noise < 1, self.name, "kernel_noise", "in [0, 1)", self.kernel_noise)
 
     def judge_servers(self, context: TrainingRunContext) -> TrainingRunVerdict:
         raise NotImplementedError

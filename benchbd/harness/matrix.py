@@ -499,7 +499,8 @@ class Matrix:
         n_malicious = min(max(round(defense.servers * defense.malicious_fraction), 1), defense.servers - 1)
         malicious = rng.permutation(np.arange(defense.servers) < n_malicious)
         servers = build_servers(
-            self.data, state.attacks, malicious, self._trainer, lambda: self._fresh_model(seed), defense.backdoor_lr_ratio, rng
+            self.data, state.attacks, malicious, self._trainer, lambda: self._fresh_model(seed), defense.backdoor_lr_ratio, rng,
+            job_seed=seed, variation=defense.replica_variation, kernel_noise=defense.kernel_noise,
         )
         job = TrainingRun(state.trainer, self._fresh_model(seed), self.data.x_train, self.data.y_train, label="client job")
         context = TrainingRunContext(

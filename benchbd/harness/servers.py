@@ -1,17 +1,27 @@
 """Simulated training servers for training-run defenses (RTTD's outsourced-training setting).
 
 A client's job is the cell's training: its clean training set, model and profile. Each server continues the job
-from a checkpoint for a number of steps. Benign servers run it honestly; they differ from each other only by
-their seed, i.e. the order in which they draw batches and their augmentation offsets (real replicas differ by
-that and by non-deterministic kernels). A malicious server runs every step on its own poisoned copy of the
-training set (the cell's data-poisoning attacks on examples it chose itself) and with the cell's poisoned loss
-computation (training-code attacks).
+from a checkpoint for a number of steps. Benign servers run it honestly. How benign replicas of one sub-run differ
+(``variation``), as real replicas do by non-deterministic kernels and, unless the client fixes it, by data order:
+
+- ``"kernels"``: every server draws the client's batch order and augmentation, and perturbs the checkpoint it
+  receives by relative noise of ``kernel_noise`` per weight, a stand-in for the rounding differences of
+  non-deterministic GPU kernels, which training then amplifies (on a CPU, replicas are otherwise bit-identical);
+- ``"data-order"``: every server also draws its own batch order and augmentation offsets (the client does not fix
+  the data loader's seed), a larger spread.
+
+A malicious server inserts its own backdoor (RTTD's threat model): its copies of the cell's attacks are prepared
+with its own random draws (new patterns where an attack draws one, e.g. blend-random, WaNet, blind), and it runs
+every step on its own poisoned copy of the training set (data-poisoning attacks, on examples it chose itself) and
+with the poisoned loss computation (training-code attacks). Two malicious servers running one identical backdoor
+would be replicas of one training process, as alike as a benign pair.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -36,9 +46,13 @@ def down_weighted_loss(poisoned: np.ndarray, ratio: float, device: torch.device)
     return loss
 
 
+Variation = Literal["kernels", "data-order"]
+
+
 @dataclass
 class SimulatedServer:
-    """One server: continues the client's job on its own training set with its own loss computation and seed."""
+    """One server: continues the client's job on its own training set with its own loss computation; the
+    checkpoint it receives is perturbed by relative noise ``kernel_noise`` drawn from ``noise``."""
 
     trainer: Trainer
     new_model: Callable[[], ImageClassifier]
@@ -46,12 +60,19 @@ class SimulatedServer:
     y: np.ndarray
     loss_computation: LossComputation
     label: str
+    kernel_noise: float
+    noise: torch.Generator
     _run: TrainingRun | None = None
 
     def run(self, checkpoint: Checkpoint, steps: int) -> Checkpoint:
         if self._run is None:
             self._run = TrainingRun(self.trainer, self.new_model(), self.x, self.y, label=self.label, loss_computation=self.loss_computation)
         self._run.restore(checkpoint)
+        if self.kernel_noise:
+            with torch.no_grad():
+                for parameter in self._run.model.parameters():
+                    noise = torch.randn(parameter.shape, generator=self.noise).to(parameter.device)
+                    parameter.mul_(1 + self.kernel_noise * noise)
         self._run.advance(steps)
         return self._run.checkpoint()
 
@@ -64,22 +85,30 @@ def build_servers(
     new_model: Callable[[], ImageClassifier],
     backdoor_lr_ratio: float,
     rng: np.random.Generator,
+    *,
+    job_seed: int,
+    variation: Variation = "kernels",
+    kernel_noise: float = 1e-4,
 ) -> list[SimulatedServer]:
-    """A server per entry of ``malicious`` (True: runs ``attacks``), each with its own seed."""
+    """A server per entry of ``malicious`` (True: runs ``attacks``), varying as ``variation`` says."""
     servers = []
     for i, is_malicious in enumerate(malicious):
         seed = int(rng.integers(2**31))
-        trainer = make_trainer(seed)
+        trainer = make_trainer(seed if variation == "data-order" else job_seed)
         x, y, loss = data.x_train, data.y_train, cross_entropy_loss
         if is_malicious:
-            data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+            own = copy.deepcopy(attacks)
+            for attack in own:
+                attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(seed))
+            data_attacks = [a for a in own if isinstance(a, DataPoisoningAttack)]
             if data_attacks:
                 poisoned = poison_training_set(data, data_attacks, np.random.default_rng(seed))
                 x, y = poisoned.x, poisoned.y
                 if backdoor_lr_ratio < 1:
                     loss = down_weighted_loss(poisoned.mask, backdoor_lr_ratio, trainer.device)
-            for attack in attacks:
+            for attack in own:
                 if isinstance(attack, TrainingCodeAttack):
                     loss = attack.loss_computation(loss)
-        servers.append(SimulatedServer(trainer, new_model, x, y, loss, label=f"server {i + 1}"))
+        noise = torch.Generator().manual_seed(seed)
+        servers.append(SimulatedServer(trainer, new_model, x, y, loss, f"server {i + 1}", kernel_noise, noise))
     return servers
