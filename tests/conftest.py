@@ -18,6 +18,16 @@ from benchbd.training.trainer import Trainer
 from benchbd_builtins.attacks.patch import PatchAttack
 
 
+@pytest.fixture
+def one_thread() -> object:
+    """One intra-op thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``): on the 2-core
+    test machine, two threads per process slow small trainings many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def small_signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """synth-signs with 2,150 training and 860 test images, as an npz (use as ``npz:PATH``)."""

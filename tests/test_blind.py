@@ -23,13 +23,7 @@ from benchbd_builtins.attacks.mgda import NORMALIZATIONS, gram_matrix, mgda_scal
 from benchbd_builtins.models import small_cnn
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One intra-op thread: on the shared 2-core test machine, two threads per process slow these tests tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the min-norm solver ------------------------------------------------------------------------------------------

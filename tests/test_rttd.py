@@ -30,13 +30,7 @@ from benchbd_builtins.defenses.rttd import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One intra-op thread: the test machine's two cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- distances ------------------------------------------------------------------------------------------------------
