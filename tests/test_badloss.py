@@ -10,7 +10,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from benchbd import BenchbdError
+from benchbd import BenchbdError, ExampleContext, ImageData
+from benchbd.data.images import load_npz
+from benchbd.harness.poisoning import poison_training_set, trusted_clean_sample
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
 from benchbd_builtins.defenses.badloss import BaDLoss, mean_nearest_distance, neighbour_votes, select_k
 
 #: Probe trajectories over three epochs: clean probes decline slowly, backdoor probes are learned at once,
@@ -106,3 +110,25 @@ def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
     assert np.all(verdict.scores[context.trusted_clean] == 0) and not verdict.flagged[context.trusted_clean].any()
     assert roc_auc_score(mask[untrusted], verdict.scores[untrusted]) > 0.9
     assert verdict.flagged[mask].mean() > 0.9
+
+
+def test_detects_blend_random(small_signs) -> None:
+    """BaDLoss Table 2 removes blend-random on GTSRB (ASR 98.6% → 0.2%): its examples' loss trajectories stand
+    out. BaDLoss trains its own probationary model, so no poisoned model is needed here."""
+    from benchbd_builtins.attacks.blend import RandomBlendAttack
+    from benchbd_builtins.models import small_cnn
+
+    data = ImageData.from_arrays("small-signs", load_npz(small_signs), family="gtsrb", num_classes=43)
+    attack = RandomBlendAttack(target=2, ratio=0.05)
+    rng = np.random.default_rng(0)
+    attack.prepare(data.x_train, data.y_train, data.num_classes, rng)
+    poisoned = poison_training_set(data, [attack], rng)
+    torch.manual_seed(0)
+    context = ExampleContext(
+        data=data, x_train=poisoned.x, y_train=poisoned.y, model=None, trainer=Trainer(PROFILES["fast"], torch.device("cpu"), seed=0),
+        new_model=lambda: small_cnn(43), features=lambda: None, attacks=[attack], expected_poison_fraction=attack.ratio,
+        rng=np.random.default_rng(1), trusted_clean=trusted_clean_sample(poisoned, np.random.default_rng(2)), single_attack=True,
+    )
+    verdict = BaDLoss().score_examples(context)
+    untrusted = np.setdiff1d(np.arange(len(poisoned.y)), context.trusted_clean)
+    assert roc_auc_score(poisoned.mask[untrusted], verdict.scores[untrusted]) > 0.8
