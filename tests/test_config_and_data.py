@@ -1,15 +1,18 @@
-"""Matrix config files (flags override them) and results as a DataFrame."""
+"""Matrix config files (flags override them), npz datasets, and results as a DataFrame."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import benchbd
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
+from benchbd.harness.matrix import build_attack, load_dataset
+from benchbd.registry import default_registry
 
 
 def test_config_file_sets_options_and_plugin_parameters(tmp_path: Path) -> None:
@@ -63,3 +66,21 @@ def test_export_csv(tmp_path: Path) -> None:
     assert main(["export", str(tmp_path), "--csv", str(tmp_path / "out.csv")]) == 0
     table = pd.read_csv(tmp_path / "out.csv")
     assert table.loc[0, "asr.patch"] == 0.8 and table.loc[0, "defense"] == "none"
+
+
+@pytest.mark.parametrize(("family", "ratio"), [(None, 0.01), ("gtsrb", 0.02)])
+def test_an_npz_file_may_declare_its_family(tiny_signs: Path, tmp_path: Path, family: str | None, ratio: float) -> None:
+    path = tmp_path / "signs.npz"
+    arrays = dict(np.load(tiny_signs))
+    np.savez(path, **arrays, **({"family": family} if family else {}))
+    registry = default_registry()
+    data = load_dataset(registry, f"npz:{path}", tmp_path)
+    assert data.family == (family or "npz")
+    assert build_attack(registry, "patch", data, {}).ratio == ratio  # the GTSRB paper default only when declared
+
+
+def test_an_npz_family_must_be_a_string(tiny_signs: Path, tmp_path: Path) -> None:
+    path = tmp_path / "signs.npz"
+    np.savez(path, **dict(np.load(tiny_signs)), family=np.arange(3))
+    with pytest.raises(BenchbdError, match="'family' must be a string"):
+        load_dataset(default_registry(), f"npz:{path}", tmp_path)

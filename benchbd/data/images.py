@@ -73,7 +73,8 @@ class ImageData:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read the four arrays of a prepared .npz, with an error that says what is wrong with the file."""
+    """Read the four arrays of a prepared .npz (and its optional ``family``, a string naming the paper setting
+    whose attack defaults apply), with an error that says what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise BenchbdError(f"dataset file not found: {path}")
@@ -85,7 +86,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: not a prepared dataset, missing array(s) {', '.join(missing)} "
                     f"(expected {', '.join(ARRAY_KEYS)}; for the shared GTSRB file run decode_gtsrb32.py first)"
                 )
-            return {k: archive[k] for k in ARRAY_KEYS}
+            return {k: archive[k] for k in (*ARRAY_KEYS, "family") if k in archive.files}
     except BenchbdError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:

@@ -4,7 +4,8 @@
 - ``gtsrb``: German Traffic Sign Recognition Benchmark via torchvision, resized to 32×32. Offline, the shared
   ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is.
 - ``cifar10``: CIFAR-10 via torchvision.
-- ``npz:PATH``: any file with x_train (N,32,32,3) uint8, y_train, x_test, y_test.
+- ``npz:PATH``: any file with x_train (N,32,32,3) uint8, y_train, x_test, y_test, and optionally ``family``
+  ("gtsrb", "cifar10") to take that dataset's paper defaults.
 """
 
 from __future__ import annotations
@@ -65,8 +66,14 @@ def _load_synth_signs(argument: str | None, data_root: Path) -> ImageData:
 
 
 def _load_npz(argument: str | None, data_root: Path) -> ImageData:
+    """The file's optional ``family`` array (e.g. ``np.savez(..., family="gtsrb")``) picks the papers' attack
+    defaults for that dataset; without it the family is "npz" and the attacks' general defaults apply."""
     path = Path(argument or "")
-    return ImageData.from_arrays(f"npz:{path}", load_npz(path), family="npz")
+    arrays = load_npz(path)
+    family = arrays.pop("family", np.array("npz"))
+    if family.ndim != 0 or family.dtype.kind != "U":
+        raise BenchbdError(f"{path}: 'family' must be a string (e.g. family=\"gtsrb\"); got {family.dtype} {family.shape}")
+    return ImageData.from_arrays(f"npz:{path}", arrays, family=str(family))
 
 
 @hookimpl
