@@ -18,14 +18,10 @@ from benchbd.training.trainer import Trainer
 from benchbd_builtins.attacks.patch import PatchAttack
 
 
-@pytest.fixture
-def one_thread() -> object:
-    """One intra-op thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``): on the 2-core
-    test machine, two threads per process slow small trainings many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test runs torch on one intra-op thread: the trained models the tests judge come out the same whatever the
+# machine's core count, small trainings run faster than on two threads, and pytest-xdist runs one worker per core
+# (pyproject.toml's addopts).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

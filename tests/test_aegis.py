@@ -19,7 +19,6 @@ from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import StepInfo, Trainer, cross_entropy_loss
 from benchbd_builtins.defenses.aegis import AEGIS, count_clusters, extra_mass, parse_classes, translate_toward
 
-torch.set_num_threads(1)
 CLASSES = 4
 Signs = dict[str, np.ndarray]
 

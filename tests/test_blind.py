@@ -23,7 +23,6 @@ from benchbd_builtins.attacks.mgda import NORMALIZATIONS, gram_matrix, mgda_scal
 from benchbd_builtins.models import small_cnn
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the min-norm solver ------------------------------------------------------------------------------------------

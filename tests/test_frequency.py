@@ -42,7 +42,6 @@ def test_a_checkerboard_adds_high_frequency_energy() -> None:
 
 
 def test_the_detector_trained_on_one_blend_pattern_spots_another() -> None:
-    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     train_pattern, test_pattern = rng.uniform(0, 255, (2, 32, 32, 3))
     clean = smooth_images(120, rng)

@@ -32,7 +32,6 @@ def clean_images(backdoored, count: int = 200) -> torch.Tensor:
 
 
 def test_reversed_trigger_of_the_target_sits_on_the_patch(backdoored) -> None:
-    torch.set_num_threads(1)
     # Four restarts for the target class in one batch: the small CNN pools globally, so one restart may also
     # land on a position its pooling grid confuses with the patch's; on average the mass is at the patch.
     x_clean = clean_images(backdoored)
@@ -46,7 +45,6 @@ def test_reversed_trigger_of_the_target_sits_on_the_patch(backdoored) -> None:
 
 
 def test_finds_the_target_and_filters_patch(backdoored) -> None:
-    torch.set_num_threads(1)
     context = backdoored.context
     defense = NeuralCleanse(steps=40, batch_size=8)
     x_clean = defense.clean_images(context)

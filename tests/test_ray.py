@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchbd.cli import main
 from benchbd.harness.results import read_records
@@ -24,13 +23,8 @@ def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_pat
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none,spectral",
             "--mode", "single", "--device", "cpu"]
     assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
-    # Ray workers run torch on one thread; so does the local run here, so that float reductions match bit for bit.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main([*argv, "--out", str(tmp_path / "local")]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # Ray workers run torch on one thread, as every test does (conftest.py): float reductions match bit for bit.
+    assert main([*argv, "--out", str(tmp_path / "local")]) == 0
     timing = {"seconds", "train_seconds"}
     by_ray, local = (
         sorted(({k: v for k, v in r.items() if k not in timing} for r in read_records(tmp_path / name / "results.jsonl")),

@@ -30,7 +30,6 @@ from benchbd_builtins.defenses.rttd import (
 )
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- distances ------------------------------------------------------------------------------------------------------
