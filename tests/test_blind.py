@@ -23,8 +23,6 @@ from benchbd_builtins.attacks.mgda import NORMALIZATIONS, gram_matrix, mgda_scal
 from benchbd_builtins.models import small_cnn
 
 
-
-
 # -- the min-norm solver ------------------------------------------------------------------------------------------
 def random_task_gradients(rng: np.random.Generator, tasks: int, case: str) -> list[list[torch.Tensor]]:
     """Per-task gradients over two parameter tensors; ``case`` shapes where the min-norm point lies."""

@@ -30,8 +30,6 @@ from benchbd_builtins.defenses.rttd import (
 )
 
 
-
-
 # -- distances ------------------------------------------------------------------------------------------------------
 def softmax_rows(rng: np.random.Generator, n: int, classes: int) -> np.ndarray:
     logits = rng.normal(size=(n, classes))
