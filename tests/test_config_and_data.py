@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import benchbd
+from benchbd.data.images import load_npz
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
 from benchbd.harness.matrix import build_attack, load_dataset
@@ -71,8 +72,7 @@ def test_export_csv(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("family", "ratio"), [(None, 0.01), ("gtsrb", 0.02)])
 def test_an_npz_file_may_declare_its_family(tiny_signs: Path, tmp_path: Path, family: str | None, ratio: float) -> None:
     path = tmp_path / "signs.npz"
-    arrays = dict(np.load(tiny_signs))
-    np.savez(path, **arrays, **({"family": family} if family else {}))
+    np.savez(path, **load_npz(tiny_signs), **({"family": family} if family else {}))
     registry = default_registry()
     data = load_dataset(registry, f"npz:{path}", tmp_path)
     assert data.family == (family or "npz")
@@ -81,6 +81,6 @@ def test_an_npz_file_may_declare_its_family(tiny_signs: Path, tmp_path: Path, fa
 
 def test_an_npz_family_must_be_a_string(tiny_signs: Path, tmp_path: Path) -> None:
     path = tmp_path / "signs.npz"
-    np.savez(path, **dict(np.load(tiny_signs)), family=np.arange(3))
+    np.savez(path, **load_npz(tiny_signs), family=np.arange(3))
     with pytest.raises(BenchbdError, match="'family' must be a string"):
         load_dataset(default_registry(), f"npz:{path}", tmp_path)
