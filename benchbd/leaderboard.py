@@ -9,15 +9,20 @@
   named, how many clean models and classes are flagged, AUROC of the scores over the model population.
 - Table 5: training-run detection (the "training run" unit): malicious and benign servers flagged, overhead.
 
-Several seeds give mean ± std. Cells that could not be computed say why in a footnote.
+Several seeds give mean ± std. Cells that could not be computed say why in a footnote. A plugin that ran with
+different parameters in one run directory (a matrix re-run there with other ``-P`` values) is shown once per
+parameter set, named with the parameters that differ, e.g. ``rttd (backdoor_lr_ratio=0.1)``: such records are
+different experiments, not seeds of one.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,8 +90,58 @@ def _ordered(values: pd.Series) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+#: Record fields that hold one value per attack, keyed by the attack's name.
+PER_ATTACK_FIELDS = ("asr", "asr_after", "auroc_per_attack", "target_found", "targets", "clean_to_target")
+
+
+def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with every plugin that appears under several parameter sets renamed per set, e.g.
+    ``patch (ratio=0.05)`` and ``patch (ratio=0.1)``; other plugins keep their names. Records written before
+    records carried their ``params`` are left as they are."""
+    with_params = [r for r in records if "params" in r]
+    defense_labels = _variant_labels((r["defense"], r["params"]["defense"]) for r in with_params)
+    attack_labels = _variant_labels(pair for r in with_params for pair in r["params"]["attacks"].items())
+    labelled = []
+    for record in records:
+        if "params" in record:
+            params = record["params"]
+            rename = {name: attack_labels.get((name, _params_key(p)), name) for name, p in params["attacks"].items()}
+            record = {
+                **record,
+                "defense": defense_labels.get((record["defense"], _params_key(params["defense"])), record["defense"]),
+                "attacks": [rename[name] for name in record["attacks"]],
+                **{
+                    key: {rename.get(name, name): value for name, value in record[key].items()}
+                    for key in PER_ATTACK_FIELDS
+                    if isinstance(record.get(key), dict)
+                },
+            }
+        labelled.append(record)
+    return labelled
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _variant_labels(pairs: Iterable[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], str]:
+    """{(plugin name, parameter key): label} for the plugins seen with more than one parameter set."""
+    variants: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, params in pairs:
+        variants.setdefault(name, {})[_params_key(params)] = params
+    labels = {}
+    for name, by_key in variants.items():
+        if len(by_key) < 2:
+            continue
+        keys = sorted({key for params in by_key.values() for key in params})
+        differing = [key for key in keys if len({json.dumps(p.get(key), default=str) for p in by_key.values()}) > 1]
+        for key, params in by_key.items():
+            labels[(name, key)] = f"{name} ({', '.join(f'{k}={params.get(k)}' for k in differing)})"
+    return labels
+
+
 def build_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """The leaderboard tables for the records of one run."""
+    """The leaderboard tables for the records of one run (records as :func:`label_configurations` returns)."""
     if not records:
         raise BenchbdError("no results to render: the results file has no finished cells")
     frame = pd.DataFrame(records)
@@ -261,7 +316,7 @@ def render_run(run_dir: Path, output: Path | None = None) -> list[Table]:
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
-    records = read_records(path)
+    records = label_configurations(read_records(path))
     tables = build_tables(records)
     heatmaps = write_heatmaps(records, output.parent)
     links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())

@@ -61,6 +61,26 @@ def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
     assert multi.rows[1] == ["spectral", "85.00", "10.00", "30.00", "20.00"]
 
 
+def test_one_plugin_under_two_parameter_sets_gets_two_rows_not_a_mean(tmp_path: Path) -> None:
+    """A run directory re-used with other -P values holds two experiments; they must not be averaged as seeds."""
+    def with_params(defense: str, defense_params: dict, ratio: float, **fields) -> dict:
+        params = {"attacks": {"patch": {"ratio": ratio, "target": None}}, "defense": defense_params}
+        return record(defense, 0, ["patch"], params=params, config_hash=json.dumps([defense, params]), **fields)
+
+    records = [
+        with_params("none", {}, 0.02),
+        with_params("none", {}, 0.1, asr={"patch": 0.99}),
+        with_params("spectral", {"eps": 1.5, "k": 1}, 0.02, auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5}),
+        with_params("spectral", {"eps": 3.0, "k": 1}, 0.02, auroc=0.8, clean_acc_after=0.9, asr_after={"patch": 0.3}),
+    ]
+    tables, _ = render(tmp_path, records)
+    detection = next(t for t in tables if t.title.startswith("Table 1"))
+    assert detection.columns == ["Defense", "patch (ratio=0.02)", "patch (ratio=0.1)"]
+    assert detection.rows == [["spectral (eps=1.5)", "0.60", "–"], ["spectral (eps=3.0)", "0.80", "–"]]
+    mitigation = next(t for t in tables if t.title.startswith("Table 2"))
+    assert mitigation.rows[0] == ["No Defense", "90.00", "90.00", "95.00", "99.00"]
+
+
 def test_plugin_text_is_escaped(tmp_path: Path) -> None:
     records = [record("none", 0, ["a|b<script>"])]
     _, markdown = render(tmp_path, records)

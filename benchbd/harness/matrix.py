@@ -288,6 +288,10 @@ class Matrix:
             "defense": defense,
             "unit": self.defenses[defense].unit,
             "seed": group.seed,
+            "params": {
+                "attacks": {name: plugin_params.as_dict(self._attack(name)) for name in group.attacks},
+                "defense": plugin_params.as_dict(self.defenses[defense]),
+            },
             "status": "ok",
             "error": None,
             "config_hash": self.cell_hash(group, defense),
