@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
+import benchbd
 from benchbd.cli import main
+from benchbd.harness.environment import environment
 from benchbd.harness.results import read_records
 
 
@@ -36,6 +40,8 @@ def test_records_show_a_learned_task_and_a_working_attack(run_dir: Path) -> None
     for key in ("dataset", "model", "profile", "attacks", "unit", "seed", "tpr", "fpr", "clean_acc_after",
                 "asr_after", "seconds", "config_hash"):
         assert key in spectral
+    assert spectral["params"]["attacks"]["patch"]["ratio"] == 0.1 and spectral["params"]["attacks"]["patch"]["target"] == 2
+    assert spectral["params"]["defense"] == {"fraction": 0.15}
     assert json.loads((run_dir / "config.json").read_text())["attacks"]["patch"]["target"] == 2
     assert "torch" in json.loads((run_dir / "environment.json").read_text())["packages"]
 
@@ -56,3 +62,11 @@ def test_leaderboard_renders_the_papers_tables(run_dir: Path, tmp_path: Path) ->
     assert "Table 1: one-attack detection AUROC" in text
     assert "| No Defense" in text and "| spectral" in text
     assert (run_dir / "leaderboard.md").is_file()
+
+
+def test_environment_names_benchbds_commit_whatever_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(benchbd.__file__).parent, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("benchbd is not a git checkout here")
+    monkeypatch.chdir(tmp_path)  # a folder outside any repository: the commit must still be benchbd's
+    assert environment(torch.device("cpu"))["git_commit"].startswith(head.stdout.strip())

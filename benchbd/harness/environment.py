@@ -1,10 +1,11 @@
-"""What a result was computed with: package versions, device, git commit."""
+"""What a result was computed with: package versions, device, and benchbd's own git commit."""
 
 from __future__ import annotations
 
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,12 +20,22 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """``git ARGS`` in benchbd's source folder (not the caller's working directory), or None without git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    """The commit of the benchbd checkout, ``+modified`` when it has uncommitted changes; None for an installed
+    release (no git checkout around the package)."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return f"{commit}+modified" if _git("status", "--porcelain", "--untracked-files=no") else commit
 
 
 def environment(device: torch.device) -> dict[str, Any]:
