@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from benchbd import ExampleContext, ImageClassifier, ImageData
 from benchbd.data.images import load_npz
@@ -22,6 +23,25 @@ from benchbd_builtins.attacks.patch import PatchAttack
 # machine's core count, small trainings run faster than on two threads, and pytest-xdist runs one worker per core
 # (pyproject.toml's addopts).
 torch.set_num_threads(1)
+
+# pytest-xdist hands whole files to its workers in collection order (pyproject.toml's addopts). The longest files,
+# as measured on the 2-core CI machine, go first: the two of about 5 minutes then run side by side from the start
+# and the quick files fill in around the rest, instead of one long file starting last and running alone.
+LONGEST_FILES_FIRST = (
+    "test_blind.py",
+    "test_training_run_unit.py",
+    "test_badloss.py",
+    "test_matrix.py",
+    "test_reliability.py",
+    "test_ray.py",
+    "test_neural_cleanse.py",
+    "test_model_unit.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +65,7 @@ class Backdoored:
 
 
 @pytest.fixture(scope="session")
-def backdoored(small_signs: Path) -> Backdoored:
+def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Backdoored:
     from benchbd_builtins.models import small_cnn
 
     def seeded_model() -> ImageClassifier:
@@ -56,7 +76,19 @@ def backdoored(small_signs: Path) -> Backdoored:
     attack = PatchAttack(target=2, ratio=0.05)
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
     trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
-    model = trainer.fit(seeded_model(), poisoned.x, poisoned.y)
+    model = seeded_model()
+    if worker_id == "master":  # not distributed
+        trainer.fit(model, poisoned.x, poisoned.y)
+    else:
+        # Trained once per session, not once per xdist worker: the first worker trains it, the others load it.
+        weights = tmp_path_factory.getbasetemp().parent / "backdoored-small-cnn.pt"  # this session's shared folder
+        with FileLock(f"{weights}.lock"):
+            if weights.is_file():
+                model.load_state_dict(torch.load(weights, weights_only=True))
+                model.to(memory_format=torch.channels_last).eval()  # as trainer.fit leaves the model it trains
+            else:
+                trainer.fit(model, poisoned.x, poisoned.y)
+                torch.save(model.state_dict(), weights)
     features = trainer.features(model, poisoned.x)
     context = ExampleContext(
         data=data,
