@@ -76,19 +76,18 @@ def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, work
     attack = PatchAttack(target=2, ratio=0.05)
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
     trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    # Trained once per session, not once per xdist worker: the first worker trains it, the others load it. Under
+    # xdist the base temp's parent is the session's folder that all workers share; without xdist it is not.
+    session_folder = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    weights = session_folder / "backdoored-small-cnn.pt"
     model = seeded_model()
-    if worker_id == "master":  # not distributed
-        trainer.fit(model, poisoned.x, poisoned.y)
-    else:
-        # Trained once per session, not once per xdist worker: the first worker trains it, the others load it.
-        weights = tmp_path_factory.getbasetemp().parent / "backdoored-small-cnn.pt"  # this session's shared folder
-        with FileLock(f"{weights}.lock"):
-            if weights.is_file():
-                model.load_state_dict(torch.load(weights, weights_only=True))
-                model.to(memory_format=torch.channels_last).eval()  # as trainer.fit leaves the model it trains
-            else:
-                trainer.fit(model, poisoned.x, poisoned.y)
-                torch.save(model.state_dict(), weights)
+    with FileLock(f"{weights}.lock"):
+        if weights.is_file():
+            model.load_state_dict(torch.load(weights, weights_only=True))
+            model.to(memory_format=torch.channels_last).eval()  # as trainer.fit leaves the model it trains
+        else:
+            trainer.fit(model, poisoned.x, poisoned.y)
+            torch.save(model.state_dict(), weights)
     features = trainer.features(model, poisoned.x)
     context = ExampleContext(
         data=data,

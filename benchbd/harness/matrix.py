@@ -289,7 +289,7 @@ class Matrix:
             "unit": self.defenses[defense].unit,
             "seed": group.seed,
             "params": {
-                "attacks": {name: plugin_params.as_dict(self._attack(name)) for name in group.attacks},
+                "attacks": dict(self.group_description(group)["attacks"]),
                 "defense": plugin_params.as_dict(self.defenses[defense]),
             },
             "status": "ok",
