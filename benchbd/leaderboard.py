@@ -301,11 +301,19 @@ def print_tables(tables: list[Table], console: Console) -> None:
 
 
 def run_header(records: list[dict[str, Any]]) -> str:
+    """The run's dataset, model, profile and seed count, and the distributions its plugins came from (records
+    written before benchbd recorded them have none)."""
     first = records[0]
     seeds = sorted({r["seed"] for r in records})
+    distributions = sorted({
+        source
+        for r in records if "plugins" in r
+        for source in (*r["plugins"]["attacks"].values(), r["plugins"]["defense"], r["plugins"]["model"])
+    })
+    plugins = f"\nPlugins from {', '.join(markdown_escape(d) for d in distributions)}.\n" if distributions else ""
     return (
         f"# benchbd leaderboard\n\nDataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
-        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several.\n"
+        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several.\n{plugins}"
     )
 
 

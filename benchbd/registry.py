@@ -75,6 +75,14 @@ class Registry:
     def names(self, category: Category) -> list[str]:
         return sorted(self.tables[category])
 
+    def provenance(self, category: Category, name: str) -> str:
+        """The distribution that registered the plugin, with its installed version: ``"benchbd 0.1.0"``."""
+        distribution = self.tables[category][name].distribution
+        try:
+            return f"{distribution} {metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:  # registered in-process, not from an installed distribution
+            return distribution
+
     def attack(self, name: str) -> type[Attack]:
         return self.get("attacks", name)
 

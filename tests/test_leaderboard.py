@@ -94,3 +94,16 @@ def test_heatmaps_are_written_and_linked(tmp_path: Path) -> None:
         png = tmp_path / f"heatmap-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png.name})" in markdown
+
+
+def test_header_names_the_distributions_the_plugins_came_from(tmp_path: Path) -> None:
+    builtin = "benchbd 0.1.0"
+    records = [
+        record("none", 0, ["patch"], plugins={"attacks": {"patch": builtin}, "defense": builtin, "model": builtin}),
+        record("none", 0, ["stripe"], plugins={"attacks": {"stripe": "acme-stripe 2.0"}, "defense": builtin, "model": builtin}),
+        record("none", 0, ["dot"]),  # written before records carried their plugins' distributions
+    ]
+    _, markdown = render(tmp_path, records)
+    assert "Plugins from acme-stripe 2.0, benchbd 0.1.0." in markdown
+    _, markdown = render(tmp_path, records[2:])
+    assert "Plugins from" not in markdown

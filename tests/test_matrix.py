@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ def test_records_show_a_learned_task_and_a_working_attack(run_dir: Path) -> None
         assert key in spectral
     assert spectral["params"]["attacks"]["patch"]["ratio"] == 0.1 and spectral["params"]["attacks"]["patch"]["target"] == 2
     assert spectral["params"]["defense"] == {"fraction": 0.15}
+    builtin = f"benchbd {metadata.version('benchbd')}"
+    assert spectral["plugins"] == {"attacks": {"patch": builtin}, "defense": builtin, "model": builtin}
     assert json.loads((run_dir / "config.json").read_text())["attacks"]["patch"]["target"] == 2
     assert "torch" in json.loads((run_dir / "environment.json").read_text())["packages"]
 
@@ -61,6 +64,7 @@ def test_leaderboard_renders_the_papers_tables(run_dir: Path, tmp_path: Path) ->
     text = out.read_text()
     assert "Table 1: one-attack detection AUROC" in text
     assert "| No Defense" in text and "| spectral" in text
+    assert f"Plugins from benchbd {metadata.version('benchbd')}." in text
     assert (run_dir / "leaderboard.md").is_file()
 
 

@@ -292,6 +292,11 @@ class Matrix:
                 "attacks": dict(self.group_description(group)["attacks"]),
                 "defense": plugin_params.as_dict(self.defenses[defense]),
             },
+            "plugins": {
+                "attacks": {name: self.registry.provenance("attacks", name) for name in group.attacks},
+                "defense": self.registry.provenance("defenses", defense),
+                "model": self.registry.provenance("models", self.model_name),
+            },
             "status": "ok",
             "error": None,
             "config_hash": self.cell_hash(group, defense),
@@ -350,11 +355,7 @@ class Matrix:
         model = self._fresh_model(group.seed)
         key = digest(description)
         train_started = time.perf_counter()
-        if run_dir.cached_model(key, model):
-            model.to(self.device).eval()
-        else:
-            trainer.fit(model, poisoned.x, poisoned.y, label="poisoned model", loss_computation=loss)
-            run_dir.cache_model(key, model)
+        self._load_or_fit(run_dir, key, model, trainer, poisoned.x, poisoned.y, loss, "poisoned model")
         summary = {
             "targets": {a.name: a.target for a in attacks},
             "poisoned_count": {a.name: int((poisoned.source == i).sum()) for i, a in enumerate(data_attacks)},
@@ -422,6 +423,19 @@ class Matrix:
         index = np.sort(rng.choice(len(self.data.y_test), size=min(2000, len(self.data.y_test)), replace=False))
         return self.data.x_test[index], self.data.y_test[index]
 
+    def _load_or_fit(
+        self, run_dir: RunDirectory, key: str, model: ImageClassifier, trainer: Trainer, x: np.ndarray, y: np.ndarray,
+        loss: LossComputation, label: str,
+    ) -> None:
+        """Load the run's cached weights for ``key`` into ``model``, left as ``trainer.fit`` leaves a model it trains
+        (on the device, channels_last, eval mode), so a resumed run computes what the first one did; else train and
+        cache it."""
+        if run_dir.cached_model(key, model):
+            model.to(self.device, memory_format=torch.channels_last).eval()
+        else:
+            trainer.fit(model, x, y, label=label, loss_computation=loss)
+            run_dir.cache_model(key, model)
+
     def _trained_model(
         self, run_dir: RunDirectory, description: dict[str, Any], seed: int, x: np.ndarray, y: np.ndarray, loss: LossComputation, label: str
     ) -> ImageClassifier:
@@ -429,11 +443,7 @@ class Matrix:
         key = digest(description)
         if key not in self._trained_models:
             model = self._fresh_model(seed)
-            if run_dir.cached_model(key, model):
-                model.to(self.device).eval()
-            else:
-                self._trainer(seed).fit(model, x, y, label=label, loss_computation=loss)
-                run_dir.cache_model(key, model)
+            self._load_or_fit(run_dir, key, model, self._trainer(seed), x, y, loss, label)
             self._trained_models[key] = model
         return self._trained_models[key]
 
