@@ -45,6 +45,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def colour_data() -> ImageData:
+    """Four classes of 16×16 images told apart by their mean colour under heavy pixel noise, 600 for training and
+    300 for testing: a small-cnn learns them in seconds, so a test can train an attack's backdoor end to end."""
+    palette = np.array([[0.35, 0.5, 0.5], [0.5, 0.35, 0.5], [0.5, 0.5, 0.35], [0.5, 0.5, 0.5]])
+    arrays = {}
+    for split, n, seed in (("train", 600, 0), ("test", 300, 1)):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, len(palette), n)
+        x = palette[y][:, None, None, :] + rng.normal(0, 0.1, (n, 16, 16, 3))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = (x.clip(0, 1) * 255).round().astype(np.uint8), y
+    return ImageData.from_arrays("colours", arrays, family="gtsrb")
+
+
+@pytest.fixture(scope="session")
 def small_signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """synth-signs with 2,150 training and 860 test images, as an npz (use as ``npz:PATH``)."""
     path = tmp_path_factory.mktemp("data") / "synth-small.npz"

@@ -1,8 +1,10 @@
 """single-pixel, blend-random, blend-dimple and sinusoid: the pixels each trigger changes and by how much, who gets
-poisoned and relabelled, the probe variants, determinism, parameter checks, and the attack sheet."""
+poisoned and relabelled, the probe variants, determinism, parameter checks, the dirty-label backdoors learned end to
+end, and the attack sheet."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,12 +16,17 @@ from PIL import Image
 from benchbd.attacks import Attack, DataPoisoningAttack, apply_trigger_uint8
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import attack_success_rate, clean_accuracy
 from benchbd.harness.poisoning import assign_targets, poison_training_set
+from benchbd.models import ImageClassifier
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
 from benchbd.visualize import LINE, MIN_TILE, PAD, attack_sheet
 from benchbd_builtins.attacks.blend import BlendAttack, DimpleBlendAttack, RandomBlendAttack
 from benchbd_builtins.attacks.patch import Corner
 from benchbd_builtins.attacks.single_pixel import SinglePixelAttack
 from benchbd_builtins.attacks.sinusoid import GTSRB_TRAIN_SIZE, SinusoidAttack
+from benchbd_builtins.models import small_cnn
 
 A = TypeVar("A", bound=Attack)
 
@@ -176,6 +183,34 @@ def test_sinusoid_probe_is_a_vertical_sinusoid() -> None:
 
 
 # -- poisoning the training set -------------------------------------------------------------------------------
+
+
+# BaDLoss appendix A.4 trains without augmentation. The fast profile's ±2-pixel shifts move a one-pixel trigger
+# about and, on these 16×16 images, keep single-pixel from being learned at all (0% ASR at this ratio, 100% without).
+UNAUGMENTED = replace(PROFILES["fast"], shift=0)
+
+
+@pytest.fixture(scope="module")
+def clean_colour_model(colour_data: ImageData) -> ImageClassifier:
+    torch.manual_seed(0)
+    return Trainer(UNAUGMENTED, torch.device("cpu"), seed=0).fit(small_cnn(colour_data.num_classes), colour_data.x_train, colour_data.y_train)
+
+
+@pytest.mark.parametrize("attack", [SinglePixelAttack(target=0, ratio=0.2), RandomBlendAttack(target=0, ratio=0.2),
+                                    DimpleBlendAttack(target=0, ratio=0.2)], ids=lambda a: a.name)
+def test_dirty_label_backdoor_is_learned_end_to_end(
+    attack: DataPoisoningAttack, colour_data: ImageData, clean_colour_model: ImageClassifier
+) -> None:
+    """A small-cnn trained on colour classes with 20% triggered and relabelled examples maps triggered test images
+    to the target; the same model trained on the clean set does not."""
+    attack.prepare(colour_data.x_train, colour_data.y_train, colour_data.num_classes, np.random.default_rng(0))
+    poisoned = poison_training_set(colour_data, [attack], np.random.default_rng(0))
+    trainer = Trainer(UNAUGMENTED, torch.device("cpu"), seed=0)
+    torch.manual_seed(0)
+    model = trainer.fit(small_cnn(colour_data.num_classes), poisoned.x, poisoned.y)
+    assert clean_accuracy(trainer, model, colour_data) > 0.9
+    assert attack_success_rate(trainer, model, colour_data, attack) > 0.5
+    assert attack_success_rate(trainer, clean_colour_model, colour_data, attack) < 0.1
 
 
 @pytest.mark.parametrize(

@@ -39,17 +39,6 @@ def prepared(attack: WaNetAttack | InvisibleAttack, data: ImageData, seed: int =
     return attack
 
 
-PALETTE = np.array([[0.35, 0.5, 0.5], [0.5, 0.35, 0.5], [0.5, 0.5, 0.35], [0.5, 0.5, 0.5]])
-
-
-def colour_classes(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Four classes told apart by their mean colour under heavy pixel noise: a small-cnn learns them in seconds."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, len(PALETTE), n)
-    x = PALETTE[y][:, None, None, :] + rng.normal(0, 0.1, (n, size, size, 3))
-    return (x.clip(0, 1) * 255).round().astype(np.uint8), y
-
-
 def displacement(attack: WaNetAttack) -> torch.Tensor:
     """The field minus the identity grid, (H, W, 2), in units of s / image size."""
     return (attack.sampling_grid - identity_grid(SIZE, SIZE))[0] / (attack.strength / SIZE)
@@ -148,11 +137,10 @@ def test_wanet_probe_is_a_new_field_with_the_same_parameters() -> None:
     assert 0.4 < float(displacement(probe).abs().mean()) <= 1.05
 
 
-def test_wanet_backdoor_is_learned_end_to_end() -> None:
+def test_wanet_backdoor_is_learned_end_to_end(colour_data: ImageData) -> None:
     """A small-cnn trained (fast profile) on colour classes with 20% warped and relabelled examples."""
-    x, y = colour_classes(600, seed=0)
-    x_test, y_test = colour_classes(300, seed=1)
-    data = ImageData.from_arrays("colours", {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test}, "gtsrb")
+    data = colour_data
+    x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     attack = WaNetAttack(target=0, strength=1.0, grid_size=4, ratio=0.2)
     attack.prepare(x, y, data.num_classes, np.random.default_rng(0))
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
@@ -225,13 +213,12 @@ def test_invisible_poisons_30_percent_with_dirty_labels() -> None:
     assert np.abs(poisoned.x[mask].astype(int) - data.x_train[mask].astype(int)).max() <= attack.epsilon
 
 
-def test_adversarial_perturbation_pushes_held_out_images_toward_the_target() -> None:
+def test_adversarial_perturbation_pushes_held_out_images_toward_the_target(colour_data: ImageData) -> None:
     torch.manual_seed(0)
-    x, y = colour_classes(600, seed=0)
+    x, y, x_test, y_test = colour_data.x_train, colour_data.y_train, colour_data.x_test, colour_data.y_test
     attack = InvisibleAttack(target=0, perturbation="adversarial", surrogate_size=600, surrogate_epochs=3, uap_steps=10)
     attack.prepare(x, y, 4, np.random.default_rng(0))
     assert float(attack.delta.abs().max()) <= 8 / 255 + 1e-7
-    x_test, y_test = colour_classes(300, seed=1)
     held_out = as_float_images(x_test[y_test != 0])
     signs = np.random.default_rng(5).integers(0, 2, held_out.shape[1:]) * 2 - 1
     random_pattern = torch.from_numpy(signs).float() * 8 / 255  # the same L∞ norm, and a larger L2 norm
