@@ -288,14 +288,26 @@ def to_markdown(tables: list[Table], header: str = "") -> str:
     return "\n".join(parts) + "\n"
 
 
+def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> RichTable:
+    rich_table = RichTable(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        rich_table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        rich_table.add_row(*(Text(cell) for cell in row))
+    return rich_table
+
+
 def print_tables(tables: list[Table], console: Console) -> None:
+    """Print the tables; one too wide for the terminal (many attacks, few defenses) is printed transposed, a line
+    per column, instead of squeezed into unreadable columns."""
     for table in tables:
-        rich_table = RichTable(title=table.title, title_justify="left")
-        for index, column in enumerate(table.columns):
-            rich_table.add_column(column, justify="left" if index == 0 else "right")
-        for row in table.rows:
-            rich_table.add_row(*(Text(cell) for cell in row))
-        console.print(rich_table)
+        # Each column takes its widest cell, a space either side and a border; then the closing border.
+        width = sum(max(len(cell) for cell in column) + 3 for column in zip(table.columns, *table.rows)) + 1
+        if width <= console.width:
+            console.print(_rich_table(table.title, table.columns, table.rows))
+        else:
+            header, *lines = [list(line) for line in zip(table.columns, *table.rows)]
+            console.print(_rich_table(table.title, header, lines))
         for note in table.notes:
             console.print(note, markup=False, highlight=False)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
-from benchbd.leaderboard import render_run
+from rich.console import Console
+
+from benchbd.leaderboard import print_tables, render_run
 
 
 def record(defense: str, seed: int, attacks: list[str], **fields) -> dict:
@@ -107,3 +110,13 @@ def test_header_names_the_distributions_the_plugins_came_from(tmp_path: Path) ->
     assert "Plugins from acme-stripe 2.0, benchbd 0.1.0." in markdown
     _, markdown = render(tmp_path, records[2:])
     assert "Plugins from" not in markdown
+
+
+def test_a_table_too_wide_for_the_terminal_is_printed_transposed(tmp_path: Path) -> None:
+    attacks = [f"attack-number-{i}" for i in range(12)]
+    tables, _ = render(tmp_path, [record("none", 0, [a], asr={a: 0.5}) for a in attacks])
+    out = io.StringIO()
+    print_tables(tables, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("ASR attack-number-11" in line and "50.00" in line for line in lines)  # one line per column
