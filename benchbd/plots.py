@@ -43,7 +43,9 @@ def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Pat
         table = _matrix(records, field)
         if table.empty:
             continue
-        figure, axes = plt.subplots(figsize=(max(4.5, 2.5 + 1.0 * table.shape[1]), 1.2 + 0.45 * table.shape[0]))
+        # The attack labels are slanted under the map: long ones (``blend-random (ratio=0.08)``) need the height.
+        label_height = 0.05 * max(len(str(column)) for column in table.columns)
+        figure, axes = plt.subplots(figsize=(max(4.5, 2.5 + 1.0 * table.shape[1]), 1.2 + 0.45 * table.shape[0] + label_height))
         values = table.to_numpy(dtype=float)
         image = axes.imshow(values, cmap=colormap, aspect="auto",
                             vmin=0, vmax=1 if field == "auroc" else 100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -120,3 +121,11 @@ def test_a_table_too_wide_for_the_terminal_is_printed_transposed(tmp_path: Path)
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80
     assert any("ASR attack-number-11" in line and "50.00" in line for line in lines)  # one line per column
+
+
+def test_heatmap_makes_room_for_long_attack_labels(tmp_path: Path) -> None:
+    attacks = [f"blend-random (ratio=0.0{i}, alpha=0.075)" for i in range(1, 10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when the labels do not fit the figure
+        render(tmp_path, [record("none", 0, [a], asr={a: 0.5}) for a in attacks])
+    assert (tmp_path / "heatmap-asr_after.png").is_file()
