@@ -98,7 +98,7 @@ def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, work
     with FileLock(f"{weights}.lock"):
         if weights.is_file():
             model.load_state_dict(torch.load(weights, weights_only=True))
-            model.to(memory_format=torch.channels_last).eval()  # as trainer.fit leaves the model it trains
+            trainer.place(model).eval()  # as trainer.fit leaves the model it trains
         else:
             trainer.fit(model, poisoned.x, poisoned.y)
             torch.save(model.state_dict(), weights)

@@ -427,11 +427,10 @@ class Matrix:
         self, run_dir: RunDirectory, key: str, model: ImageClassifier, trainer: Trainer, x: np.ndarray, y: np.ndarray,
         loss: LossComputation, label: str,
     ) -> None:
-        """Load the run's cached weights for ``key`` into ``model``, left as ``trainer.fit`` leaves a model it trains
-        (on the device, channels_last, eval mode), so a resumed run computes what the first one did; else train and
-        cache it."""
+        """Load the run's cached weights for ``key`` into ``model``, placed and in eval mode as ``trainer.fit`` leaves
+        a model it trains, so a resumed run computes what the first one did; else train and cache it."""
         if run_dir.cached_model(key, model):
-            model.to(self.device, memory_format=torch.channels_last).eval()
+            trainer.place(model).eval()
         else:
             trainer.fit(model, x, y, label=label, loss_computation=loss)
             run_dir.cache_model(key, model)

@@ -116,6 +116,11 @@ class Trainer:
         # NHWC in memory is channels_last: faster convolutions on CPU (oneDNN) and GPU alike.
         return torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2)
 
+    def place(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device, in the channels_last layout of :meth:`images`: where every model this trainer
+        trains sits, so one loaded from saved weights goes through here too."""
+        return model.to(self.device, memory_format=torch.channels_last)
+
     def labels(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
         if isinstance(y, torch.Tensor):
             return y.to(self.device)
@@ -232,7 +237,7 @@ class TrainingRun:
         self.n = len(self.y)
         if self.n == 0:
             raise BenchbdError(f"{label}: the training set is empty")
-        model.to(trainer.device, memory_format=torch.channels_last)
+        trainer.place(model)
         self.batch_size = trainer.profile.batch_size
         self.batches = math.ceil(self.n / self.batch_size)
         self.total_steps = self.epochs * self.batches
