@@ -17,7 +17,8 @@ from benchbd.conformance import check_plugin
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
 from benchbd.data.images import default_data_root
-from benchbd.harness.matrix import Matrix, MatrixConfig, build_attack, load_dataset
+from benchbd.harness.matrix import Matrix
+from benchbd.harness.plan import MatrixConfig, build_attack, load_dataset
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
 from benchbd.harness.table import load_results
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--model", help="model architecture (default: the profile's model; see `benchbd list models`)")
     matrix.add_argument("--attacks", help="comma-separated attack names, or all (default: all on a GPU, patch on a CPU)")
     matrix.add_argument("--defenses", help="comma-separated defense names, or all; none is the undefended row (default: all on a GPU, none,spectral on a CPU)")
+    matrix.add_argument("--multi-attacks", metavar="A,B,...", help="the data attacks of the multi-attack cell (default: BaDLoss section 3.3's six with --attacks all, else the data attacks named in --attacks)")
+    matrix.add_argument("--trusted", type=int, metavar="N", help="known-clean training examples the defender holds, never judged (default: BaDLoss's 2n = 500; 1,500 against the warping attack alone)")
     matrix.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
     matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
     matrix.add_argument("--profile", help=f"training profile (default fast): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
     matrix.add_argument("--executor", choices=("local", "ray"), help="run cells in this process (default) or as Ray tasks")
     matrix.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
-    matrix.add_argument("-P", "--param", action="append", default=[], metavar="PLUGIN.PARAM=VALUE", help="a plugin parameter, e.g. -P patch.ratio=0.05 (repeatable)")
+    matrix.add_argument("-P", "--param", action="append", default=[], metavar="PLUGIN.PARAM=VALUE", help="a plugin parameter, e.g. -P patch.ratio=0.05 (repeatable); -P simulation.servers=8 sets the training-run unit's simulated servers (servers, malicious_fraction, backdoor_lr_ratio, replica_variation, kernel_noise)")
 
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -127,6 +130,8 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
         "model": args.model,
         "attacks": _split_list(args.attacks) if args.attacks is not None else None,
         "defenses": _split_list(args.defenses) if args.defenses is not None else None,
+        "multi_attacks": _split_list(args.multi_attacks) if args.multi_attacks is not None else None,
+        "trusted": args.trusted,
         "seeds": args.seeds,
         "mode": args.mode,
         "profile": args.profile,

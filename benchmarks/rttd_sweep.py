@@ -2,7 +2,7 @@
 
     python benchmarks/rttd_sweep.py [--device auto] [--quick] [--attack patch] [--ks 25,50,100] [--ns 4,8]
 
-For every (k, n) one matrix cell `--attacks ATTACK --defenses rttd -P rttd.sub_run_steps=k -P rttd.servers=n` on
+For every (k, n) one matrix cell `--attacks ATTACK --defenses rttd -P rttd.sub_run_steps=k -P simulation.servers=n` on
 synth-signs (``--quick``: 860 training images, k and n scaled down), half the servers malicious. Prints the
 malicious servers flagged (tpr), benign ones flagged (fpr) and the extra steps m·k·(n−1) as a fraction of one job.
 All cells share one run directory, so the poisoned model is trained once.
@@ -18,7 +18,8 @@ import numpy as np
 from tabulate import tabulate
 
 from benchbd.data.synth_signs import generate_synth_signs
-from benchbd.harness.matrix import Matrix, MatrixConfig
+from benchbd.harness.matrix import Matrix
+from benchbd.harness.plan import MatrixConfig
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import read_records
 from benchbd.registry import default_registry
@@ -50,7 +51,7 @@ def main() -> None:
         out = Path(workdir) / "run"
         for n in ns:
             for k in ks:
-                params = {"rttd": {"sub_run_steps": k, "servers": n}}
+                params = {"rttd": {"sub_run_steps": k}, "simulation": {"servers": n}}
                 config = MatrixConfig(dataset=dataset, attacks=[args.attack], defenses=["rttd"], mode="single",
                                       device=args.device, out=out, params=params, seeds=args.seeds)
                 Matrix(config, registry, Progress()).run()

@@ -13,7 +13,8 @@ from filelock import FileLock
 from benchbd import ExampleContext, ImageClassifier, ImageData
 from benchbd.data.images import load_npz
 from benchbd.data.synth_signs import generate_synth_signs
-from benchbd.harness.poisoning import PoisonedTrainingSet, poison_training_set, trusted_clean_sample
+from benchbd.harness.poisoning import PoisonedTrainingSet, poison_training_set
+from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -103,19 +104,10 @@ def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, work
             trainer.fit(model, poisoned.x, poisoned.y)
             torch.save(model.state_dict(), weights)
     features = trainer.features(model, poisoned.x)
-    context = ExampleContext(
-        data=data,
-        x_train=poisoned.x,
-        y_train=poisoned.y,
-        model=model,
-        trainer=trainer,
-        new_model=seeded_model,
-        features=lambda: features,
-        attacks=[attack],
-        expected_poison_fraction=attack.ratio,
-        rng=np.random.default_rng(1),
-        trusted_clean=trusted_clean_sample(poisoned, np.random.default_rng(2)),
-        single_attack=True,
+    # 430 trusted examples (20%), as the harness held before it took BaDLoss's 500: the tests' figures stay comparable.
+    context = example_context(
+        data, poisoned, model, trainer, seeded_model, [attack], rng=np.random.default_rng(1), probe_seed=1,
+        trusted=trusted_sample(poisoned, 430, np.random.default_rng(2)), single_attack=True, features=lambda: features,
     )
     return Backdoored(data, attack, poisoned, model, trainer, context)
 

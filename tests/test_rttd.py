@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from benchbd import ImageClassifier, ImageData, TrainingRunContext
+from benchbd import Attack, ImageClassifier, ImageData, TrainingRunContext
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.errors import BenchbdError
-from benchbd.harness.matrix import build_attack
+from benchbd.harness.plan import build_attack
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.servers import build_servers
 from benchbd.registry import default_registry
@@ -131,10 +131,9 @@ def test_one_sided_test_ignores_a_primary_closer_than_the_reference_pair() -> No
 # -- parameters and the client's plan ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"servers": 2}, "servers"), ({"distance": "zest"}, "distance"), ({"sub_run_steps": 0}, "sub_run_steps"),
+    [({"distance": "zest"}, "distance"), ({"sub_run_steps": 0}, "sub_run_steps"),
      ({"replicated": 0}, "replicated"), ({"earliest": 1.0}, "earliest"), ({"alpha": 0.0}, "alpha"),
-     ({"benign_fraction": 0.0}, "benign_fraction"), ({"splits": 0}, "splits"), ({"reference_size": 4}, "reference_size"),
-     ({"malicious_fraction": 1.0}, "malicious_fraction")],
+     ({"benign_fraction": 0.0}, "benign_fraction"), ({"splits": 0}, "splits"), ({"reference_size": 4}, "reference_size")],
 )
 def test_bad_parameters_name_the_field(params: dict, field: str) -> None:
     with pytest.raises(BenchbdError, match=field):
@@ -142,10 +141,10 @@ def test_bad_parameters_name_the_field(params: dict, field: str) -> None:
 
 
 def test_assumed_benign_count_and_replicable_sub_runs() -> None:
-    assert ReplicatedTraining(servers=4, malicious_fraction=0.5).benign_count(4) == 2
-    assert ReplicatedTraining(servers=8, malicious_fraction=0.25).benign_count(8) == 6
-    assert ReplicatedTraining(benign_fraction=0.6).benign_count(5) == 3
-    assert ReplicatedTraining(benign_fraction=0.1).benign_count(5) == 2
+    assert ReplicatedTraining().benign_count(4, malicious_fraction=0.5) == 2
+    assert ReplicatedTraining().benign_count(8, malicious_fraction=0.25) == 6
+    assert ReplicatedTraining(benign_fraction=0.6).benign_count(5, malicious_fraction=0.5) == 3
+    assert ReplicatedTraining(benign_fraction=0.1).benign_count(5, malicious_fraction=0.5) == 2
     starts, eligible = ReplicatedTraining(sub_run_steps=10, earliest=0.5).sub_runs(0, 95)
     assert starts == list(range(0, 95, 10)) and [starts[i] for i in eligible] == [50, 60, 70, 80, 90]
     _, eligible = ReplicatedTraining(sub_run_steps=10, earliest=0.0).sub_runs(0, 95)
@@ -196,6 +195,7 @@ def scripted_context(malicious: list[bool], log: list, seed: int = 0) -> Trainin
         trainer=Trainer(get_profile("fast"), torch.device("cpu"), 0),
         reference_x=reference,
         rng=np.random.default_rng(seed),
+        malicious_fraction=sum(malicious) / len(malicious),
     )
 
 
@@ -245,7 +245,7 @@ def test_needs_enough_reference_inputs() -> None:
     context = scripted_context([False, True, False], [])
     context.reference_x = context.reference_x[:10]
     with pytest.raises(BenchbdError, match="reference inputs"):
-        ReplicatedTraining(servers=3, splits=8, reference_size=64, malicious_fraction=1 / 3).judge_servers(context)
+        ReplicatedTraining(splits=8, reference_size=64).judge_servers(context)
 
 
 # -- end to end: real simulated servers on tiny synth-signs ------------------------------------------------------------
@@ -274,9 +274,12 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
     them replicated."""
     registry = default_registry()
     data = tiny_data
-    attack = build_attack(registry, attack_name, data, params)
-    assign_targets([attack], data)
-    attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(0))
+
+    def new_attacks() -> list[Attack]:
+        attack = build_attack(registry, attack_name, data, params)
+        assign_targets([attack], data)
+        return [attack]
+
     profile = dataclasses.replace(get_profile("fast"), batch_size=32)
     spec = registry.model("small-cnn")
 
@@ -290,7 +293,7 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
     job = TrainingRun(make_trainer(0), new_model(), data.x_train, data.y_train)
     assert job.total_steps == 32
     malicious = np.array([True, False, True, False])
-    servers = build_servers(data, [attack], malicious, make_trainer, new_model, 1.0, np.random.default_rng(1), job_seed=0)
+    servers = build_servers(data, new_attacks, malicious, make_trainer, new_model, 1.0, np.random.default_rng(1), job_seed=0)
     context = TrainingRunContext(
         servers=list(servers),
         initial=job.checkpoint(),
@@ -299,6 +302,7 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
         trainer=make_trainer(0),
         reference_x=data.x_test,
         rng=np.random.default_rng(2),
+        malicious_fraction=0.5,
     )
     defense = ReplicatedTraining(sub_run_steps=4, replicated=2, earliest=0.5, reference_size=128, splits=8)
     verdict = defense.judge_servers(context)

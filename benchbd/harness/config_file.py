@@ -7,6 +7,10 @@
     [attacks.patch]                     # ... or tables, which choose the plugins (in this order)
     [attacks.wanet]
     s = 1.0                             # and set their parameters
+    multi_attacks = ["patch", "wanet"]  # the multi-attack cell (default: BaDLoss's six with "all")
+
+    [simulation]                        # the training-run unit's simulated servers
+    servers = 8
 
 Command-line flags override the file.
 """
@@ -22,7 +26,9 @@ from benchbd.errors import BenchbdError
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
     "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
+    "trusted": int,
 }
+TABLES = ("attacks", "defenses", "multi_attacks", "simulation")
 
 
 def _plugins(table: dict[str, Any], key: str, params: dict[str, dict[str, Any]]) -> list[str] | None:
@@ -51,9 +57,9 @@ def read_config(path: Path) -> dict[str, Any]:
         raise BenchbdError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BenchbdError(f"{path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(table) - set(SCALARS) - {"attacks", "defenses"})
+    unknown = sorted(set(table) - set(SCALARS) - set(TABLES))
     if unknown:
-        raise BenchbdError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join([*SCALARS, 'attacks', 'defenses'])}")
+        raise BenchbdError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join([*SCALARS, *TABLES])}")
     config: dict[str, Any] = {}
     for key, kind in SCALARS.items():
         if key in table:
@@ -65,5 +71,14 @@ def read_config(path: Path) -> dict[str, Any]:
         names = _plugins(table, key, params)
         if names is not None:
             config[key] = names
+    multi = table.get("multi_attacks")
+    if multi is not None:
+        if not (isinstance(multi, list) and all(isinstance(v, str) for v in multi)):
+            raise BenchbdError(f"{path}: 'multi_attacks' must be a list of attack names; got {multi!r}")
+        config["multi_attacks"] = multi
+    if "simulation" in table:
+        if not isinstance(table["simulation"], dict):
+            raise BenchbdError(f"{path}: [simulation] must be a table of parameters; got {table['simulation']!r}")
+        params["simulation"] = dict(table["simulation"])
     config["params"] = params
     return config

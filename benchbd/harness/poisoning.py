@@ -50,8 +50,17 @@ def poison_training_set(data: ImageData, attacks: list[DataPoisoningAttack], rng
     return PoisonedTrainingSet(x, y, source)
 
 
-def trusted_clean_sample(poisoned: PoisonedTrainingSet, rng: np.random.Generator) -> np.ndarray:
-    """Indices of clean examples a defender may trust (BaDLoss appendix A.1): 2,000 or 20% of the set, the smaller."""
-    clean = np.flatnonzero(~poisoned.mask)
-    count = min(len(clean), 2000, len(poisoned.y) // 5)
-    return np.sort(rng.choice(clean, size=count, replace=False))
+def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> None:
+    """Refuse, before any training, attacks whose ratios need more examples than are eligible: each attack's
+    candidates less those the attacks before it take (disjoint, as :func:`poison_training_set` draws them)."""
+    available = np.ones(len(y_train), dtype=bool)
+    for attack in attacks:
+        candidates = attack.candidates(y_train)
+        candidates = candidates[available[candidates]]
+        count = attack.poison_count(len(y_train))
+        if count > len(candidates):
+            raise BenchbdError(
+                f"{attack.name}: needs {count} examples to poison but only {len(candidates)} are eligible "
+                f"(ratio {attack.ratio}, target {attack.target}, {len(y_train)} training examples)"
+            )
+        available[candidates[:count]] = False

@@ -92,15 +92,19 @@ class RunDirectory:
     def write_json(self, name: str, obj: Any) -> None:
         write_json_atomic(self.path / name, obj)
 
-    def cached_model(self, key: str, model: torch.nn.Module) -> bool:
-        """Load the cached weights for ``key`` into ``model``; False if there are none."""
+    def cached_model(self, key: str, model: torch.nn.Module) -> dict[str, Any] | None:
+        """Load the cached weights for ``key`` into ``model`` and return what the attacks measured about that
+        training (their ``stats()``, stored beside the weights); None if nothing is cached."""
         path = self.models / f"{key}.pt"
         if not path.is_file():
-            return False
+            return None
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return True
+        return json.loads((self.models / f"{key}.json").read_text())
 
-    def cache_model(self, key: str, model: torch.nn.Module) -> None:
+    def cache_model(self, key: str, model: torch.nn.Module, stats: dict[str, Any]) -> None:
+        """Store a trained model's weights and its attacks' stats; the weights last, so that weights on disk
+        always have their stats."""
+        write_json_atomic(self.models / f"{key}.json", stats)
         path = self.models / f"{key}.pt"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)

@@ -19,9 +19,8 @@ would be replicas of one training process, as alike as a benign pair.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
 from benchbd.harness.poisoning import poison_training_set
 from benchbd.models import ImageClassifier
+from benchbd.params import check
 from benchbd.training.trainer import Checkpoint, LossComputation, StepInfo, Trainer, TrainingRun, cross_entropy_loss
 
 
@@ -47,6 +47,35 @@ def down_weighted_loss(poisoned: np.ndarray, ratio: float, device: torch.device)
 
 
 Variation = Literal["kernels", "data-order"]
+
+
+@dataclass
+class Simulation:
+    """The simulated servers (RTTD section 3's outsourced training). ``servers`` servers, of which
+    ``round(servers × malicious_fraction)`` (at least one, at most all but one) run the cell's attacks on their
+    own poisoned examples. ``backdoor_lr_ratio`` < 1 is RTTD's adaptive attacker (figure 3): the malicious
+    servers scale their poisoned examples' loss, hence their learning rate, by it. ``replica_variation`` and
+    ``kernel_noise``: how benign replicas differ (:mod:`benchbd.harness.servers`)."""
+
+    name: ClassVar[str] = "simulation"
+
+    servers: int = 4
+    malicious_fraction: float = 0.5
+    backdoor_lr_ratio: float = 1.0
+    replica_variation: Variation = "kernels"
+    kernel_noise: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check(self.servers >= 2, self.name, "servers", "at least 2", self.servers)
+        check(0 < self.malicious_fraction < 1, self.name, "malicious_fraction", "in (0, 1)", self.malicious_fraction)
+        check(0 < self.backdoor_lr_ratio <= 1, self.name, "backdoor_lr_ratio", "in (0, 1]", self.backdoor_lr_ratio)
+        variation = self.replica_variation
+        check(variation in ("kernels", "data-order"), self.name, "replica_variation", "kernels or data-order", variation)
+        check(0 <= self.kernel_noise < 1, self.name, "kernel_noise", "in [0, 1)", self.kernel_noise)
+
+    @property
+    def malicious_count(self) -> int:
+        return min(max(round(self.servers * self.malicious_fraction), 1), self.servers - 1)
 
 
 @dataclass
@@ -79,7 +108,7 @@ class SimulatedServer:
 
 def build_servers(
     data: ImageData,
-    attacks: list[Attack],
+    new_attacks: Callable[[], list[Attack]],
     malicious: np.ndarray,
     make_trainer: Callable[[int], Trainer],
     new_model: Callable[[], ImageClassifier],
@@ -90,14 +119,15 @@ def build_servers(
     variation: Variation = "kernels",
     kernel_noise: float = 1e-4,
 ) -> list[SimulatedServer]:
-    """A server per entry of ``malicious`` (True: runs ``attacks``), varying as ``variation`` says."""
+    """A server per entry of ``malicious`` (True: runs attack objects of its own from ``new_attacks``, with targets
+    assigned, prepared here with the server's own draws), varying as ``variation`` says."""
     servers = []
     for i, is_malicious in enumerate(malicious):
         seed = int(rng.integers(2**31))
         trainer = make_trainer(seed if variation == "data-order" else job_seed)
         x, y, loss = data.x_train, data.y_train, cross_entropy_loss
         if is_malicious:
-            own = copy.deepcopy(attacks)
+            own = new_attacks()
             for attack in own:
                 attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(seed))
             data_attacks = [a for a in own if isinstance(a, DataPoisoningAttack)]

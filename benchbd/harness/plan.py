@@ -1,0 +1,298 @@
+"""Planning a matrix: what its cells are, how each is named (hashed), and where each cell's randomness comes from.
+
+A cell is (attack set, seed, defense). Cells that share an attack set and seed form a :class:`Group`: one poisoned
+model that every defense of the group judges. A cell's hash names everything its record depends on: the group's
+dataset, model, profile, attacks and their parameters, the defense and its parameters, and the code of every plugin
+involved (distribution, version and a digest of its module's source; BaDLoss's released code hashes code and
+arguments the same way). A finished cell whose hash is in ``results.jsonl`` is skipped on resume; a changed plugin
+gets a new hash, so its cells are computed again.
+
+Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's identity (its hash
+without the code digests) and the draw's purpose: a cell's record is the same whatever else runs, in whatever
+order, resumed or not, locally or on Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from benchbd import params as plugin_params
+from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.data.images import ImageData, default_data_root
+from benchbd.defenses import Defense, TrainingRunDefense
+from benchbd.errors import BenchbdError
+from benchbd.harness.poisoning import assign_targets, check_eligible
+from benchbd.harness.servers import Simulation
+from benchbd.registry import Registry
+from benchbd.training.profiles import TrainingProfile, get_profile
+from benchbd.training.trainer import resolve_device
+
+Mode = Literal["single", "multi", "both"]
+
+#: What a matrix runs when no attacks or defenses are named and there is no GPU: a few minutes on 2 CPU cores.
+#: With a GPU the default is every registered attack and defense.
+CPU_DEFAULTS: dict[str, list[str]] = {"attacks": ["patch"], "defenses": ["none", "spectral"]}
+
+#: The multi-attack training set of BaDLoss section 3.3, each attack at its per-dataset ratio: the multi-attack
+#: cell of ``--attacks all`` (and of the GPU default). Other data attacks join a multi-attack set only when named.
+PAPER_MULTI_ATTACKS = ("patch", "single-pixel", "blend-random", "blend-dimple", "sinusoid", "wanet")
+
+#: ``-P simulation.FIELD=VALUE`` (or a ``[simulation]`` TOML table) sets the training-run unit's threat model.
+SIMULATION = "simulation"
+
+
+@dataclass
+class MatrixConfig:
+    """Everything that defines a matrix. ``None`` for attacks or defenses is the default: all registered ones on
+    a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one. ``multi_attacks``: the data attacks
+    of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with ``all``, else the named data attacks).
+    ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n, see
+    :func:`benchbd.harness.units.example.trusted_count`)."""
+
+    dataset: str = "synth-signs"
+    model: str | None = None
+    attacks: list[str] | None = None
+    defenses: list[str] | None = None
+    multi_attacks: list[str] | None = None
+    seeds: int = 1
+    mode: Mode = "both"
+    profile: str = "fast"
+    device: str = "auto"
+    out: Path | None = None
+    data_root: Path | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cell_timeout: float | None = None
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    plugins: tuple[str, ...] = ()
+    clean_models: int = 4
+    trusted: int | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Cells sharing one poisoned model: the same attacks (in one training set) and seed."""
+
+    attacks: tuple[str, ...]
+    mode: Literal["single", "multi"]
+    seed: int
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@cache
+def source_digest(obj: Any) -> str:
+    """A digest of the source of the module that defines ``obj`` (a plugin class or function)."""
+    path = inspect.getsourcefile(inspect.getmodule(obj))  # type: ignore[arg-type]
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
+
+
+def random_stream(seed: int, identity: Any) -> np.random.Generator:
+    """A generator seeded by ``seed`` and a digest of ``identity`` (any JSON-able description of what draws)."""
+    return np.random.default_rng([seed, int(digest(identity), 16) % 2**32])
+
+
+def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
+    """Load ``NAME`` or ``NAME:ARGUMENT`` (``npz:PATH``)."""
+    name, _, argument = spec.partition(":")
+    dataset = registry.dataset(name)
+    if dataset.takes_argument and not argument:
+        raise BenchbdError(f"dataset '{name}' needs an argument: {name}:PATH")
+    if argument and not dataset.takes_argument:
+        raise BenchbdError(f"dataset '{name}' takes no argument (got '{spec}')")
+    return dataset.load(argument or None, data_root)
+
+
+def build_attack(registry: Registry, name: str, data: ImageData, values: dict[str, Any]) -> Attack:
+    """The attack ``name`` with the paper's defaults for the dataset's family under the user's ``values``."""
+    cls = registry.attack(name)
+    attack = plugin_params.build(cls, {**cls.family_defaults.get(data.family, {}), **values})
+    attack.check_dataset(data.num_classes, data.image_shape)
+    return attack
+
+
+def _check_config(config: MatrixConfig) -> None:
+    if config.seeds < 1:
+        raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+    if config.executor not in ("local", "ray"):
+        raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
+    if config.mode not in ("single", "multi", "both"):
+        raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
+    if config.clean_models < 1:
+        raise BenchbdError(f"--clean-models must be at least 1; got {config.clean_models}")
+    if config.cell_timeout is not None and config.cell_timeout <= 0:
+        raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
+    if config.trusted is not None and config.trusted < 2:
+        raise BenchbdError(f"--trusted must be at least 2; got {config.trusted}")
+
+
+class Plan:
+    """The cells of a :class:`MatrixConfig`: validated plugins, groups, hashes and random streams.
+
+    Everything that can be refused is refused here, before any training: bad parameters, unknown names, a dataset
+    with fewer than two classes, an attack without enough eligible examples for its ratio.
+    """
+
+    def __init__(self, config: MatrixConfig, registry: Registry) -> None:
+        _check_config(config)
+        self.config = config
+        self.registry = registry
+        self.profile: TrainingProfile = get_profile(config.profile)
+        self.model_name = config.model or self.profile.model
+        self.model_spec = registry.model(self.model_name)
+        self.device = resolve_device(config.device)
+        self.attack_names = self._names("attacks", config.attacks)
+        self.defense_names = self._names("defenses", config.defenses)
+        self.multi_attacks = self._multi_attacks()
+        known = {*self.attack_names, *self.multi_attacks, *self.defense_names, SIMULATION}
+        unknown = sorted(set(config.params) - known)
+        if unknown:
+            raise BenchbdError(f"parameters given for {', '.join(unknown)}, which are not in this matrix")
+        self.simulation = plugin_params.build(Simulation, config.params.get(SIMULATION, {}))
+        self.data = load_dataset(registry, config.dataset, config.data_root or default_data_root())
+        if self.data.num_classes < 2:
+            raise BenchbdError(f"dataset {config.dataset} has {self.data.num_classes} class(es); a backdoor needs at least 2")
+        self.defenses: dict[str, Defense] = {
+            name: plugin_params.build(registry.defense(name), config.params.get(name, {})) for name in self.defense_names
+        }
+        self.groups = self._plan()
+        for group in self.groups:  # every attack builds, and finds the examples its ratio needs
+            attacks = self.attacks(group)
+            assign_targets(attacks, self.data)
+            check_eligible([a for a in attacks if isinstance(a, DataPoisoningAttack)], self.data.y_train)
+
+    def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
+        if names is None:
+            names = ["all"] if self.device.type == "cuda" else CPU_DEFAULTS[category]
+        if names == ["all"]:
+            return self.registry.names(category)
+        if not names:
+            raise BenchbdError(f"the list of {category} is empty")
+        for name in names:
+            self.registry.get(category, name)
+        return list(dict.fromkeys(names))
+
+    def _multi_attacks(self) -> tuple[str, ...]:
+        """The data attacks of the multi-attack cell (:class:`MatrixConfig`'s ``multi_attacks``)."""
+        if self.config.multi_attacks:
+            names = self._names("attacks", self.config.multi_attacks)
+        elif self.config.attacks is None or self.config.attacks == ["all"]:
+            names = [name for name in PAPER_MULTI_ATTACKS if name in self.attack_names]
+        else:
+            names = self.attack_names
+        return tuple(name for name in names if issubclass(self.registry.attack(name), DataPoisoningAttack))
+
+    def _plan(self) -> list[Group]:
+        mode = self.config.mode
+        multi = self.multi_attacks
+        if self.config.multi_attacks and len(multi) < 2:
+            raise BenchbdError("--multi-attacks needs at least two data-poisoning attacks")
+        if mode == "multi" and len(multi) < 2:
+            raise BenchbdError("--mode multi needs at least two data-poisoning attacks")
+        groups = []
+        for seed in range(self.config.seeds):
+            if mode in ("single", "both"):
+                groups += [Group((name,), "single", seed) for name in self.attack_names]
+            if mode in ("multi", "both") and len(multi) >= 2:
+                groups.append(Group(multi, "multi", seed))
+        return groups
+
+    # -- what a cell is --------------------------------------------------------------------------------------
+    def attacks(self, group: Group) -> list[Attack]:
+        """Fresh attack objects for one training of the group (never shared between trainings)."""
+        return [build_attack(self.registry, name, self.data, self.config.params.get(name, {})) for name in group.attacks]
+
+    def group_identity(self, group: Group) -> dict[str, Any]:
+        """What the group's poisoned model depends on, code aside."""
+        return {
+            "dataset": self.config.dataset,
+            "model": self.model_name,
+            "profile": self.profile.as_dict(),
+            "mode": group.mode,
+            "seed": group.seed,
+            "attacks": [[a.name, plugin_params.as_dict(a)] for a in self.attacks(group)],
+        }
+
+    def code(self, category: Literal["attacks", "defenses", "datasets", "models"], name: str) -> str:
+        """Distribution, version and source digest of one plugin: ``benchbd 0.1.0 3f2a...``."""
+        return f"{self.registry.provenance(category, name)} {source_digest(self.registry.get(category, name))}"
+
+    def group_code(self, group: Group) -> dict[str, Any]:
+        return {
+            "benchbd": metadata.version("benchbd"),
+            "dataset": self.code("datasets", self.config.dataset.partition(":")[0]),
+            "model": self.code("models", self.model_name),
+            "attacks": {name: self.code("attacks", name) for name in group.attacks},
+        }
+
+    def cell_identity(self, group: Group, defense: str) -> dict[str, Any]:
+        """What a cell's record depends on, code aside (a training-run cell also on the simulation)."""
+        identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(self.defenses[defense])]}
+        if isinstance(self.defenses[defense], TrainingRunDefense):
+            identity[SIMULATION] = plugin_params.as_dict(self.simulation)
+        return identity
+
+    def cell_code(self, group: Group, defense: str) -> dict[str, Any]:
+        return {**self.group_code(group), "defense": self.code("defenses", defense)}
+
+    def cell_hash(self, group: Group, defense: str) -> str:
+        return digest({**self.cell_identity(group, defense), "code": self.cell_code(group, defense)})
+
+    def model_key(self, group: Group, **training: Any) -> str:
+        """The model cache's key for a model trained on the group's poisoned set (``training``: how, if not the
+        profile's usual training)."""
+        return digest({**self.group_identity(group), "code": self.group_code(group), **training})
+
+    def stream(self, group: Group, purpose: str, defense: str | None = None) -> np.random.Generator:
+        """The random stream of one purpose in one group (``defense`` given: in that cell)."""
+        identity = self.cell_identity(group, defense) if defense else self.group_identity(group)
+        return random_stream(group.seed, {**identity, "purpose": purpose})
+
+    def poisoning_stream(self, group: Group) -> np.random.Generator:
+        """The attacks' own draws (triggers, then the poisoned examples), the same for every training of the group."""
+        return random_stream(group.seed, self.group_identity(group)["attacks"])
+
+    # -- the whole matrix --------------------------------------------------------------------------------------
+    @property
+    def total_cells(self) -> int:
+        return len(self.groups) * len(self.defense_names)
+
+    def pending(self, finished: set[str]) -> list[tuple[Group, list[str]]]:
+        """The groups with cells whose hash is not in ``finished``, and those cells' defenses."""
+        work = []
+        for group in self.groups:
+            names = [d for d in self.defense_names if self.cell_hash(group, d) not in finished]
+            if names:
+                work.append((group, names))
+        return work
+
+    def default_out(self) -> Path:
+        dataset = Path(self.config.dataset.partition(":")[2]).stem if ":" in self.config.dataset else self.config.dataset
+        return Path("runs") / f"{dataset}-{self.model_name}-{self.profile.name}"
+
+    def resolved_config(self) -> dict[str, Any]:
+        return {
+            "dataset": self.config.dataset,
+            "model": self.model_name,
+            "profile": self.profile.as_dict(),
+            "attacks": {n: plugin_params.as_dict(build_attack(self.registry, n, self.data, self.config.params.get(n, {}))) for n in self.attack_names},
+            "multi_attacks": list(self.multi_attacks),
+            "defenses": {n: plugin_params.as_dict(d) for n, d in self.defenses.items()},
+            SIMULATION: plugin_params.as_dict(self.simulation),
+            "trusted": self.config.trusted,
+            "clean_models": self.config.clean_models,
+            "seeds": self.config.seeds,
+            "mode": self.config.mode,
+            "device": str(self.device),
+        }

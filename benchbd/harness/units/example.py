@@ -1,0 +1,141 @@
+"""The training-example unit: a defense scores every training example; ground truth is the poison mask.
+
+The defender holds a trusted set of known-clean training examples (BaDLoss appendix A.1's C). Detection metrics
+(AUROC, TPR, FPR, per-attack AUROC) are computed over the examples the defense really judges: not the trusted ones,
+and not those the defense says it could not judge (``ExampleVerdict.judged``; BaDLoss's mislabelled probes
+overwrite examples of D). Counting the trusted examples, which a defense may score 0, would report
+A + f·(1 − A) instead of the AUROC A, with f the trusted share of clean examples. Mitigation still retrains on
+every kept example, trusted ones included.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.data.images import ImageData
+from benchbd.defenses import ExampleContext, ExampleDefense, ExampleVerdict
+from benchbd.errors import BenchbdError
+from benchbd.harness.poisoning import CLEAN, PoisonedTrainingSet
+from benchbd.models import ImageClassifier
+from benchbd.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from benchbd.harness.workbench import PoisonedGroup, Workbench
+
+#: BaDLoss appendix A.1: C holds 2n bona fide clean examples, n = 250 (section 3.2: 250 clean and 250 backdoor probes).
+PROBES_PER_SET = 250
+
+
+def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
+    """BaDLoss's 2n trusted examples: n = 250, times the attack's ``probe_multiplier`` in the one-attack setting
+    (section 5.1: three times as many probes against the warping attack)."""
+    multiplier = attacks[0].probe_multiplier if single_attack and isinstance(attacks[0], DataPoisoningAttack) else 1
+    return 2 * PROBES_PER_SET * multiplier
+
+
+def trusted_sample(poisoned: PoisonedTrainingSet, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` clean examples drawn at random (fewer if the set has fewer, never over half of the clean ones)."""
+    clean = np.flatnonzero(~poisoned.mask)
+    return np.sort(rng.choice(clean, size=min(count, len(clean) // 2), replace=False))
+
+
+def example_context(
+    data: ImageData,
+    poisoned: PoisonedTrainingSet,
+    model: ImageClassifier,
+    trainer: Trainer,
+    new_model: Callable[[], ImageClassifier],
+    attacks: list[Attack],
+    *,
+    rng: np.random.Generator,
+    probe_seed: int,
+    trusted: np.ndarray,
+    single_attack: bool,
+    features: Callable[[], np.ndarray] | None = None,
+) -> ExampleContext:
+    """The :class:`ExampleContext` of one cell, as the harness, the conformance kit and the tests build it."""
+    data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+    return ExampleContext(
+        data=data,
+        x_train=poisoned.x,
+        y_train=poisoned.y,
+        model=model,
+        trainer=trainer,
+        new_model=new_model,
+        features=features or (lambda: trainer.features(model, poisoned.x)),
+        attacks=attacks,
+        expected_poison_fraction=sum(a.poison_fraction for a in data_attacks),
+        rng=rng,
+        probe_seed=probe_seed,
+        trusted_clean=trusted,
+        single_attack=single_attack,
+    )
+
+
+def checked(defense: ExampleDefense, verdict: ExampleVerdict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The verdict's scores, flags and judged mask, refused unless there is one finite score and flag per example."""
+    scores = np.asarray(verdict.scores, dtype=np.float64)
+    flagged = np.asarray(verdict.flagged, dtype=bool)
+    judged = np.ones(n, dtype=bool) if verdict.judged is None else np.asarray(verdict.judged, dtype=bool)
+    if scores.shape != (n,) or flagged.shape != (n,) or judged.shape != (n,):
+        raise BenchbdError(f"{defense.name}: expected {n} scores, flags and judged marks, got shapes {scores.shape}, {flagged.shape}, {judged.shape}")
+    if not np.isfinite(scores[judged]).all():
+        raise BenchbdError(f"{defense.name}: {int((~np.isfinite(scores[judged])).sum())} scores are not finite")
+    return scores, flagged, judged
+
+
+def detection(scores: np.ndarray, flagged: np.ndarray, source: np.ndarray, judged: np.ndarray, attack_names: list[str]) -> dict[str, Any]:
+    """Detection over the ``judged`` examples against the poison mask (``source`` != CLEAN): AUROC of the scores,
+    TPR/FPR of the flags, each attack's AUROC against the clean examples when there are several; ``judged``
+    counts them. ``removed_frac`` is over the whole training set."""
+    poisoned, clean = (source != CLEAN) & judged, (source == CLEAN) & judged
+    result: dict[str, Any] = {
+        "auroc": float(roc_auc_score(poisoned[judged], scores[judged])) if poisoned.any() and clean.any() else None,
+        "tpr": float(flagged[poisoned].mean()) if poisoned.any() else None,
+        "fpr": float(flagged[clean].mean()) if clean.any() else None,
+        "removed_frac": float(flagged.mean()),
+        "judged": int(judged.sum()),
+    }
+    if len(attack_names) > 1:
+        result["auroc_per_attack"] = {}
+        for index, name in enumerate(attack_names):
+            own = (source == index) & judged
+            keep = own | clean
+            result["auroc_per_attack"][name] = float(roc_auc_score(own[keep], scores[keep])) if own.any() and clean.any() else None
+    return result
+
+
+def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name: str) -> dict[str, Any]:
+    """Score the group's poisoned training set, measure detection, remove the flagged and retrain."""
+    from benchbd.harness.workbench import model_figures
+
+    if not state.data_attacks:
+        return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
+    plan, group = bench.plan, state.group
+    single = group.mode == "single"
+    count = plan.config.trusted or trusted_count(state.attacks, single)
+    trusted = trusted_sample(state.poisoned, count, plan.stream(group, "trusted"))
+    context = example_context(
+        bench.data, state.poisoned, state.model, state.trainer, lambda: bench.fresh_model(group.seed), state.attacks,
+        rng=plan.stream(group, "defense", name), probe_seed=int(plan.stream(group, "probes").integers(2**32)),
+        trusted=trusted, single_attack=single, features=state.features,
+    )
+    verdict = defense.score_examples(context)
+    scores, flagged, judged = checked(defense, verdict, len(state.poisoned.y))
+    judged[trusted] = False
+    result = {
+        **detection(scores, flagged, state.poisoned.source, judged, [a.name for a in state.data_attacks]),
+        "trusted": len(trusted),
+    }
+    if verdict.details:
+        result["details"] = verdict.details
+    model = defense.mitigate(context, verdict)
+    if model is None:
+        kept = ~flagged
+        model = bench.fresh_model(group.seed)
+        state.trainer.fit(model, state.poisoned.x[kept], state.poisoned.y[kept], label=f"retrain after {name}")
+    return {**result, **model_figures(state.trainer, model, bench.data, state.attacks, "_after")}

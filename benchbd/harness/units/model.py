@@ -1,0 +1,103 @@
+"""The model unit: a defense judges whole trained models; ground truth is which model is backdoored.
+
+The defense sees the cell's backdoored model and ``--clean-models`` clean models of the same architecture and
+profile, one at a time. A defense that needs models trained its own way (:meth:`ModelDefense.training_loss`,
+AEGIS's adversarial training) gets all of them trained with it: the backdoored one on the group's poisoned set
+with attack objects of its own, the clean ones on the clean training set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from benchbd import params as plugin_params
+from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict
+from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import detection_metrics
+from benchbd.harness.plan import digest
+from benchbd.models import ImageClassifier
+from benchbd.training.trainer import cross_entropy_loss
+
+if TYPE_CHECKING:
+    from benchbd.harness.workbench import PoisonedGroup, Workbench
+
+#: Seeds of the clean models, offset from the cells' seeds.
+CLEAN_MODEL_SEED = 10_000
+#: Held-out clean images a model or training-run defender holds: up to this many of the test split.
+DEFENDER_CLEAN = 2000
+
+#: The leaderboard's columns for this unit: header, the record's value, scale.
+COLUMNS = [
+    ("Backdoored flagged", lambda r: r["tpr"], 100),
+    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))), 100),
+    ("Clean models flagged", lambda r: r["fpr"], 100),
+    ("Classes wrongly named", lambda r: r["class_fpr"], 100),
+    ("AUROC", lambda r: r["auroc"], 1),
+]
+TITLE = "Table 4: model-level detection (%; AUROC over the backdoored and the clean models)"
+
+
+def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to :data:`DEFENDER_CLEAN` held-out clean images (of the test split) and their labels."""
+    index = np.sort(rng.choice(len(y), size=min(DEFENDER_CLEAN, len(y)), replace=False))
+    return x[index], y[index]
+
+
+def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
+    if not np.isfinite(verdict.score):
+        raise BenchbdError(f"{defense.name}: the model score is not finite ({verdict.score})")
+    return verdict
+
+
+def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
+    """The backdoored model, then the clean ones, trained as the defense needs them."""
+    from benchbd.harness.workbench import poisoned_loss
+
+    plan, group, data = bench.plan, state.group, bench.data
+    own_loss = defense.training_loss(cross_entropy_loss)
+    training = [name, plugin_params.as_dict(defense), plan.code("defenses", name)] if own_loss is not None else "profile"
+    backdoored = state.model
+    if own_loss is not None:
+        attacks, _ = bench.prepared_attacks(group)
+        loss = defense.training_loss(poisoned_loss(attacks))
+        backdoored, _ = bench.trained_model(
+            plan.model_key(group, training=training), group.seed, state.poisoned.x, state.poisoned.y, loss,
+            f"backdoored model for {name}", attacks,
+        )
+    code = {key: value for key, value in plan.group_code(group).items() if key != "attacks"}
+    clean = []
+    for i in range(plan.config.clean_models):
+        key = digest({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.as_dict(),
+                      "clean_model": i, "training": training, "code": code})
+        model, _ = bench.trained_model(key, CLEAN_MODEL_SEED + i, data.x_train, data.y_train, own_loss or cross_entropy_loss, f"clean model {i + 1}")
+        clean.append(model)
+    return [backdoored, *clean]
+
+
+def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> dict[str, Any]:
+    """Judge the backdoored model and the clean ones; detection over the population, targets named."""
+    from benchbd.harness.workbench import model_figures
+
+    plan, group, data = bench.plan, state.group, bench.data
+    models = judged_models(bench, state, defense, name)
+    clean_x, clean_y = defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))
+    rng = plan.stream(group, "defense", name)
+    verdicts = [
+        checked(defense, defense.inspect_model(ModelContext(model, state.trainer, data.num_classes, clean_x, clean_y, np.random.default_rng(rng.integers(2**32)))))
+        for model in models
+    ]
+    targets = {a.target for a in state.attacks}
+    is_backdoored = np.array([True] + [False] * (len(models) - 1))
+    result: dict[str, Any] = detection_metrics(np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts]), is_backdoored)
+    false_classes = len(set(verdicts[0].suspect_classes) - targets) + sum(len(v.suspect_classes) for v in verdicts[1:])
+    result.update(
+        target_found={a.name: a.target in verdicts[0].suspect_classes for a in state.attacks},
+        class_fpr=false_classes / ((data.num_classes - len(targets)) + data.num_classes * (len(models) - 1)),
+        model_scores={"backdoored": verdicts[0].score, "clean": [v.score for v in verdicts[1:]]},
+        details=verdicts[0].details,
+    )
+    if models[0] is not state.model:
+        result["judged_model"] = model_figures(state.trainer, models[0], data, state.attacks)
+    return result

@@ -1,0 +1,71 @@
+"""The training-run unit: a defense judges the servers that train a client's job; ground truth is which servers
+are malicious.
+
+The threat model is the unit's, not the defense's (:class:`benchbd.harness.servers.Simulation`, set with ``-P simulation.FIELD=VALUE`` or a
+``[simulation]`` TOML table): an adaptive attacker is a different experiment, not a variant of the defense. The
+client's job is the cell's clean training; the servers are :mod:`benchbd.harness.servers`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from benchbd.defenses import TrainingRunContext, TrainingRunDefense
+from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import detection_metrics
+from benchbd.harness.servers import build_servers
+from benchbd.harness.units.model import defender_clean
+from benchbd.training.trainer import TrainingRun
+
+if TYPE_CHECKING:
+    from benchbd.harness.workbench import PoisonedGroup, Workbench
+
+#: The leaderboard's columns for this unit: header, the record's value, scale.
+COLUMNS = [
+    ("Malicious flagged", lambda r: r["tpr"], 100),
+    ("Benign flagged", lambda r: r["fpr"], 100),
+    ("AUROC", lambda r: r["auroc"], 1),
+    ("Overhead", lambda r: r["overhead_frac"], 100),
+]
+TITLE = "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)"
+
+
+def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, name: str) -> dict[str, Any]:
+    """Simulate the servers for the client's job, some running the cell's attacks, and let the defense judge them."""
+    plan, group, data, simulation = bench.plan, state.group, bench.data, bench.plan.simulation
+    seed = group.seed
+    rng = plan.stream(group, "servers", name)
+    malicious = rng.permutation(np.arange(simulation.servers) < simulation.malicious_count)
+    servers = build_servers(
+        data, lambda: bench.new_attacks(group), malicious, bench.trainer, lambda: bench.fresh_model(seed),
+        simulation.backdoor_lr_ratio, rng, job_seed=seed, variation=simulation.replica_variation, kernel_noise=simulation.kernel_noise,
+    )
+    job = TrainingRun(state.trainer, bench.fresh_model(seed), data.x_train, data.y_train, label="client job")
+    context = TrainingRunContext(
+        servers=list(servers),
+        initial=job.checkpoint(),
+        total_steps=job.total_steps,
+        new_model=lambda: bench.fresh_model(seed),
+        trainer=state.trainer,
+        reference_x=defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))[0],
+        rng=plan.stream(group, "defense", name),
+        malicious_fraction=simulation.malicious_fraction,
+    )
+    verdict = defense.judge_servers(context)
+    scores = np.asarray(verdict.scores, dtype=np.float64)
+    flagged = np.asarray(verdict.flagged, dtype=bool)
+    n = simulation.servers
+    if scores.shape != (n,) or flagged.shape != (n,):
+        raise BenchbdError(f"{name}: expected {n} server scores and flags, got shapes {scores.shape} and {flagged.shape}")
+    if not np.isfinite(scores).all():
+        raise BenchbdError(f"{name}: {int((~np.isfinite(scores)).sum())} server scores are not finite")
+    return {
+        **detection_metrics(scores, flagged, malicious),
+        "servers": n,
+        "malicious_servers": simulation.malicious_count,
+        "extra_steps": int(verdict.extra_steps),
+        "overhead_frac": verdict.extra_steps / (n * job.total_steps),
+        "details": verdict.details,
+    }
