@@ -37,6 +37,9 @@ class Attack:
     description: ClassVar[str]
     #: Paper defaults per dataset family, applied under the user's own values: {"gtsrb": {"ratio": 0.02}}.
     family_defaults: ClassVar[dict[str, dict[str, object]]] = {}
+    #: Whether ``trigger(x, test_time=True)`` is stronger than the trigger as trained (BaDLoss's reference code
+    #: doubles the blends and sinusoid); the harness then reports ASR both ways, ``asr`` and ``asr_boosted``.
+    test_time_boost: ClassVar[bool] = False
 
     target: int | None = None
 

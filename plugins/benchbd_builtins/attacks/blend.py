@@ -8,8 +8,8 @@ the target (dirty label). Note that the blend changes every pixel where t ≠ x,
 poisoning 1% of the training set.
 
 Test time: BaDLoss's code measures the blended attacks with the blend twice as strong as in training as well as
-with the training strength (``BOOSTING_RATIO = 2``); the harness measures one trigger, so ``test_alpha_scale``
-(default 2) multiplies α when the trigger is applied with ``test_time=True``; set it to 1 for the plain trigger.
+with the training strength (``BOOSTING_RATIO = 2``). The harness reports both: ``asr`` with the trigger as
+trained and ``asr_boosted`` with ``test_time=True``, where ``test_alpha_scale`` (default 2) multiplies α.
 
 Probe variants (section 5.1): blend-random draws a new random pattern; the dimple pattern is rotated 90°.
 """
@@ -31,6 +31,8 @@ from benchbd.params import check
 class BlendAttack(DataPoisoningAttack):
     """x' = α·t + (1−α)·x with the pattern t of :meth:`pattern`, clamped to [0, 1]; α·``test_alpha_scale`` at
     test time. Subclasses define the pattern."""
+
+    test_time_boost: ClassVar[bool] = True
 
     alpha: float = 0.075
     test_alpha_scale: float = 2.0
