@@ -1,15 +1,24 @@
 """Leaderboard tables in the shape of the BaDLoss paper's tables 1-3, from a run's ``results.jsonl``.
 
 - Table 1: one-attack detection AUROC, defense × attack (example-level defenses).
-- Table 2: one-attack clean accuracy and attack success rate after filtering and retraining ("No Defense": the
-  poisoned model).
+- Table 2: one-attack clean accuracy and attack success rate after filtering and retraining ("No Defense", the
+  rows of the defenses of unit ``none``: the poisoned model). Table 2b: the ASR boosted at test time.
 - Table 3a: multi-attack detection AUROC, over all poisoned examples and per attack.
-- Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining.
+- Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining. Table 3b: boosted ASR.
 - Table 4: model-level detection (design.md's "model" unit): is the backdoored model flagged, is its target
   named, how many clean models and classes are flagged, AUROC of the scores over the model population.
 - Table 5: training-run detection (the "training run" unit): malicious and benign servers flagged, overhead.
 
-Several seeds give mean ± std. Cells that could not be computed say why in a footnote. A plugin that ran with
+Which ASR (issue 15, item 5): Tables 2 and 3 show ``asr``, the trigger exactly as trained (BaDLoss section 5's
+text); Tables 2b and 3b show ``asr_boosted``, the trigger of the attacks with a test-time boost applied with
+``test_time=True`` (×2 for the blends and sinusoid, as BaDLoss's reference code's ``BOOSTING_RATIO``). A record
+without ``code`` digests was made before both were measured: its ``asr`` is the boosted one, and its ASR cells say
+so in a footnote.
+
+Several seeds give mean ± std. Cells that could not be computed say why in a footnote, and so does every cell of
+an example-level defense that removed nothing (with the gate it recorded, e.g. Neural Cleanse's anomaly index), so
+that its row is never silently equal to No Defense's. The header notes records made from several versions of a
+plugin's code (their ``code`` digests) and records made before benchbd recorded them. A plugin that ran with
 different parameters in one run directory (a matrix re-run there with other ``-P`` values) is shown once per
 parameter set, named with the parameters that differ, e.g. ``rttd (backdoor_lr_ratio=0.1)``: such records are
 different experiments, not seeds of one.
@@ -35,7 +44,19 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.results import RESULTS, read_records
 from benchbd.plots import write_heatmaps
 
+#: The unit of the undefended baseline, benchbd's ``none`` or a third party's: its rows read the poisoned model.
 NO_DEFENSE = "none"
+#: What Tables 2 and 3 show, and what Tables 2b and 3b show.
+AS_TRAINED = "ASR with the trigger as trained (BaDLoss section 5)"
+BOOSTED = "ASR boosted ×2 at test time, as BaDLoss's reference code (the attacks with a test-time boost)"
+#: The footnote of an ASR cell with records made before benchbd recorded code digests.
+OLD_ASR = "ASR of records made before benchbd recorded code digests: boosted ×2 at test time for the blends and sinusoid"
+
+
+def made_before_code_digests(record: dict[str, Any]) -> bool:
+    """Whether the record predates issue 15's protocol: no ``code`` digests, ``asr`` boosted at test time, and
+    detection metrics counting the defender's trusted clean examples."""
+    return "code" not in record
 
 
 @dataclass
@@ -69,7 +90,10 @@ class _Cells:
         number = self.notes.setdefault(text, len(self.notes) + 1)
         return f"({number})"
 
-    def text(self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float) -> str:
+    def text(
+        self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *, asr: bool = False
+    ) -> str:
+        """The cell's mean ± std; ``asr``: the value is read from the ``asr`` fields, boosted in old records."""
         if not records:
             return "–"
         bad = [r for r in records if r["status"] != "ok"]
@@ -80,7 +104,19 @@ class _Cells:
         values = [value(r) for r in records]
         if any(v is None for v in values):
             return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples')}"
-        return _mean_std(values, scale)
+        return " ".join([_mean_std(values, scale), *self._caveats(records, asr)])
+
+    def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
+        """Marks for a defense that removed nothing, with the gate it recorded, and for old records' ASR."""
+        marks = []
+        empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
+        if empty:
+            seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
+            gate = (empty[0].get("details") or {}).get("gate")
+            marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
+        if asr and any(made_before_code_digests(r) for r in records):
+            marks.append(self.mark(OLD_ASR))
+        return marks
 
     def footnotes(self) -> list[str]:
         return [f"({n}) {text}" for text, n in self.notes.items()]
@@ -91,7 +127,9 @@ def _ordered(values: pd.Series) -> list[str]:
 
 
 #: Record fields that hold one value per attack, keyed by the attack's name.
-PER_ATTACK_FIELDS = ("asr", "asr_after", "auroc_per_attack", "target_found", "targets", "clean_to_target")
+PER_ATTACK_FIELDS = (
+    "asr", "asr_after", "asr_boosted", "asr_boosted_after", "auroc_per_attack", "target_found", "targets", "clean_to_target"
+)
 
 
 def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,7 +182,7 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     """The leaderboard tables for the records of one run (records as :func:`label_configurations` returns)."""
     if not records:
         raise BenchbdError("no results to render: the results file has no finished cells")
-    frame = pd.DataFrame(records)
+    frame = pd.DataFrame(records).assign(record=records)
     tables: list[Table] = []
     single = frame[frame["mode"] == "single"]
     multi = frame[frame["mode"] == "multi"]
@@ -202,7 +240,7 @@ def _select(frame: pd.DataFrame, **where: Any) -> list[dict[str, Any]]:
     mask = np.ones(len(frame), dtype=bool)
     for key, value in where.items():
         mask &= (frame[key] == value).to_numpy()
-    return frame[mask].to_dict("records")
+    return frame.loc[mask, "record"].tolist()
 
 
 def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
@@ -219,16 +257,18 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
         tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
     cells = _Cells()
     rows = []
-    for name in _mitigation_rows(frame):
-        accuracy, asr = _after(name)
+    for name, label in _mitigation_rows(frame):
+        selected = {a: _select(frame, defense=name, attack=a) for a in attacks}
         rows.append(
-            [_row_label(name)]
-            + [cells.text(_select(frame, defense=name, attack=a), accuracy, 100) for a in attacks]
-            + [cells.text(_select(frame, defense=name, attack=a), lambda r, a=a: asr(r).get(a), 100) for a in attacks]
+            [label]
+            + [cells.text(selected[a], _after("clean_acc"), 100) for a in attacks]
+            + [cells.text(selected[a], _asr_of(a, "asr"), 100, asr=True) for a in attacks]
         )
     columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
-    tables.append(Table("Table 2: one-attack clean accuracy and attack success rate (%) after retraining", columns, rows, cells.footnotes()))
-    return tables
+    title = f"Table 2: one-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
+    tables.append(Table(title, columns, rows, cells.footnotes()))
+    title = "Table 2b: one-attack attack success rate (%) after retraining"
+    return tables + _boosted_tables(title, frame, attacks, lambda name, a: _select(frame, defense=name, attack=a))
 
 
 def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
@@ -246,34 +286,65 @@ def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
         tables.append(Table(title, ["Defense", "All", *attacks], rows, cells.footnotes()))
     cells = _Cells()
     rows = []
-    for name in _mitigation_rows(frame):
-        accuracy, asr = _after(name)
+    asr = _after("asr")
+    for name, label in _mitigation_rows(frame):
         selected = _select(frame, defense=name)
         rows.append(
-            [_row_label(name), cells.text(selected, accuracy, 100)]
-            + [cells.text(selected, lambda r, a=a: asr(r).get(a), 100) for a in attacks]
-            + [cells.text(selected, lambda r: float(np.mean(list(asr(r).values()))), 100)]
+            [label, cells.text(selected, _after("clean_acc"), 100)]
+            + [cells.text(selected, _asr_of(a, "asr"), 100, asr=True) for a in attacks]
+            + [cells.text(selected, lambda r: float(np.mean(list(asr(r).values()))), 100, asr=True)]
         )
     columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
-    tables.append(Table("Table 3: multi-attack clean accuracy and attack success rate (%) after retraining", columns, rows, cells.footnotes()))
-    return tables
+    title = f"Table 3: multi-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
+    tables.append(Table(title, columns, rows, cells.footnotes()))
+    title = "Table 3b: multi-attack attack success rate (%) after retraining"
+    return tables + _boosted_tables(title, frame, attacks, lambda name, a: _select(frame, defense=name))
 
 
-def _mitigation_rows(frame: pd.DataFrame) -> list[str]:
-    """"No Defense" first, then every defense that filters and retrains."""
-    names = _ordered(frame.loc[frame["unit"].isin(["none", "example"]), "defense"])
-    return sorted(names, key=lambda n: n != NO_DEFENSE)
+def _boosted_tables(
+    title: str, frame: pd.DataFrame, attacks: list[str], cell: Callable[[str, str], list[dict[str, Any]]]
+) -> list[Table]:
+    """The table of the boosted ASR (``asr_boosted``) of the attacks that have one, the records of each cell given
+    by ``cell(defense, attack)``; no table when no record has a boosted ASR."""
+    held = {a for r in frame["record"] for a in r.get("asr_boosted", {})}
+    boosted = [a for a in attacks if a in held]
+    if not boosted:
+        return []
+    cells = _Cells()
+    rows = [
+        [label] + [cells.text(_with_boosted(cell(name, a), a), _asr_of(a, "asr_boosted"), 100) for a in boosted]
+        for name, label in _mitigation_rows(frame)
+    ]
+    return [Table(f"{title}; {BOOSTED}", ["Defense", *(f"ASR {a}" for a in boosted)], rows, cells.footnotes())]
 
 
-def _after(defense: str) -> tuple[Callable[[dict[str, Any]], float], Callable[[dict[str, Any]], dict[str, float]]]:
-    """Which record fields hold the numbers after mitigation: the undefended row reads the poisoned model's."""
-    if defense == NO_DEFENSE:
-        return (lambda r: r["clean_acc"]), (lambda r: r["asr"])
-    return (lambda r: r["clean_acc_after"]), (lambda r: r["asr_after"])
+def _mitigation_rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(defense, row label) of the mitigation tables: the baselines (unit ``none``) first as "No Defense", named
+    when there are several, then every defense that filters and retrains."""
+    baselines = _ordered(frame.loc[frame["unit"] == NO_DEFENSE, "defense"])
+    defenses = _ordered(frame.loc[frame["unit"] == "example", "defense"])
+    labels = ["No Defense"] if len(baselines) == 1 else [f"No Defense ({name})" for name in baselines]
+    return [*zip(baselines, labels), *((name, name) for name in defenses)]
 
 
-def _row_label(defense: str) -> str:
-    return "No Defense" if defense == NO_DEFENSE else defense
+def _after_field(record: dict[str, Any], field: str) -> str:
+    """The record's field holding ``field`` after mitigation: a baseline's is the poisoned model's own ``field``."""
+    return field if record["unit"] == NO_DEFENSE else f"{field}_after"
+
+
+def _after(field: str) -> Callable[[dict[str, Any]], Any]:
+    """A record's ``field`` after mitigation (``clean_acc``, ``asr``), as :func:`_after_field` finds it."""
+    return lambda r: r[_after_field(r, field)]
+
+
+def _asr_of(attack: str, field: str) -> Callable[[dict[str, Any]], float]:
+    """One attack's ASR after mitigation, from ``field`` (``asr`` or ``asr_boosted``)."""
+    return lambda r: r[_after_field(r, field)].get(attack)
+
+
+def _with_boosted(records: list[dict[str, Any]], attack: str) -> list[dict[str, Any]]:
+    """The records that have the attack's boosted ASR, and those that failed (their cell says why)."""
+    return [r for r in records if r["status"] != "ok" or attack in r.get(_after_field(r, "asr_boosted"), {})]
 
 
 def to_markdown(tables: list[Table], header: str = "") -> str:
@@ -313,8 +384,9 @@ def print_tables(tables: list[Table], console: Console) -> None:
 
 
 def run_header(records: list[dict[str, Any]]) -> str:
-    """The run's dataset, model, profile and seed count, and the distributions its plugins came from (records
-    written before benchbd recorded them have none)."""
+    """The run's dataset, model, profile and seed count, the distributions its plugins came from (records written
+    before benchbd recorded them have none), and the notes of :func:`code_notes`. ``records`` as read, not
+    relabelled: their ``code`` digests are keyed by the plugins' own names."""
     first = records[0]
     seeds = sorted({r["seed"] for r in records})
     distributions = sorted({
@@ -322,11 +394,45 @@ def run_header(records: list[dict[str, Any]]) -> str:
         for r in records if "plugins" in r
         for source in (*r["plugins"]["attacks"].values(), r["plugins"]["defense"], r["plugins"]["model"])
     })
-    plugins = f"\nPlugins from {', '.join(markdown_escape(d) for d in distributions)}.\n" if distributions else ""
-    return (
-        f"# benchbd leaderboard\n\nDataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
-        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several.\n{plugins}"
+    plugins = [f"Plugins from {', '.join(markdown_escape(d) for d in distributions)}."] if distributions else []
+    summary = (
+        f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
+        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several."
     )
+    return "\n\n".join(["# benchbd leaderboard", summary, *plugins, *code_notes(records)]) + "\n"
+
+
+def code_notes(records: list[dict[str, Any]]) -> list[str]:
+    """A note for benchbd and for every plugin whose records come from several versions of its code (several
+    digests of its source, issue 15 item 4), and one for the records made before benchbd recorded digests."""
+    digests: dict[str, set[str]] = {}
+    for r in records:
+        if made_before_code_digests(r):
+            continue
+        for name, digest in _code_versions(r):
+            digests.setdefault(name, set()).add(digest)
+    notes = [f"Records of {markdown_escape(name)} come from {len(d)} versions of its code." for name, d in digests.items()
+             if len(d) > 1]
+    old = [r for r in records if made_before_code_digests(r)]
+    if old:
+        which = "These records were" if len(old) == len(records) else f"{len(old)} of {len(records)} records were"
+        counted = any(r["unit"] == "example" for r in old)  # only example-level records have these metrics
+        detection = "detection AUROC, TPR and FPR counted the defender's trusted clean examples; " if counted else ""
+        notes.append(f"{which} made before benchbd recorded code digests (old protocol: {detection}ASR boosted ×2 at "
+                     "test time for the blends and sinusoid).")
+    return notes
+
+
+def _code_versions(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(plugin, digest) of each entry of the record's ``code``, named as ``benchbd``, ``attack patch``,
+    ``defense spectral``, ``model small-cnn``, ``dataset gtsrb``: the kind with the record's plugin of that kind."""
+    versions = []
+    for kind, value in record["code"].items():
+        if kind == "attacks":
+            versions += [(f"attack {name}", digest) for name, digest in value.items()]
+        else:
+            versions.append((f"{kind} {record[kind]}" if kind in record else kind, value))
+    return versions
 
 
 def render_run(run_dir: Path, output: Path | None = None) -> list[Table]:
@@ -336,9 +442,11 @@ def render_run(run_dir: Path, output: Path | None = None) -> list[Table]:
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
-    records = label_configurations(read_records(path))
+    read = read_records(path)
+    records = label_configurations(read)
     tables = build_tables(records)
-    heatmaps = write_heatmaps(records, output.parent)
+    old = "; old records: boosted ×2" if any(made_before_code_digests(r) for r in records) else ""
+    heatmaps = write_heatmaps(records, output.parent, asr_label=f"trigger as trained{old}")
     links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())
-    output.write_text(to_markdown(tables, run_header(records)) + ("\n" + links if links else ""))
+    output.write_text(to_markdown(tables, run_header(read)) + ("\n" + links if links else ""))
     return tables

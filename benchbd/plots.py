@@ -1,4 +1,5 @@
-"""Heatmaps of a run (defense × attack): detection AUROC and ASR after mitigation, as PNG files."""
+"""Heatmaps of a run (defense × attack): detection AUROC and ASR after mitigation, as PNG files; the ASR map's
+title says which ASR it shows (the leaderboard's tables say it too)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 HEATMAPS = {
     "auroc": ("Detection AUROC (one attack)", "auroc", "viridis"),
-    "asr_after": ("ASR after mitigation (one attack, %)", "asr_after", "magma_r"),
+    "asr_after": ("ASR after mitigation (one attack, %)\n{asr_label}", "asr_after", "magma_r"),
 }
 
 
@@ -36,8 +37,9 @@ def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
     return frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="mean", sort=False)
 
 
-def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
-    """Write one PNG per heatmap that has data; returns {heatmap name: path}."""
+def write_heatmaps(records: list[dict[str, Any]], folder: Path, asr_label: str) -> dict[str, Path]:
+    """Write one PNG per heatmap that has data; returns {heatmap name: path}. ``asr_label`` says which ASR the
+    records' ``asr`` fields hold (e.g. "trigger as trained")."""
     written = {}
     for name, (title, field, colormap) in HEATMAPS.items():
         table = _matrix(records, field)
@@ -55,7 +57,7 @@ def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Pat
             if not np.isnan(value):
                 axes.text(j, i, f"{value:.2f}" if field == "auroc" else f"{value:.0f}", ha="center", va="center",
                           color="white" if (value < 0.5 if field == "auroc" else value > 50) else "black", fontsize=8)
-        axes.set_title(title, fontsize=10)
+        axes.set_title(title.format(asr_label=asr_label), fontsize=10)
         figure.colorbar(image, ax=axes)
         figure.tight_layout()
         path = Path(folder) / f"heatmap-{name}.png"

@@ -9,15 +9,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchbd.leaderboard import print_tables, render_run
+from benchbd.leaderboard import OLD_ASR, print_tables, render_run
 
 
 def record(defense: str, seed: int, attacks: list[str], **fields) -> dict:
+    """A record as the harness writes it since issue 15 (with ``code`` digests); pass ``code=None`` for an old one."""
     unit = "none" if defense == "none" else "example"
+    code = {"benchbd": "b1", "dataset": "s1", "model": "m1", "attacks": {a: "a1" for a in attacks}, "defense": "d1"}
     base = {"dataset": "synth-signs", "model": "small-cnn", "profile": "fast", "mode": "multi" if len(attacks) > 1 else "single",
             "attacks": attacks, "defense": defense, "unit": unit, "seed": seed, "status": "ok", "error": None,
-            "clean_acc": 0.9, "asr": {a: 0.95 for a in attacks}, "config_hash": f"{defense}{seed}{attacks}"}
-    return {**base, **fields}
+            "clean_acc": 0.9, "asr": {a: 0.95 for a in attacks}, "config_hash": f"{defense}{seed}{attacks}", "code": code}
+    return {key: value for key, value in {**base, **fields}.items() if value is not None}
 
 
 def render(tmp_path: Path, records: list[dict]) -> tuple[list, str]:
@@ -129,3 +131,122 @@ def test_heatmap_makes_room_for_long_attack_labels(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # matplotlib warns when the labels do not fit the figure
         render(tmp_path, [record("none", 0, [a], asr={a: 0.5}) for a in attacks])
     assert (tmp_path / "heatmap-asr_after.png").is_file()
+
+
+def table(tables: list, prefix: str):
+    return next(t for t in tables if t.title.startswith(prefix))
+
+
+def test_asr_tables_say_which_asr_and_the_boosted_one_has_its_own(tmp_path: Path) -> None:
+    """Issue 15, item 5: Tables 2 and 3 show the trigger as trained; 2b and 3b the boost, for the attacks that have one."""
+    one = ["patch", "blend-random"]
+    records = [
+        *(record("none", 0, [a], asr={a: 0.9}, asr_boosted={"blend-random": 0.99} if a == "blend-random" else None) for a in one),
+        record("spectral", 0, ["patch"], auroc=0.6, removed_frac=0.1, clean_acc_after=0.8, asr_after={"patch": 0.5}),
+        record("spectral", 0, ["blend-random"], auroc=0.6, removed_frac=0.1, clean_acc_after=0.8, asr_after={"blend-random": 0.3},
+               asr_boosted={"blend-random": 0.99}, asr_boosted_after={"blend-random": 0.7}),
+        record("none", 0, one, asr={"patch": 0.9, "blend-random": 0.5}, asr_boosted={"blend-random": 0.8}),
+        record("spectral", 0, one, auroc=0.7, removed_frac=0.1, auroc_per_attack={"patch": 0.9, "blend-random": 0.5},
+               clean_acc_after=0.85, asr_after={"patch": 0.1, "blend-random": 0.3},
+               asr_boosted={"blend-random": 0.8}, asr_boosted_after={"blend-random": 0.6}),
+    ]
+    tables, markdown = render(tmp_path, records)
+    for prefix in ("Table 2:", "Table 3:"):
+        assert "ASR with the trigger as trained (BaDLoss section 5)" in table(tables, prefix).title
+    single, multi = table(tables, "Table 2:"), table(tables, "Table 3:")
+    assert single.rows == [["No Defense", "90.00", "90.00", "90.00", "90.00"], ["spectral", "80.00", "80.00", "50.00", "30.00"]]
+    assert multi.rows[1] == ["spectral", "85.00", "10.00", "30.00", "20.00"] and not single.notes and not multi.notes
+    boosted = table(tables, "Table 2b")
+    assert "boosted ×2 at test time, as BaDLoss's reference code" in boosted.title
+    assert boosted.columns == ["Defense", "ASR blend-random"]
+    assert boosted.rows == [["No Defense", "99.00"], ["spectral", "70.00"]]
+    assert table(tables, "Table 3b").rows == [["No Defense", "80.00"], ["spectral", "60.00"]]
+    assert "(trigger as trained)" not in markdown and "made before benchbd recorded code digests" not in markdown
+
+
+def test_without_a_boosted_asr_there_is_no_boosted_table(tmp_path: Path) -> None:
+    tables, _ = render(tmp_path, [record("none", 0, ["patch"])])
+    assert [t.title.split(":")[0] for t in tables] == ["Table 2"]
+
+
+def test_boosted_asr_is_labelled_per_parameter_set(tmp_path: Path) -> None:
+    def with_ratio(ratio: float, boosted: float) -> dict:
+        params = {"attacks": {"blend-random": {"ratio": ratio}}, "defense": {}}
+        return record("none", 0, ["blend-random"], params=params, config_hash=str(ratio), asr_boosted={"blend-random": boosted})
+
+    tables, _ = render(tmp_path, [with_ratio(0.01, 0.5), with_ratio(0.05, 0.9)])
+    boosted = table(tables, "Table 2b")
+    assert boosted.columns == ["Defense", "ASR blend-random (ratio=0.01)", "ASR blend-random (ratio=0.05)"]
+    assert boosted.rows == [["No Defense", "50.00", "90.00"]]
+
+
+def test_old_records_say_their_asr_is_the_boosted_one(tmp_path: Path) -> None:
+    """Records without code digests come from before issue 15: their ``asr`` was measured boosted."""
+    old = [record("none", 0, ["blend-random"], code=None), record("none", 0, ["patch", "blend-random"], code=None)]
+    tables, markdown = render(tmp_path, old)
+    assert table(tables, "Table 2:").rows == [["No Defense", "90.00", "95.00 (1)"]]
+    assert table(tables, "Table 2:").notes == [f"(1) {OLD_ASR}"]
+    assert table(tables, "Table 3:").rows == [["No Defense", "90.00", "95.00 (1)", "95.00 (1)", "95.00 (1)"]]
+    assert ("These records were made before benchbd recorded code digests (old protocol: ASR boosted ×2 at test time "
+            "for the blends and sinusoid).") in markdown
+    defended = record("spectral", 0, ["patch"], code=None, auroc=0.6, removed_frac=0.1, clean_acc_after=0.8, asr_after={"patch": 0.5})
+    tables, markdown = render(tmp_path, [record("none", 0, ["patch"]), defended])
+    assert table(tables, "Table 2:").rows == [["No Defense", "90.00", "95.00"], ["spectral", "80.00", "50.00 (1)"]]
+    assert ("1 of 2 records were made before benchbd recorded code digests (old protocol: detection AUROC, TPR and FPR "
+            "counted the defender's trusted clean examples; ASR boosted ×2 at test time for the blends and sinusoid).") in markdown
+
+
+def test_a_defense_that_removed_nothing_is_footnoted(tmp_path: Path) -> None:
+    """Issue 15, item 7: a row equal to No Defense's says why, with the gate the defense recorded."""
+    def filtered(defense: str, seed: int, removed: float, **fields) -> dict:
+        return record(defense, seed, ["patch"], auroc=0.5, removed_frac=removed, clean_acc_after=0.9, asr_after={"patch": 0.95}, **fields)
+
+    gate = {"gate": "no class above anomaly index 2", "anomaly_index": [1.2, 0.3]}
+    records = [
+        record("none", 0, ["patch"]),
+        filtered("neural-cleanse", 0, 0.0, details=gate),
+        filtered("spectral", 0, 0.0),
+        filtered("abl", 0, 0.0),
+        filtered("abl", 1, 0.05),
+    ]
+    tables, markdown = render(tmp_path, records)
+    mitigation = table(tables, "Table 2:")
+    assert mitigation.rows == [
+        ["No Defense", "90.00", "95.00"],
+        ["neural-cleanse", "90.00 (1)", "95.00 (1)"],
+        ["spectral", "90.00 (2)", "95.00 (2)"],
+        ["abl", "90.00 ± 0.00 (3)", "95.00 ± 0.00 (3)"],
+    ]
+    assert mitigation.notes == [
+        "(1) flagged nothing: no class above anomaly index 2",
+        "(2) flagged nothing",
+        "(3) flagged nothing in 1 of 2 seeds",
+    ]
+    assert table(tables, "Table 1").rows[0] == ["neural-cleanse", "0.50 (1)"]
+    assert "flagged nothing: no class above anomaly index 2" in markdown
+
+
+def test_a_third_party_baseline_is_the_no_defense_row(tmp_path: Path) -> None:
+    """Issue 15, item 8: the row is keyed on the unit ``none``, not on benchbd's name for it."""
+    records = [
+        record("acme-baseline", 0, ["patch"], unit="none", asr={"patch": 0.8}),
+        record("spectral", 0, ["patch"], auroc=0.6, removed_frac=0.1, clean_acc_after=0.8, asr_after={"patch": 0.5}),
+    ]
+    tables, _ = render(tmp_path, records)
+    assert table(tables, "Table 2:").rows == [["No Defense", "90.00", "80.00"], ["spectral", "80.00", "50.00"]]
+    tables, _ = render(tmp_path, [*records, record("none", 0, ["patch"])])
+    assert [row[0] for row in table(tables, "Table 2:").rows] == ["No Defense (acme-baseline)", "No Defense (none)", "spectral"]
+
+
+def test_header_notes_records_made_from_several_versions_of_a_plugin(tmp_path: Path) -> None:
+    """Issue 15, item 4: one table's records from different code say so."""
+    def with_code(seed: int, benchbd: str, patch: str) -> dict:
+        code = {"benchbd": benchbd, "dataset": "s1", "model": "m1", "attacks": {"patch": patch}, "defense": "d1"}
+        return record("none", seed, ["patch"], code=code)
+
+    _, markdown = render(tmp_path, [with_code(0, "b1", "p1"), with_code(1, "b2", "p2"), with_code(2, "b2", "p3")])
+    assert "Records of benchbd come from 2 versions of its code." in markdown
+    assert "Records of attack patch come from 3 versions of its code." in markdown
+    assert markdown.count("versions of its code") == 2
+    _, markdown = render(tmp_path, [with_code(0, "b1", "p1"), with_code(1, "b1", "p1")])
+    assert "versions of its code" not in markdown

@@ -12,6 +12,7 @@ from benchbd_builtins.defenses.neural_cleanse import (
     NeuralCleanse,
     ReversedTriggers,
     anomaly_index,
+    outlier_gate,
     reverse_engineer_triggers,
 )
 
@@ -24,6 +25,16 @@ def test_anomaly_index_flags_only_a_small_outlier() -> None:
     assert np.flatnonzero(index > 2).tolist() == [7]
     norms[7], norms[9] = 100, 300  # a large outlier is on the wrong side to be a trigger
     assert (anomaly_index(norms) <= 2).all() and anomaly_index(norms)[9] < -2
+
+
+def test_the_gate_records_why_nothing_is_flagged() -> None:
+    """Issue 15, item 7: a filter that removes nothing says why, so its row is not silently No Defense's."""
+    assert outlier_gate(np.array([2.5, 0.1, -1.0]), 2.0) == {}
+    assert outlier_gate(np.array([1.9, 0.1, -1.0]), 2.0) == {
+        "gate": "no class above anomaly index 2",
+        "anomaly_index": [1.9, 0.1, -1.0],
+    }
+    assert outlier_gate(np.array([2.0, 0.0]), 2.5)["gate"] == "no class above anomaly index 2.5"
 
 
 def clean_images(backdoored, count: int = 200) -> torch.Tensor:
@@ -68,7 +79,8 @@ def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
     x_clean = clean_images(backdoored, 100)
     same = ReversedTriggers(np.arange(43), masks, patterns, np.full(43, 50.0), np.ones(43))
     defense = NeuralCleanse()
-    assert not defense.filter_examples(context, x_clean, same).flagged.any()
+    gated = defense.filter_examples(context, x_clean, same)
+    assert not gated.flagged.any() and gated.details["gate"] == "no class above anomaly index 2"
     # The same triggers with the target's norm an outlier: the patch's neurons filter the poison.
     norms = np.random.default_rng(0).normal(50, 3, 43)
     norms[2] = 4.0
@@ -76,6 +88,7 @@ def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
     verdict = defense.filter_examples(context, x_clean, outlier)
     mask = backdoored.poisoned.mask
     assert verdict.flagged[mask].mean() > 0.5 and verdict.flagged[~mask].mean() < 0.1
+    assert verdict.details == {}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ largest of the flagged classes' profiles, each standardised on the trusted clean
 flagged, e.g. under several attacks). The paper calibrates the filter's threshold on clean inputs and reports
 it at fixed false-positive rates, 5% among them: examples whose score exceeds the (1 − ``false_positive_rate``)
 quantile of the trusted clean examples' scores are flagged, and none when no class's anomaly index exceeds
-``anomaly_threshold`` (the model is then judged clean).
+``anomaly_threshold`` (the model is then judged clean; the verdict's ``details`` say so, for the leaderboard).
 """
 
 from __future__ import annotations
@@ -169,6 +169,14 @@ def anomaly_index(norms: np.ndarray) -> np.ndarray:
     return (median - norms) / max(mad, 1e-12)
 
 
+def outlier_gate(index: np.ndarray, threshold: float) -> dict[str, object]:
+    """Why the filter flags nothing, for the record: empty when some class's anomaly index exceeds ``threshold``
+    (the model is infected, section IV-C), else the gate and every class's index (the model is judged clean)."""
+    if (index > threshold).any():
+        return {}
+    return {"gate": f"no class above anomaly index {threshold:g}", "anomaly_index": [round(float(v), 3) for v in index]}
+
+
 @torch.no_grad()
 def _features(model: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model.features(x[i : i + INFERENCE_BATCH]).float() for i in range(0, len(x), INFERENCE_BATCH)])
@@ -247,8 +255,10 @@ class NeuralCleanse(TriggerReversal, ExampleDefense):
     def filter_examples(
         self, context: ExampleContext, x_clean: torch.Tensor, triggers: ReversedTriggers
     ) -> ExampleVerdict:
-        """Score training examples by the activation profile of the infected (else most anomalous) class."""
+        """Score training examples by the activation profile of the infected (else most anomalous) class; flag
+        none, saying so in the verdict's details, when :func:`outlier_gate` finds no infected class."""
         index = anomaly_index(triggers.norms)
+        gate = outlier_gate(index, self.anomaly_threshold)
         infected = np.flatnonzero(index > self.anomaly_threshold)
         suspects = infected if len(infected) else np.array([int(np.argmax(index))])
         features = context.features().astype(np.float64)
@@ -261,7 +271,7 @@ class NeuralCleanse(TriggerReversal, ExampleDefense):
             profiles.append((profile - profile[trusted].mean()) / max(profile[trusted].std(), 1e-12))
         scores = np.max(profiles, axis=0)
         threshold = np.quantile(scores[trusted], 1 - self.false_positive_rate, method="higher")
-        return ExampleVerdict(scores, (scores > threshold) & (len(infected) > 0))
+        return ExampleVerdict(scores, (scores > threshold) & (not gate), details=gate)
 
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
         x_clean = self.clean_images(context)

@@ -1,0 +1,53 @@
+"""Attack success rate both ways (issue 15, item 5): the trigger as trained, and boosted at test time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchbd import ImageData
+from benchbd.harness.metrics import attack_success_rate, attack_success_rates, target_rate
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
+from benchbd_builtins.attacks.blend import DimpleBlendAttack, RandomBlendAttack
+from benchbd_builtins.attacks.patch import PatchAttack
+from benchbd_builtins.attacks.sinusoid import SinusoidAttack
+from benchbd_builtins.attacks.wanet import WaNetAttack
+
+
+class BrightestPixel(torch.nn.Module):
+    """Class 1 when an image's brightest pixel exceeds ``threshold``, else class 0."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        margin = x.flatten(1).amax(1) - self.threshold
+        return torch.stack([-margin, margin], 1)
+
+
+@pytest.fixture
+def black_images() -> ImageData:
+    """Black test images of class 0: the dimple blend lights pixels to α as trained, 2α boosted."""
+    x = np.zeros((8, 16, 16, 3), dtype=np.uint8)
+    return ImageData.from_arrays("black", {"x_train": x, "y_train": np.zeros(8, int), "x_test": x, "y_test": np.zeros(8, int)},
+                                 family="gtsrb", num_classes=2)
+
+
+def test_asr_is_measured_with_the_trigger_as_trained_and_boosted(black_images: ImageData) -> None:
+    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    dimple = DimpleBlendAttack(target=1)  # α 0.025 as trained, 0.05 boosted
+    model = BrightestPixel(threshold=0.0375)
+    assert attack_success_rate(trainer, model, black_images, dimple, boosted=False) == 0.0
+    assert attack_success_rate(trainer, model, black_images, dimple, boosted=True) == 1.0
+    assert target_rate(trainer, model, black_images, dimple) == 0.0
+    rates = attack_success_rates(trainer, model, black_images, [dimple, PatchAttack(target=1)])
+    assert rates == {"asr": {"blend-dimple": 0.0, "patch": 1.0}, "asr_boosted": {"blend-dimple": 1.0}}
+    assert attack_success_rates(trainer, model, black_images, [PatchAttack(target=1)]) == {"asr": {"patch": 1.0}}
+
+
+def test_the_blends_and_sinusoid_have_a_test_time_boost() -> None:
+    assert RandomBlendAttack.test_time_boost and DimpleBlendAttack.test_time_boost and SinusoidAttack.test_time_boost
+    assert not PatchAttack.test_time_boost and not WaNetAttack.test_time_boost
