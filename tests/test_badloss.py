@@ -3,19 +3,22 @@ counts, and detection of patch on the backdoored fixture."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from benchbd import BenchbdError, ExampleContext, ImageData
+from benchbd import BenchbdError, ImageData
 from benchbd.data.images import load_npz
-from benchbd.harness.poisoning import poison_training_set, trusted_clean_sample
+from benchbd.harness.poisoning import poison_training_set
+from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
+from benchbd_builtins.attacks.wanet import WaNetAttack
 from benchbd_builtins.defenses.badloss import BaDLoss, mean_nearest_distance, neighbour_votes, select_k
+from benchbd_builtins.defenses.probes import inject_probes, probes_per_set
 
 #: Probe trajectories over three epochs: clean probes decline slowly, backdoor probes are learned at once,
 #: mislabelled probes stay high.
@@ -81,15 +84,24 @@ def test_probe_free_score_grows_with_the_distance_to_clean_trajectories() -> Non
     assert distances[0] < 0.2 < distances[1]
 
 
-def test_probe_counts_fit_the_trusted_examples() -> None:
-    def context(trusted: int, attack: str) -> SimpleNamespace:
-        attacks = [SimpleNamespace(name=attack, probe_multiplier=3 if attack == "wanet" else 1)]
-        return SimpleNamespace(trusted_clean=np.arange(trusted), attacks=attacks, single_attack=True)
-
-    assert BaDLoss().probe_counts(context(2000, "patch")) == (250, 250)
-    assert BaDLoss().probe_counts(context(2000, "wanet")) == (250, 750)
-    clean, backdoor = BaDLoss().probe_counts(context(430, "patch"))
-    assert clean == backdoor and 430 - 3 < 3 * clean <= 430
+def test_probes_follow_appendix_a1_and_warn_when_short(backdoored) -> None:
+    """P1 and P2 come from the trusted set C, P3 from the rest of D (A.1 steps 1-3); all three grow ×3 against the
+    warping attack (section 5.1); a set smaller than asked is named, never silent."""
+    context = backdoored.context
+    assert probes_per_set(context, 250) == 250
+    assert probes_per_set(replace(context, attacks=[WaNetAttack()]), 250) == 750
+    probes = inject_probes(context, 100)
+    trusted = set(context.trusted_clean.tolist())
+    assert set(probes.clean.tolist()) <= trusted and set(probes.backdoor.tolist()) <= trusted
+    assert not set(probes.mislabeled.tolist()) & trusted
+    assert len(probes.clean) == len(probes.backdoor) == len(probes.mislabeled) == 100 and not probes.warnings
+    assert (probes.y[probes.mislabeled] != context.y_train[probes.mislabeled]).all()
+    assert inject_probes(context, 100).indices.tolist() == probes.indices.tolist()  # one draw per probe seed
+    short = inject_probes(context, 250)  # 430 trusted examples: 215 clean and 215 backdoor probes, 215 mislabelled
+    assert len(short.clean) == len(short.backdoor) == len(short.mislabeled) == 215
+    assert short.warnings == ["215 clean probes of the 250 asked for (430 trusted examples)",
+                              "215 backdoor probes of the 250 asked for (430 trusted examples)",
+                              "215 mislabelled probes of the 250 asked for (as many as the clean probes)"]
 
 
 def test_rejects_inconsistent_parameters() -> None:
@@ -106,9 +118,10 @@ def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
     torch.manual_seed(0)  # the fixture's new_model does not seed its initialisation
     verdict = BaDLoss().score_examples(context)
     mask = backdoored.poisoned.mask
-    untrusted = np.setdiff1d(np.arange(len(mask)), context.trusted_clean)
-    assert np.all(verdict.scores[context.trusted_clean] == 0) and not verdict.flagged[context.trusted_clean].any()
-    assert roc_auc_score(mask[untrusted], verdict.scores[untrusted]) > 0.9
+    assert not verdict.judged[context.trusted_clean].any() and not verdict.flagged[context.trusted_clean].any()
+    assert (~verdict.judged).sum() == len(context.trusted_clean) + 215  # and the examples P3 overwrote
+    assert verdict.details["warnings"]  # 430 trusted examples hold 215 clean and 215 backdoor probes, not 250
+    assert roc_auc_score(mask[verdict.judged], verdict.scores[verdict.judged]) > 0.9
     assert verdict.flagged[mask].mean() > 0.9
 
 
@@ -124,11 +137,10 @@ def test_detects_blend_random(small_signs) -> None:
     attack.prepare(data.x_train, data.y_train, data.num_classes, rng)
     poisoned = poison_training_set(data, [attack], rng)
     torch.manual_seed(0)
-    context = ExampleContext(
-        data=data, x_train=poisoned.x, y_train=poisoned.y, model=None, trainer=Trainer(PROFILES["fast"], torch.device("cpu"), seed=0),
-        new_model=lambda: small_cnn(43), features=lambda: None, attacks=[attack], expected_poison_fraction=attack.ratio,
-        rng=np.random.default_rng(1), trusted_clean=trusted_clean_sample(poisoned, np.random.default_rng(2)), single_attack=True,
+    context = example_context(
+        data, poisoned, None, Trainer(PROFILES["fast"], torch.device("cpu"), seed=0), lambda: small_cnn(43), [attack],
+        rng=np.random.default_rng(1), probe_seed=1, trusted=trusted_sample(poisoned, 430, np.random.default_rng(2)),
+        single_attack=True, features=lambda: None,
     )
     verdict = BaDLoss().score_examples(context)
-    untrusted = np.setdiff1d(np.arange(len(poisoned.y)), context.trusted_clean)
-    assert roc_auc_score(poisoned.mask[untrusted], verdict.scores[untrusted]) > 0.8
+    assert roc_auc_score(poisoned.mask[verdict.judged], verdict.scores[verdict.judged]) > 0.8

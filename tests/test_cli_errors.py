@@ -79,3 +79,19 @@ def test_cuda_asked_for_but_absent(small_signs: Path, tmp_path: Path, capsys) ->
 def test_leaderboard_of_a_missing_run(tmp_path: Path, capsys) -> None:
     code, err = run(["leaderboard", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and "no results.jsonl here" in err
+
+
+def test_datasets_no_cell_can_run_on_are_refused_before_training(tmp_path: Path, capsys) -> None:
+    """One class has no backdoor to plant; a ratio needing more examples than are eligible cannot be poisoned."""
+    images = np.zeros((20, 32, 32, 3), np.uint8)
+    one_class = tmp_path / "one-class.npz"
+    np.savez(one_class, x_train=images, y_train=np.zeros(20, int), x_test=images[:4], y_test=np.zeros(4, int))
+    two_classes = tmp_path / "two.npz"
+    np.savez(two_classes, x_train=images, y_train=np.repeat([0, 1], 10), x_test=images[:4], y_test=np.repeat([0, 1], 2))
+    out = tmp_path / "run"
+    code, err = run(["matrix", "--dataset", f"npz:{one_class}", "--attacks", "patch", "--device", "cpu", "--out", str(out)], capsys)
+    assert code == 2 and "has 1 class(es); a backdoor needs at least 2" in err, err
+    code, err = run(["matrix", "--dataset", f"npz:{two_classes}", "--attacks", "patch", "-P", "patch.ratio=0.8",
+                     "--device", "cpu", "--out", str(out)], capsys)
+    assert code == 2 and "patch: needs 16 examples to poison but only 10 are eligible" in err, err
+    assert not (out / "results.jsonl").exists()

@@ -12,15 +12,17 @@ Choices the paper leaves open, made here:
 - Score for AUROC: the anomalous-neighbour share plus ``closeness / (k + 1)``, where closeness =
   d_clean / (d_clean + d_anomalous) ∈ [0, 1] compares the mean distances to the k nearest clean and k nearest
   anomalous probes. The term is below one vote (1/k), so it only breaks ties between equal shares.
-- Probe positions: all three probe sets are drawn from the trusted clean examples. Appendix A.1 step 3 takes the
-  mislabelled probes from anywhere in the training set, so every poisoned example a probe overwrites escapes
-  judgement and stays in the retraining set: about one example at the paper's 50,000 images, but a tenth of the
-  poison at a few thousand. When the trusted set is smaller than the probe counts, they are scaled down together.
-- Trusted examples (probe positions among them) are known clean to the defender: score 0, never rejected.
+- Probe positions as appendix A.1 says (:func:`inject_probes`): P1 and P2 from the trusted examples C, P3 from
+  the rest of D. An example P3 overwrites has no trajectory of its own: it is not judged (``ExampleVerdict.judged``
+  is False there, so detection metrics leave it out) and never rejected, so it stays in the retraining set, as in
+  the paper's step 8. Trusted examples are known clean to the defender: score 0, never rejected.
 - ``k``: ``None`` takes the paper's (section 5.1: 20 with one attack; section 5.2: 30 on CIFAR-10, 10 on GTSRB
   with several); ``select_k`` instead picks the k whose leave-one-out AUROC over the probes is highest
   (section 5.2's suggestion), the smallest such k on ties.
-- ``backdoor_probes``: ``None`` is ``probes``, times the attack's ``probe_multiplier`` in the one-attack setting (3 for the warping attack, section 5.1).
+- ``probes`` is n, per probe set, times the attack's ``probe_multiplier`` in the one-attack setting (3 for the
+  warping attack, section 5.1), every set alike (:func:`probes_per_set`). Sets that come out smaller (a trusted
+  set under 2n; the clean-label sinusoid probe, bound to one class of the trusted examples) are warned about in
+  the verdict's ``details``, kept with the record.
 - ``reference="clean"`` is section 6.3's probe-free variant: no probes are injected, the trusted examples'
   trajectories are the clean reference, an example's score is its mean distance to the k nearest of them, and the
   examples above the (1 − ``reference_fpr``) quantile of the trusted examples' own (leave-one-out) scores are
@@ -29,8 +31,7 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar, Iterator, Literal
 
 import numpy as np
@@ -39,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchbd import BenchbdError, ExampleContext, ExampleDefense, ExampleVerdict, hookimpl
 from benchbd.params import check
-from benchbd_builtins.defenses.probes import ProbeSet, inject_probes
+from benchbd_builtins.defenses.probes import ProbeSet, inject_probes, probes_per_set
 
 #: The k values the leave-one-out selection tries (section 5.2).
 K_CANDIDATES = (1, 3, 5, 10, 15, 20, 25, 30, 40, 50)
@@ -139,7 +140,6 @@ class BaDLoss(ExampleDefense):
     description: ClassVar[str] = "BaDLoss: k-NN of per-example loss trajectories against injected probes (appendix A.1)"
 
     probes: int = 250
-    backdoor_probes: int | None = None
     k: int | None = None
     select_k: bool = False
     threshold: float = 0.1
@@ -148,8 +148,6 @@ class BaDLoss(ExampleDefense):
 
     def __post_init__(self) -> None:
         check(self.probes >= 1, self.name, "probes", "at least 1", self.probes)
-        if self.backdoor_probes is not None:
-            check(self.backdoor_probes >= 1, self.name, "backdoor_probes", "at least 1 or none", self.backdoor_probes)
         if self.k is not None:
             check(self.k >= 1, self.name, "k", "at least 1 or none", self.k)
             check(not self.select_k, self.name, "k", "none when select_k is on", self.k)
@@ -160,19 +158,25 @@ class BaDLoss(ExampleDefense):
 
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
         n = len(context.y_train)
-        trusted = np.asarray(context.trusted_clean, dtype=np.int64)
-        judged = np.setdiff1d(np.arange(n), trusted)
         scores = np.zeros(n)
         flagged = np.zeros(n, dtype=bool)
+        judged = np.ones(n, dtype=bool)
+        judged[context.trusted_clean] = False
+        details: dict[str, object] = {}
         if self.reference == "probes":
-            scores[judged], flagged[judged] = self.judge_by_probes(context, judged)
+            probes = inject_probes(context, probes_per_set(context, self.probes))
+            judged[probes.mislabeled] = False
+            scores[judged], flagged[judged], details["k"] = self.judge_by_probes(context, probes, np.flatnonzero(judged))
+            details["probes"] = {"clean": len(probes.clean), "backdoor": len(probes.backdoor), "mislabelled": len(probes.mislabeled)}
+            if probes.warnings:
+                details["warnings"] = probes.warnings
         else:
-            scores[judged], flagged[judged] = self.judge_by_clean_reference(context, judged)
-        return ExampleVerdict(scores, flagged)
+            scores[judged], flagged[judged] = self.judge_by_clean_reference(context, np.flatnonzero(judged))
+        return ExampleVerdict(scores, flagged, judged, details)
 
-    def judge_by_probes(self, context: ExampleContext, judged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Appendix A.1: scores and rejections of the ``judged`` examples by the k-NN over probe trajectories."""
-        probes = self.inject(context, np.random.default_rng(context.rng.integers(2**32)))
+    def judge_by_probes(self, context: ExampleContext, probes: ProbeSet, judged: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Appendix A.1 steps 5-7: scores and rejections of the ``judged`` examples by the k-NN over the probes'
+        loss trajectories, and the k used."""
         trajectories = loss_trajectories(context, probes.x, probes.y, "badloss probationary run")
         probe_trajectories = trajectories[probes.indices]
         if self.select_k:
@@ -180,7 +184,7 @@ class BaDLoss(ExampleDefense):
         else:
             k = self.k or self.default_k(context)
         fraction, scores = neighbour_votes(trajectories[judged], probe_trajectories, probes.anomalous, k)
-        return scores, fraction > self.threshold
+        return scores, fraction > self.threshold, k
 
     def judge_by_clean_reference(self, context: ExampleContext, judged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Section 6.3: distance to the trusted examples' trajectories, rejected above their own quantile."""
@@ -197,38 +201,6 @@ class BaDLoss(ExampleDefense):
         if context.single_attack:
             return 20
         return 10 if context.data.family == "gtsrb" else 30
-
-    def probe_counts(self, context: ExampleContext) -> tuple[int, int]:
-        """(clean = mislabelled, backdoor) probe counts, scaled down together to fit the trusted examples."""
-        backdoor = self.backdoor_probes
-        if backdoor is None:
-            multiplier = context.attacks[0].probe_multiplier if context.single_attack else 1
-            backdoor = multiplier * self.probes
-        available = len(context.trusted_clean)
-        needed = 2 * self.probes + backdoor
-        if needed <= available:
-            return self.probes, backdoor
-        scale = available / needed
-        clean, backdoor = math.floor(self.probes * scale), math.floor(backdoor * scale)
-        if min(clean, backdoor) < 2:
-            raise BenchbdError(f"badloss: {available} trusted examples are too few for probes")
-        return clean, backdoor
-
-    def inject(self, context: ExampleContext, rng: np.random.Generator) -> ProbeSet:
-        """Write the three probe sets over trusted examples only (module docstring), with indices into the
-        whole training set."""
-        trusted = np.asarray(context.trusted_clean, dtype=np.int64)
-        clean, backdoor = self.probe_counts(context)
-        subset = replace(
-            context,
-            x_train=context.x_train[trusted],
-            y_train=context.y_train[trusted],
-            trusted_clean=np.arange(len(trusted)),
-        )
-        inner = inject_probes(subset, rng, count=clean, backdoor_count=backdoor)
-        x, y = context.x_train.copy(), context.y_train.copy()
-        x[trusted], y[trusted] = inner.x, inner.y
-        return ProbeSet(x, y, trusted[inner.clean], trusted[inner.backdoor], trusted[inner.mislabeled], inner.trigger)
 
 
 @hookimpl

@@ -8,14 +8,14 @@ their six-layer CNN: three blocks of two 3×3 convolutions (32, 64, 128 channels
 norm, 2×2 max-pooling and dropout 0.2/0.3/0.4, then one linear layer to two classes, L2 weight decay 1e-4.
 
 Where the paper trains on clean images against images carrying a variety of synthetic triggers, BaDLoss
-(sections 4.2, 5.1, 5.2) trains it on its own probe set, the defender's incomplete model of attacks: clean
-probes against backdoor probes made with the probe trigger (:func:`probe_trigger`: the attack's probe variant in
-the one-attack setting, the flipped patch otherwise). Mislabelled probes differ from clean ones only by label,
-which a spectrum cannot see, so they are left out. To give the CNN enough examples, every trusted clean example
-(``context.trusted_clean``: 2,000 or 20% of the training set) is used twice, as it is (label clean) and with the
-probe trigger (label triggered): 2 × 430 spectra on a 2,150-image training set, 2 × 2,000 on GTSRB. We train with
-Adam (the released code uses Adadelta) for ``epochs`` epochs. Every training example is scored with the
-detector's probability of "triggered"; those above 0.5 are flagged.
+(sections 4.2, 5.1, 5.2) trains it on its own probe set, the defender's incomplete model of attacks: the clean
+probes P1 against the backdoor probes P2, made with the probe trigger (:func:`inject_probes`: the attack's probe
+variant in the one-attack setting, the flipped patch otherwise), drawn from ``context.probe_seed`` as BaDLoss
+draws them, so both defenses of a cell see one probe set. Mislabelled probes differ from clean ones only by
+label, which a spectrum cannot see, so they are left out. We train with Adam (the released code uses Adadelta)
+for ``epochs`` epochs. Every training example is scored with the detector's probability of "triggered"; those
+above 0.5 are flagged. The probes are trusted examples, which the harness never judges: the detector is not
+scored on the images it trained on.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, hookimpl
-from benchbd.attacks import apply_trigger_uint8
 from benchbd.params import check
-from benchbd_builtins.defenses.probes import probe_trigger
+from benchbd_builtins.defenses.probes import inject_probes, probes_per_set
 
 INFERENCE_BATCH = 1024
 
@@ -111,24 +110,26 @@ class FrequencyAnalysis(ExampleDefense):
 
     epochs: int = 10
     threshold: float = 0.5
+    probes: int = 250
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, self.name, "epochs", ">= 1", self.epochs)
         check(0 < self.threshold < 1, self.name, "threshold", "in (0, 1)", self.threshold)
+        check(self.probes >= 1, self.name, "probes", "at least 1", self.probes)
 
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
-        trigger = probe_trigger(context, context.rng)
-        clean = context.x_train[context.trusted_clean]
+        probes = inject_probes(context, probes_per_set(context, self.probes))
         device = context.trainer.device
         detector = train_detector(
-            clean,
-            apply_trigger_uint8(trigger, clean),
+            probes.x[probes.clean],
+            probes.x[probes.backdoor],
             epochs=self.epochs,
             seed=int(context.rng.integers(2**31)),
             device=device,
         )
         scores = triggered_probability(detector, context.x_train, device)
-        return ExampleVerdict(scores, scores > self.threshold)
+        details = {"warnings": probes.warnings} if probes.warnings else {}
+        return ExampleVerdict(scores, scores > self.threshold, details=details)
 
 
 @hookimpl

@@ -1,11 +1,12 @@
 """BaDLoss's probe examples (appendix A.1), shared by every defense that models attacks with them.
 
-The defender overwrites trusted clean examples of the training set with three probe sets: clean probes (left
-as they are), backdoor probes (a defender-chosen trigger, relabelled to one probe class) and mislabelled probes
-(examples given a random wrong label); a clean-label probe trigger (sinusoid) instead goes on examples of one
-class and keeps their labels. In the one-attack setting the backdoor probe mimics the attack in
-another place (section 5.1: :meth:`DataPoisoningAttack.probe`); in the multi-attack setting it is always the
-patch flipped to the opposite corner (section 5.2). Frequency analysis trains on the same probes (section 4.2).
+The defender overwrites examples of the training set with three probe sets: clean probes (trusted examples left
+as they are), backdoor probes (trusted examples with a defender-chosen trigger, relabelled to one probe class)
+and mislabelled probes (examples of the rest of the dataset given a random wrong label); a clean-label probe
+trigger (sinusoid) instead goes on trusted examples of one class and keeps their labels. In the one-attack
+setting the backdoor probe mimics the attack in another place (section 5.1: :meth:`DataPoisoningAttack.probe`);
+in the multi-attack setting it is always the patch flipped to the opposite corner (section 5.2). Frequency
+analysis trains on the same probes (sections 4.2, 5.1): both draw them from ``ExampleContext.probe_seed``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from benchbd_builtins.attacks.patch import PatchAttack
 
 @dataclass
 class ProbeSet:
-    """The training set with probes written in, and where they are."""
+    """The training set with probes written in, where they are, and what fell short of the counts asked for."""
 
     x: np.ndarray
     y: np.ndarray
@@ -30,6 +31,7 @@ class ProbeSet:
     backdoor: np.ndarray
     mislabeled: np.ndarray
     trigger: DataPoisoningAttack
+    warnings: list[str]
 
     @property
     def indices(self) -> np.ndarray:
@@ -52,36 +54,52 @@ def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> DataPois
     return PatchAttack(corner="top-left")
 
 
-def inject_probes(
-    context: ExampleContext,
-    rng: np.random.Generator,
-    count: int = 250,
-    backdoor_count: int | None = None,
-) -> ProbeSet:
-    """Write ``count`` clean, ``backdoor_count`` (default ``count``) backdoor and ``count`` mislabelled probes
-    into a copy of the training set; clean and backdoor probes come from ``context.trusted_clean``."""
-    backdoor_count = count if backdoor_count is None else backdoor_count
+def probes_per_set(context: ExampleContext, probes: int) -> int:
+    """n: ``probes``, times the attack's ``probe_multiplier`` in the one-attack setting (section 5.1: three times
+    as many probes against the warping attack, every probe set alike, so the k-NN's clean and anomalous
+    references keep their balance; ours, the paper does not say which sets grow)."""
+    attacks = [a for a in context.attacks if isinstance(a, DataPoisoningAttack)]
+    return probes * (attacks[0].probe_multiplier if context.single_attack and len(attacks) == 1 else 1)
+
+
+def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
+    """Appendix A.1 steps 1-4 with ``context.probe_seed``'s draws (the same for every defense of the cell's
+    group): n clean probes P1 and n backdoor probes P2 from the trusted examples C, n mislabelled probes P3 from
+    the rest of the dataset D, written into a copy of the training set. With fewer than 2n trusted examples, P1
+    takes half of them and P3 as many as P1 (ours: the k-NN's clean and anomalous references keep their balance).
+
+    P2 carries the probe trigger and the probe class's label; a clean-label probe trigger (sinusoid) goes on
+    trusted examples of one class, labels kept: the class with the most trusted examples, as BaDLoss's code takes
+    a class with at least 1,000 images on GTSRB. Sets smaller than n (a trusted set under 2n, a class-bound
+    trigger) are kept and named in ``warnings``.
+    """
+    rng = np.random.default_rng(context.probe_seed)
     trusted = rng.permutation(context.trusted_clean)
-    if len(trusted) < count + backdoor_count:
-        raise BenchbdError(
-            f"probes: {count + backdoor_count} trusted clean examples needed, {len(trusted)} available"
-        )
     x, y = context.x_train.copy(), context.y_train.copy()
     num_classes = context.data.num_classes
     trigger = probe_trigger(context, rng)
-    clean = np.sort(trusted[:count])
-    pool = trusted[count:]
+    clean = np.sort(trusted[: min(n, len(trusted) // 2)])
+    pool = trusted[len(clean):]
     if trigger.dirty_label:
         probe_class = int(rng.integers(num_classes))
-        backdoor = np.sort(pool[y[pool] != probe_class][:backdoor_count])
+        backdoor = np.sort(pool[:n])
     else:
-        # A clean-label trigger (sinusoid) goes on examples of one class, labels kept: the trusted class with
-        # the most examples, as BaDLoss's code takes a class with at least 1,000 images on GTSRB.
         probe_class = int(np.bincount(y[pool], minlength=num_classes).argmax())
-        backdoor = np.sort(pool[y[pool] == probe_class][:backdoor_count])
+        backdoor = np.sort(pool[y[pool] == probe_class][:n])
     x[backdoor] = apply_trigger_uint8(trigger, x[backdoor])
     y[backdoor] = probe_class
-    others = np.setdiff1d(np.arange(len(y)), np.concatenate([clean, backdoor]))
-    mislabeled = np.sort(rng.choice(others, size=count, replace=False))
-    y[mislabeled] = (y[mislabeled] + rng.integers(1, num_classes, size=count)) % num_classes
-    return ProbeSet(x, y, clean, backdoor, mislabeled, trigger)
+    others = np.setdiff1d(np.arange(len(y)), context.trusted_clean)
+    mislabeled = np.sort(rng.choice(others, size=min(len(clean), len(others)), replace=False))
+    y[mislabeled] = (y[mislabeled] + rng.integers(1, num_classes, size=len(mislabeled))) % num_classes
+    warnings = [
+        f"{len(found)} {kind} probes of the {n} asked for ({why})"
+        for found, kind, why in (
+            (clean, "clean", f"{len(context.trusted_clean)} trusted examples"),
+            (backdoor, "backdoor", f"{len(context.trusted_clean)} trusted examples" if trigger.dirty_label else f"the clean-label trigger needs examples of class {probe_class}"),
+            (mislabeled, "mislabelled", "as many as the clean probes" if len(mislabeled) == len(clean) else f"{len(others)} untrusted examples"),
+        )
+        if len(found) < n
+    ]
+    if min(len(clean), len(backdoor), len(mislabeled)) < 2:
+        raise BenchbdError(f"probes: too few probes ({len(clean)} clean, {len(backdoor)} backdoor, {len(mislabeled)} mislabelled)")
+    return ProbeSet(x, y, clean, backdoor, mislabeled, trigger, warnings)

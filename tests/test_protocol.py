@@ -1,0 +1,145 @@
+"""The protocol's guarantees ("Numbers you can trust"): a cell's record does not depend on what else ran, detection is
+measured over the examples a defense judges, cells and caches follow the plugins' code, fresh attack state per
+training, and the paper's multi-attack set."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from benchbd.cli import main
+from benchbd.harness.matrix import Matrix
+from benchbd.harness.plan import PAPER_MULTI_ATTACKS, MatrixConfig, Plan
+from benchbd.harness.poisoning import CLEAN
+from benchbd.harness.progress import SilentProgress
+from benchbd.harness.results import read_records
+from benchbd.harness.units.example import detection
+from benchbd.registry import Registry, default_registry, make_manager
+
+TIMING_FIELDS = {"seconds", "train_seconds"}
+
+
+def records_of(out: Path, defense: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_records(out / "results.jsonl") if r["defense"] == defense]
+
+
+def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: Path, tmp_path: Path) -> None:
+    """BaDLoss draws its probes and the harness its trusted set: neither may depend on the cells run before."""
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--mode", "single", "--device", "cpu", "-P", "patch.ratio=0.1"]
+    assert main([*argv, "--defenses", "badloss", "--out", str(tmp_path / "alone")]) == 0
+    assert main([*argv, "--defenses", "none,spectral,badloss", "--out", str(tmp_path / "after")]) == 0
+    assert main([*argv, "--defenses", "none,spectral", "--out", str(tmp_path / "resumed")]) == 0
+    assert main([*argv, "--defenses", "spectral,badloss", "--out", str(tmp_path / "resumed")]) == 0
+    alone, after, resumed = (records_of(tmp_path / name, "badloss") for name in ("alone", "after", "resumed"))
+    assert len(alone) == 1 and alone == after == resumed
+    record = alone[0]
+    # 430 examples, 43 poisoned: the trusted set is capped at half of the 387 clean ones; BaDLoss's clean probes
+    # take half of it, and its mislabelled probes overwrite as many of the rest, which it cannot judge either.
+    assert record["trusted"] == 193 and record["judged"] == 430 - 193 - 96
+    assert record["details"]["probes"] == {"clean": 96, "backdoor": 97, "mislabelled": 96}
+    assert len(record["details"]["warnings"]) == 3
+
+
+def test_detection_counts_only_the_judged_examples() -> None:
+    """A defense that scores its trusted examples 0 must not be credited for them: A + f·(1 − A) is not A."""
+    rng = np.random.default_rng(0)
+    source = np.where(rng.random(1000) < 0.1, 0, CLEAN)
+    scores = rng.random(1000) + 0.3 * (source != CLEAN)
+    trusted = np.flatnonzero(source == CLEAN)[:300]
+    scores[trusted] = 0
+    judged = np.ones(1000, dtype=bool)
+    judged[trusted] = False
+    everything = detection(scores, scores > 0.9, source, np.ones(1000, dtype=bool), ["patch"])
+    measured = detection(scores, scores > 0.9, source, judged, ["patch"])
+    assert measured["judged"] == 700 and everything["judged"] == 1000
+    untouched = np.setdiff1d(np.arange(1000), trusted)
+    assert measured["auroc"] == pytest.approx(roc_auc_score(source[untouched] != CLEAN, scores[untouched]))
+    share = len(trusted) / (source == CLEAN).sum()  # f, the trusted share of the clean examples
+    assert everything["auroc"] == pytest.approx(measured["auroc"] + share * (1 - measured["auroc"]))
+    assert measured["fpr"] == pytest.approx((scores[untouched][source[untouched] == CLEAN] > 0.9).mean())
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import benchbd
+
+
+@dataclass
+class LoudestPixel(benchbd.ExampleDefense):
+    name: ClassVar[str] = "loudest-pixel"
+    description: ClassVar[str] = "scores examples by their brightest pixel"
+
+    def score_examples(self, context):
+        scores = context.x_train.reshape(len(context.x_train), -1).max(1).astype(float)
+        return benchbd.ExampleVerdict(scores, np.zeros(len(scores), dtype=bool))
+
+
+@benchbd.hookimpl
+def benchbd_defenses():
+    return [LoudestPixel]
+'''
+
+
+def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "plugin" / "loudest_pixel.py"
+    source.parent.mkdir()
+    source.write_text(textwrap.dedent(PLUGIN))
+    monkeypatch.syspath_prepend(str(source.parent))
+    import loudest_pixel
+
+    manager = make_manager()
+    for name, plugin in default_registry().manager.list_name_plugin():
+        manager.register(plugin, name=name)
+    manager.register(loudest_pixel, name="loudest-pixel")
+    registry = Registry(manager, {"loudest-pixel": "loudest-pixel"})
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["loudest-pixel"], mode="single",
+                          device="cpu", out=tmp_path / "run")
+    assert Matrix(config, registry, SilentProgress()).run().done == 1
+    assert Matrix(config, registry, SilentProgress()).run().skipped == 1
+    source.write_text(source.read_text() + "\n# a changed plugin\n")
+    summary = Matrix(config, registry, SilentProgress()).run()
+    assert (summary.done, summary.skipped) == (1, 0)
+    first, second = read_records(tmp_path / "run" / "results.jsonl")[:2]
+    assert first["code"]["defense"] != second["code"]["defense"] and first["code"]["attacks"] == second["code"]["attacks"]
+    assert len(list((tmp_path / "run" / "models").glob("*.pt"))) == 1  # the poisoned model's code did not change
+    sys.modules.pop("loudest_pixel")
+
+
+def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:
+    """What the blind attack measured about its training comes back with the cached model."""
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind", "--device", "cpu"]
+    assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "fresh")]) == 0
+    assert main([*argv, "--defenses", "spectral", "--out", str(tmp_path / "resumed")]) == 0  # trains and caches
+    assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "resumed")]) == 0  # loads the cached model
+    fresh, resumed = records_of(tmp_path / "fresh", "none"), records_of(tmp_path / "resumed", "none")
+    assert fresh == resumed and fresh[0]["attack_stats"]["blind"]
+
+
+def plan(tiny_signs: Path, **config: object) -> Plan:
+    return Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", device="cpu", **config), default_registry())
+
+
+def test_the_multi_attack_cell_is_badloss_six_unless_named(tiny_signs: Path) -> None:
+    every = plan(tiny_signs, attacks=["all"], defenses=["none"])
+    assert [g.attacks for g in every.groups if g.mode == "multi"] == [PAPER_MULTI_ATTACKS]
+    named = plan(tiny_signs, attacks=["patch", "invisible", "blind"], defenses=["none"])
+    assert [g.attacks for g in named.groups if g.mode == "multi"] == [("patch", "invisible")]
+    chosen = plan(tiny_signs, attacks=["all"], multi_attacks=["patch", "distributed-patch"], defenses=["none"])
+    assert [g.attacks for g in chosen.groups if g.mode == "multi"] == [("patch", "distributed-patch")]
+
+
+def test_cell_identity_and_streams_do_not_depend_on_the_other_cells(tiny_signs: Path) -> None:
+    alone = plan(tiny_signs, attacks=["patch"], defenses=["abl"])
+    crowded = plan(tiny_signs, attacks=["wanet", "patch"], defenses=["none", "spectral", "abl"])
+    group = next(g for g in crowded.groups if g.attacks == ("patch",))
+    assert alone.cell_hash(alone.groups[0], "abl") == crowded.cell_hash(group, "abl")
+    assert alone.stream(alone.groups[0], "defense", "abl").integers(2**32) == crowded.stream(group, "defense", "abl").integers(2**32)
+    assert crowded.stream(group, "defense", "abl").integers(2**32) != crowded.stream(group, "defense", "spectral").integers(2**32)
