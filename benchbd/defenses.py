@@ -1,6 +1,6 @@
 """Defense base classes: what the harness asks of a defense plugin, by the unit it judges.
 
-design.md names three units a defense can judge: a training example, a model, a training run. A defense is a
+docs/architecture.md names three units a defense can judge: a training example, a model, a training run. A defense is a
 dataclass whose fields are its parameters; its ``unit`` tells the harness which ground truth and metrics apply.
 The undefended baseline is a defense too (unit ``none``), so every table has its "No Defense" row.
 """

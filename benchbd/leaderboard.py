@@ -5,7 +5,7 @@
   rows of the defenses of unit ``none``: the poisoned model). Table 2b: the ASR boosted at test time.
 - Table 3a: multi-attack detection AUROC, over all poisoned examples and per attack.
 - Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining. Table 3b: boosted ASR.
-- Table 4: model-level detection (design.md's "model" unit): is the backdoored model flagged, is its target
+- Table 4: model-level detection (docs/architecture.md's "model" unit): is the backdoored model flagged, is its target
   named, how many clean models and classes are flagged, AUROC of the scores over the model population.
 - Table 5: training-run detection (the "training run" unit): malicious and benign servers flagged, overhead.
 
