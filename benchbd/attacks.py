@@ -1,17 +1,20 @@
 """Attack base classes: what the harness asks of an attack plugin.
 
-An attack is a dataclass whose fields are its parameters (validated in ``__post_init__``). Two kinds exist:
+An attack is a dataclass whose fields are its parameters (validated as :class:`benchbd.params.Plugin` says). Its
+base decides its kind:
 
 - :class:`DataPoisoningAttack` changes training examples (and maybe their labels); the harness poisons the
   training set with it and records which examples it touched.
-- training-code attacks replace the trainer's loss computation (the blind code-poisoning attack); they leave the
-  data untouched.
+- :class:`TrainingCodeAttack` replaces the trainer's loss computation (the blind code-poisoning attack); it leaves
+  the data untouched.
 
 Both provide :meth:`Attack.trigger`, the test-time transformation used to measure attack success.
 """
 
 from __future__ import annotations
 
+import numbers
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -19,22 +22,22 @@ import numpy as np
 import torch
 
 from benchbd.errors import BenchbdError
+from benchbd.params import Plugin, check, owner_name
 
 if TYPE_CHECKING:
     from benchbd.training.trainer import LossComputation
 
 
 @dataclass
-class Attack:
+class Attack(Plugin):
     """Common part of every attack.
 
-    ``target`` is the attacker's class; ``None`` lets the harness choose one (distinct per attack when several
-    attacks share a training set, see :meth:`choose_target`).
+    ``target`` is the attacker's class: ``None`` or a class index >= 0, checked against the dataset's classes by
+    :meth:`check_dataset`; ``None`` lets the harness choose one (distinct per attack when several attacks share a
+    training set, see :meth:`choose_target`). ``kind`` is set by the two bases; a plugin does not set it.
     """
 
-    name: ClassVar[str]
     kind: ClassVar[Literal["data", "training-code"]]
-    description: ClassVar[str]
     #: Paper defaults per dataset family, applied under the user's own values: {"gtsrb": {"ratio": 0.02}}.
     family_defaults: ClassVar[dict[str, dict[str, object]]] = {}
     #: Whether ``trigger(x, test_time=True)`` is stronger than the trigger as trained (BaDLoss's reference code
@@ -42,6 +45,12 @@ class Attack:
     test_time_boost: ClassVar[bool] = False
 
     target: int | None = None
+
+    def _check_base_fields(self) -> None:
+        super()._check_base_fields()
+        target = self.target
+        valid = target is None or (isinstance(target, numbers.Integral) and target >= 0)
+        check(valid, owner_name(type(self)), "target", "a class index >= 0 or none", target)
 
     def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         """Raise :class:`BenchbdError` if the attack cannot run on this dataset (default: target in range)."""
@@ -58,9 +67,9 @@ class Attack:
     def prepare(self, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, rng: np.random.Generator) -> None:
         """Build the trigger (random patterns, warping fields, surrogate models). Called once, before use."""
 
+    @abstractmethod
     def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
         """Apply the trigger to a batch of float images in [0, 1], shape (N, 3, H, W), on any device."""
-        raise NotImplementedError
 
     def backdoor_labels(self, y: torch.Tensor) -> torch.Tensor:
         """The labels the attacker wants for triggered inputs whose true labels are ``y``."""
@@ -81,7 +90,7 @@ def apply_trigger_uint8(attack: Attack, x: np.ndarray, *, test_time: bool = Fals
 
 @dataclass
 class DataPoisoningAttack(Attack):
-    """An attack that poisons a fraction ``ratio`` of the training set (of its total size)."""
+    """An attack that poisons a fraction ``ratio`` in (0, 1] of the training set (of its total size)."""
 
     kind: ClassVar[Literal["data"]] = "data"
     #: Dirty-label attacks relabel poisoned examples to the target; clean-label ones keep labels (sinusoid).
@@ -91,6 +100,10 @@ class DataPoisoningAttack(Attack):
     probe_multiplier: ClassVar[int] = 1
 
     ratio: float = 0.01
+
+    def _check_base_fields(self) -> None:
+        super()._check_base_fields()
+        check(0 < self.ratio <= 1, owner_name(type(self)), "ratio", "in (0, 1]", self.ratio)
 
     def candidates(self, y_train: np.ndarray) -> np.ndarray:
         """Indices of training examples this attack may poison: dirty label, every example not of the target."""
@@ -138,5 +151,6 @@ class TrainingCodeAttack(Attack):
 
     kind: ClassVar[Literal["training-code"]] = "training-code"
 
+    @abstractmethod
     def loss_computation(self, honest: LossComputation) -> LossComputation:
-        raise NotImplementedError
+        """The loss computation to train with, wrapping ``honest`` (the harness's, possibly itself wrapped)."""

@@ -1,6 +1,9 @@
 """``benchbd check-plugin NAME``: runs one attack or defense plugin through the contract on tiny data.
 
-Third parties can call :func:`assert_conforms` from their own tests::
+The checks cover both kinds of attack and the four units of defense; each is cheap, and the tiny model that
+example and model defenses judge is trained once per process. ``params`` (values as ``-P NAME.FIELD=VALUE``
+gives them) replace a plugin's defaults where these would make the checks slow; tests/test_conformance.py runs
+the kit over every registered plugin so. Third parties can call :func:`assert_conforms` from their own tests::
 
     from benchbd.conformance import assert_conforms
 
@@ -10,25 +13,48 @@ Third parties can call :func:`assert_conforms` from their own tests::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from benchbd import params as plugin_params
-from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
 from benchbd.data.synth_signs import NUM_CLASSES, generate_synth_signs
-from benchbd.defenses import Defense, ExampleContext, ExampleDefense, ModelContext, ModelDefense, ModelVerdict
+from benchbd.defenses import (
+    Defense,
+    ExampleContext,
+    ExampleDefense,
+    ModelContext,
+    ModelDefense,
+    ModelVerdict,
+    TrainingRunContext,
+    TrainingRunDefense,
+    TrainingRunVerdict,
+)
 from benchbd.errors import BenchbdError
-from benchbd.harness.poisoning import assign_targets, poison_training_set, trusted_clean_sample
+from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
+from benchbd.harness.servers import build_servers
+from benchbd.harness.units.example import example_context, trusted_count, trusted_sample
+from benchbd.models import ImageClassifier
 from benchbd.registry import Registry, default_registry
 from benchbd.training.profiles import PROFILES
-from benchbd.training.trainer import Trainer
+from benchbd.training.trainer import LossComputation, StepInfo, Trainer, TrainingRun, cross_entropy_loss
+
+Params = dict[str, Any]
+#: The tiny model's training: two epochs of the fast profile, on the CPU.
+PROFILE = dataclasses.replace(PROFILES["fast"], epochs=2)
+DEVICE = torch.device("cpu")
+#: The simulated servers of the training-run checks, the first one malicious, and their client's job: one epoch
+#: over this many tiny training images (two steps).
+MALICIOUS = np.array([True, False, False])
+JOB_IMAGES = 128
 
 
 @dataclass
@@ -40,8 +66,16 @@ class Check:
 
 @cache
 def tiny_data() -> ImageData:
-    """860 synth-signs training images, 430 test images."""
-    return ImageData.from_arrays("synth-signs-tiny", generate_synth_signs(seed=0, n_train=860, n_test=430), "gtsrb", NUM_CLASSES)
+    """430 synth-signs training images, 430 test images."""
+    return ImageData.from_arrays("synth-signs-tiny", generate_synth_signs(seed=0, n_train=430, n_test=430), "gtsrb", NUM_CLASSES)
+
+
+@cache
+def _job_data() -> ImageData:
+    """The first :data:`JOB_IMAGES` training images of :func:`tiny_data`, and all its test images."""
+    data = tiny_data()
+    arrays = {"x_train": data.x_train[:JOB_IMAGES], "y_train": data.y_train[:JOB_IMAGES], "x_test": data.x_test, "y_test": data.y_test}
+    return ImageData.from_arrays("synth-signs-tiny-job", arrays, data.family, data.num_classes)
 
 
 def _run(name: str, check: Callable[[], str]) -> Check:
@@ -63,37 +97,78 @@ def _defaults_build(cls: type) -> Callable[[], str]:
     return check
 
 
-def _bad_ratio_refused(cls: type[DataPoisoningAttack]) -> str:
-    for bad in (0.0, 1.5):
-        try:
-            plugin_params.build(cls, {"ratio": bad})
-        except BenchbdError as exc:
-            assert "ratio" in str(exc), f"the error for ratio={bad} does not name the field: {exc}"
-        else:
-            raise AssertionError(f"ratio={bad} was accepted")
-    return "ratio 0 and 1.5 refused with the field named"
+def _new_model() -> ImageClassifier:
+    torch.manual_seed(0)
+    return default_registry().model("small-cnn").build(tiny_data().num_classes)
 
 
-def _poison_once(cls: type[DataPoisoningAttack], seed: int):
+def _loss_check(wrap: Callable[[LossComputation], LossComputation | None]) -> str:
+    """``wrap(honest)`` on a 16-image batch: a finite scalar, computed with a call of ``honest``, whose gradients
+    reach the model and are finite."""
+    calls: list[int] = []
+
+    def honest(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
+        calls.append(len(x))
+        return cross_entropy_loss(model, x, y, step)
+
+    data, trainer = tiny_data(), Trainer(PROFILE, DEVICE, seed=0)
+    model = trainer.place(_new_model()).train()
+    x, y = trainer.images(data.x_train[:16]).float() / 255, trainer.labels(data.y_train[:16])
+    computation = wrap(honest)
+    assert computation is not None, "no loss computation returned"
+    loss = computation(model, x, y, StepInfo(epoch=0, epochs=1, batch=0, batches=1, index=torch.arange(16)))
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0, f"the loss is {type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}, not a scalar tensor"
+    assert torch.isfinite(loss), f"the loss is {loss.item()}"
+    assert calls, "the honest loss computation was never called"
+    assert loss.requires_grad, "the loss has no gradient"
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads), "no finite gradient reached the model's parameters"
+    return f"loss {loss.item():.3g}, the honest loss called {len(calls)} time(s)"
+
+
+# -- attacks ----------------------------------------------------------------------------------------------------
+def _prepared(cls: type[Attack], params: Params, seed: int) -> tuple[Attack, np.random.Generator]:
+    """The attack built from ``params``, its target assigned and its trigger prepared, as the harness does."""
     data = tiny_data()
-    attack = plugin_params.build(cls, {})
+    attack = plugin_params.build(cls, params)
     attack.check_dataset(data.num_classes, data.image_shape)
     assign_targets([attack], data)
     rng = np.random.default_rng(seed)
     attack.prepare(data.x_train, data.y_train, data.num_classes, rng)
-    return attack, poison_training_set(data, [attack], rng)
+    return attack, rng
 
 
-def attack_checks(cls: type[Attack]) -> list[Check]:
+def _poison_once(cls: type[DataPoisoningAttack], params: Params, seed: int) -> PoisonedTrainingSet:
+    attack, rng = _prepared(cls, params, seed)
+    return poison_training_set(tiny_data(), [attack], rng)
+
+
+def _trigger(cls: type[Attack], params: Params) -> str:
+    attack, _ = _prepared(cls, params, 0)
+    x = torch.rand(4, 3, 32, 32)
+    for test_time in (False, True):
+        out = attack.trigger(x.clone(), test_time=test_time)
+        assert out.shape == x.shape and out.dtype == x.dtype, f"trigger returned {out.dtype} {tuple(out.shape)}"
+        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "triggered pixels outside [0, 1]"
+    return "shape, dtype and range kept, at training and at test time"
+
+
+def attack_checks(cls: type[Attack], params: Params | None = None) -> list[Check]:
+    params = params or {}
     checks = [_run("parameters: defaults build", _defaults_build(cls))]
-    if not issubclass(cls, DataPoisoningAttack):
-        return checks
-    checks.append(_run("parameters: bad ratio refused", lambda: _bad_ratio_refused(cls)))
+    if issubclass(cls, TrainingCodeAttack):
+        def loss() -> str:
+            attack, _ = _prepared(cls, params, 0)
+            return _loss_check(attack.loss_computation)
+
+        return checks + [_run("loss: a finite scalar with a gradient, from the honest loss", loss),
+                         _run("trigger: shape, dtype, range", lambda: _trigger(cls, params))]
 
     def poisoning() -> str:
         data = tiny_data()
         started = time.perf_counter()
-        attack, poisoned = _poison_once(cls, 0)
+        poisoned = _poison_once(cls, params, 0)
         seconds = time.perf_counter() - started
         mask = poisoned.mask
         assert poisoned.x.dtype == np.uint8 and poisoned.x.shape == data.x_train.shape, "poisoned images changed dtype or shape"
@@ -103,54 +178,102 @@ def attack_checks(cls: type[Attack]) -> list[Check]:
         return f"{int(mask.sum())} of {len(mask)} poisoned in {seconds:.2f} s"
 
     def determinism() -> str:
-        first, second = _poison_once(cls, 7)[1], _poison_once(cls, 7)[1]
+        first, second = _poison_once(cls, params, 7), _poison_once(cls, params, 7)
         assert (first.x == second.x).all() and (first.y == second.y).all(), "the same seed gave different poisoned sets"
         return "same seed, same poisoned set"
 
-    def trigger() -> str:
-        attack, _ = _poison_once(cls, 0)
-        x = torch.rand(4, 3, 32, 32)
-        out = attack.trigger(x.clone(), test_time=True)
-        assert out.shape == x.shape and out.dtype == x.dtype, f"trigger returned {out.dtype} {tuple(out.shape)}"
-        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "triggered pixels outside [0, 1]"
-        return "shape, dtype and range kept"
-
-    checks += [_run("poisoning: mask consistent", poisoning), _run("poisoning: deterministic", determinism),
-               _run("trigger: shape, dtype, range", trigger)]
-    return checks
+    return checks + [_run("poisoning: mask consistent", poisoning), _run("poisoning: deterministic", determinism),
+                     _run("trigger: shape, dtype, range", lambda: _trigger(cls, params))]
 
 
-def _context(seed: int) -> tuple[ExampleContext, np.ndarray]:
+# -- defenses ---------------------------------------------------------------------------------------------------
+@cache
+def _poisoned_model() -> tuple[PoisonedTrainingSet, ImageClassifier, np.ndarray, DataPoisoningAttack]:
+    """The tiny training set poisoned by 5% patch, the small-cnn trained on it and its features: once per process."""
     from benchbd_builtins.attacks.patch import PatchAttack
 
-    data = tiny_data()
     attack = PatchAttack(target=1, ratio=0.05)
-    poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
-    trainer = Trainer(dataclasses.replace(PROFILES["fast"], epochs=2), torch.device("cpu"), seed=seed)
-    build = default_registry().model("small-cnn").build
-    torch.manual_seed(seed)
-    model = trainer.fit(build(data.num_classes), poisoned.x, poisoned.y)
-    context = ExampleContext(
-        data=data, x_train=poisoned.x, y_train=poisoned.y, model=model, trainer=trainer,
-        new_model=lambda: build(data.num_classes), features=lambda: trainer.features(model, poisoned.x),
-        attacks=[attack], expected_poison_fraction=attack.ratio, rng=np.random.default_rng(seed),
-        trusted_clean=trusted_clean_sample(poisoned, np.random.default_rng(seed)), single_attack=True,
+    poisoned = poison_training_set(tiny_data(), [attack], np.random.default_rng(0))
+    trainer = Trainer(PROFILE, DEVICE, seed=0)
+    model = trainer.fit(_new_model(), poisoned.x, poisoned.y)
+    return poisoned, model, trainer.features(model, poisoned.x), attack
+
+
+def _context() -> tuple[ExampleContext, np.ndarray]:
+    """A fresh example context (its own copies of the model and features, its own random streams) over the cached
+    poisoned model."""
+    poisoned, model, features, attack = _poisoned_model()
+    model, trainer = copy.deepcopy(model), Trainer(PROFILE, DEVICE, seed=0)
+    trusted = trusted_sample(poisoned, trusted_count([attack], True), np.random.default_rng(0))
+    context = example_context(
+        tiny_data(), poisoned, model, trainer, _new_model, [attack], rng=np.random.default_rng(0), probe_seed=0,
+        trusted=trusted, single_attack=True, features=features.copy,
     )
     return context, poisoned.mask
 
 
-def _model_context(seed: int) -> ModelContext:
-    context, _ = _context(seed)
+def _model_context() -> ModelContext:
+    context, _ = _context()
     data = context.data
-    return ModelContext(context.model, context.trainer, data.num_classes, data.x_test, data.y_test, np.random.default_rng(seed))
+    return ModelContext(context.model, context.trainer, data.num_classes, data.x_test, data.y_test, np.random.default_rng(0))
 
 
-def model_defense_checks(cls: type[ModelDefense]) -> list[Check]:
+def _training_run_context() -> TrainingRunContext:
+    """Three fresh simulated servers (one malicious, running 5% patch) for the client's job of :func:`_job_data`."""
+    from benchbd_builtins.attacks.patch import PatchAttack
+
+    data, profile = _job_data(), dataclasses.replace(PROFILE, epochs=1)
+    servers = build_servers(
+        data, lambda: [PatchAttack(target=1, ratio=0.05)], MALICIOUS, lambda seed: Trainer(profile, DEVICE, seed),
+        _new_model, 1.0, np.random.default_rng(0), job_seed=0,
+    )
+    trainer = Trainer(profile, DEVICE, seed=0)
+    job = TrainingRun(trainer, _new_model(), data.x_train, data.y_train, label="client job")
+    return TrainingRunContext(
+        servers=list(servers), initial=job.checkpoint(), total_steps=job.total_steps, new_model=_new_model,
+        trainer=trainer, reference_x=data.x_test, rng=np.random.default_rng(0),
+        malicious_fraction=float(MALICIOUS.mean()),
+    )
+
+
+def _example_defense_checks(cls: type[ExampleDefense], params: Params) -> list[Check]:
+    verdicts: list[np.ndarray] = []
+
+    def scores() -> str:
+        context, mask = _context()
+        started = time.perf_counter()
+        verdict = plugin_params.build(cls, params).score_examples(context)
+        seconds = time.perf_counter() - started
+        n = len(mask)
+        scores, flagged = np.asarray(verdict.scores), np.asarray(verdict.flagged)
+        assert scores.shape == (n,), f"{scores.shape} scores for {n} examples"
+        assert flagged.shape == (n,) and flagged.dtype == bool, f"flags: {flagged.dtype} {flagged.shape}"
+        judged = np.ones(n, bool) if verdict.judged is None else np.asarray(verdict.judged, bool)
+        assert np.isfinite(scores[judged]).all(), "scores of judged examples not all finite"
+        verdicts.append(scores)
+        return f"{n} finite scores, {int(flagged.sum())} flagged, in {seconds:.1f} s"
+
+    def determinism() -> str:
+        assert verdicts, "no scores to compare"
+        again = plugin_params.build(cls, params).score_examples(_context()[0]).scores
+        assert np.allclose(verdicts[0], again, equal_nan=True), "the same seed gave different scores"
+        return "same seed, same scores"
+
+    return [_run("scores: one finite score per example", scores), _run("scores: deterministic", determinism)]
+
+
+def _model_defense_checks(cls: type[ModelDefense], params: Params) -> list[Check]:
     verdicts: list[ModelVerdict] = []
+
+    def training_loss() -> str:
+        defense = plugin_params.build(cls, params)
+        if defense.training_loss(cross_entropy_loss) is None:
+            return "none: the usual training"
+        return _loss_check(defense.training_loss)
 
     def verdict() -> str:
         started = time.perf_counter()
-        result = plugin_params.build(cls, {}).inspect_model(_model_context(0))
+        result = plugin_params.build(cls, params).inspect_model(_model_context())
         seconds = time.perf_counter() - started
         assert isinstance(result, ModelVerdict), f"inspect_model returned {type(result).__name__}, not ModelVerdict"
         assert np.isfinite(result.score), f"score {result.score} is not finite"
@@ -162,56 +285,63 @@ def model_defense_checks(cls: type[ModelDefense]) -> list[Check]:
 
     def determinism() -> str:
         assert verdicts, "no verdict to compare"
-        again = plugin_params.build(cls, {}).inspect_model(_model_context(0))
+        again = plugin_params.build(cls, params).inspect_model(_model_context())
         assert np.isclose(again.score, verdicts[0].score), "the same seed gave different scores"
         return "same seed, same score"
 
-    return [_run("verdict: a finite score and valid classes", verdict), _run("verdict: deterministic", determinism)]
+    return [_run("training loss: none, or a finite scalar with a gradient", training_loss),
+            _run("verdict: a finite score and valid classes", verdict), _run("verdict: deterministic", determinism)]
 
 
-def defense_checks(cls: type[Defense]) -> list[Check]:
-    checks = [_run("parameters: defaults build", _defaults_build(cls))]
-    if issubclass(cls, ModelDefense):
-        return checks + model_defense_checks(cls)
-    if not issubclass(cls, ExampleDefense):
-        return checks
-    verdicts = []
+def _training_run_defense_checks(cls: type[TrainingRunDefense], params: Params) -> list[Check]:
+    verdicts: list[TrainingRunVerdict] = []
 
-    def scores() -> str:
-        context, mask = _context(0)
+    def verdict() -> str:
         started = time.perf_counter()
-        verdict = plugin_params.build(cls, {}).score_examples(context)
+        result = plugin_params.build(cls, params).judge_servers(_training_run_context())
         seconds = time.perf_counter() - started
-        n = len(mask)
-        scores, flagged = np.asarray(verdict.scores), np.asarray(verdict.flagged)
-        assert scores.shape == (n,), f"{scores.shape} scores for {n} examples"
+        assert isinstance(result, TrainingRunVerdict), f"judge_servers returned {type(result).__name__}, not TrainingRunVerdict"
+        n = len(MALICIOUS)
+        scores, flagged = np.asarray(result.scores), np.asarray(result.flagged)
+        assert scores.shape == (n,) and np.isfinite(scores).all(), f"scores {scores} for {n} servers, not one finite each"
         assert flagged.shape == (n,) and flagged.dtype == bool, f"flags: {flagged.dtype} {flagged.shape}"
-        assert np.isfinite(scores).all(), "scores not all finite"
-        verdicts.append(scores)
-        return f"{n} finite scores, {int(flagged.sum())} flagged, in {seconds:.1f} s"
+        assert int(result.extra_steps) >= 0, f"extra_steps {result.extra_steps} < 0"
+        verdicts.append(result)
+        return f"scores {np.round(scores, 3).tolist()}, flagged {flagged.tolist()}, {result.extra_steps} extra steps, in {seconds:.1f} s"
 
     def determinism() -> str:
-        assert verdicts, "no scores to compare"
-        again = plugin_params.build(cls, {}).score_examples(_context(0)[0]).scores
-        assert np.allclose(verdicts[0], again), "the same seed gave different scores"
+        assert verdicts, "no verdict to compare"
+        again = plugin_params.build(cls, params).judge_servers(_training_run_context())
+        assert np.allclose(again.scores, verdicts[0].scores), "the same seed gave different scores"
         return "same seed, same scores"
 
-    checks += [_run("scores: one finite score per example", scores), _run("scores: deterministic", determinism)]
-    return checks
+    return [_run("verdict: one finite score and flag per server", verdict), _run("verdict: deterministic", determinism)]
 
 
-def check_plugin(name: str, registry: Registry | None = None) -> list[Check]:
-    """Run the contract checks for the attack or defense ``name``."""
+def defense_checks(cls: type[Defense], params: Params | None = None) -> list[Check]:
+    params = params or {}
+    checks = [_run("parameters: defaults build", _defaults_build(cls))]
+    if issubclass(cls, ExampleDefense):
+        return checks + _example_defense_checks(cls, params)
+    if issubclass(cls, ModelDefense):
+        return checks + _model_defense_checks(cls, params)
+    if issubclass(cls, TrainingRunDefense):
+        return checks + _training_run_defense_checks(cls, params)
+    return checks  # NoDefense: the harness calls nothing
+
+
+def check_plugin(name: str, registry: Registry | None = None, params: Params | None = None) -> list[Check]:
+    """Run the contract checks for the attack or defense ``name``, built from ``params`` instead of its defaults."""
     registry = registry or default_registry()
     if name in registry.tables["attacks"]:
-        return attack_checks(registry.attack(name))
+        return attack_checks(registry.attack(name), params)
     if name in registry.tables["defenses"]:
-        return defense_checks(registry.defense(name))
+        return defense_checks(registry.defense(name), params)
     valid = ", ".join(registry.names("attacks") + registry.names("defenses"))
     raise BenchbdError(f"no attack or defense named '{name}'; valid: {valid}")
 
 
-def assert_conforms(name: str) -> None:
+def assert_conforms(name: str, params: Params | None = None) -> None:
     """pytest helper: fail with every failed check listed."""
-    failed = [f"{c.name}: {c.detail}" for c in check_plugin(name) if not c.passed]
+    failed = [f"{c.name}: {c.detail}" for c in check_plugin(name, params=params) if not c.passed]
     assert not failed, f"{name} does not follow the benchbd contract:\n" + "\n".join(failed)

@@ -1,7 +1,8 @@
 """Typed plugin parameters: every attack and defense is a dataclass whose fields are its parameters.
 
 Values arrive as Python objects (from code or a config file) or as strings (from ``--param``);
-:func:`build` converts and validates them and names the offending field in its error.
+:func:`build` converts them and names the offending field in its error. :class:`Plugin`, the base of every
+attack and defense, validates an instance however it is built.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, TypeVar
+from abc import ABCMeta
+from functools import cache
+from typing import Any, ClassVar, TypeVar
 
 from benchbd.errors import BenchbdError
 
@@ -27,8 +30,7 @@ def _convert(owner: str, field: str, kind: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(owner, field, inner[0], value)
     if origin is typing.Literal:
-        if value not in args:
-            raise BenchbdError(f"{owner}: parameter '{field}' must be one of {', '.join(map(str, args))}; got {value!r}")
+        _check_choice(owner, field, args, value)
         return value
     try:
         if kind is bool:
@@ -58,7 +60,7 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     """Instantiate the parameter dataclass ``cls`` from ``values``, converting and validating them."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
-    owner = getattr(cls, "name", cls.__name__)
+    owner = owner_name(cls)
     if unknown:
         raise BenchbdError(
             f"{owner}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(fields) or '(none)'}"
@@ -72,6 +74,60 @@ def check(condition: bool, owner: str, field: str, requirement: str, value: Any)
     """Raise a :class:`BenchbdError` naming ``field`` unless ``condition`` holds."""
     if not condition:
         raise BenchbdError(f"{owner}: parameter '{field}' must be {requirement}; got {value!r}")
+
+
+def _check_choice(owner: str, field: str, choices: tuple[Any, ...], value: Any) -> None:
+    """:func:`check` that ``value`` is one of ``choices`` (a ``Literal``'s values)."""
+    check(value in choices, owner, field, f"one of {', '.join(map(str, choices))}", value)
+
+
+def owner_name(cls: type) -> str:
+    """The name errors give a plugin class: its registered ``name``, else its class name."""
+    return getattr(cls, "name", cls.__name__)
+
+
+@cache
+def _literal_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The allowed values of each ``Literal``-typed parameter of the dataclass ``cls`` (``None`` too if Optional)."""
+    hints = typing.get_type_hints(cls)
+    choices = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        members = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+        values = tuple(v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m))
+        if f.init and values:
+            choices[f.name] = values + ((None,) if type(None) in members else ())
+    return choices
+
+
+class _CheckedOnConstruction(ABCMeta):
+    """Calls ``_check_base_fields`` on every instance once its ``__init__`` (hence ``__post_init__``) returned."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        instance = super().__call__(*args, **kwargs)
+        instance._check_base_fields()
+        return instance
+
+
+class Plugin(metaclass=_CheckedOnConstruction):
+    """Base of every attack and defense class: a dataclass whose fields are its parameters.
+
+    Building an instance in any way (``PatchAttack(ratio=2)``, :func:`build`, :func:`dataclasses.replace`) runs
+    the dataclass's ``__init__`` with the plugin's own ``__post_init__``, and then, from the metaclass,
+    :meth:`_check_base_fields`: every ``Literal``-typed field and the fields the bases declare. No
+    ``__post_init__`` can skip these checks (they run after it), so a plugin checks only its own fields there,
+    with :func:`check`. Required methods are abstract: a class lacking one cannot be instantiated, and the
+    registry refuses it.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def _check_base_fields(self) -> None:
+        """Every ``Literal``-typed parameter holds one of its values. The bases extend this for the fields they
+        declare (an attack's ``target``, a poisoning attack's ``ratio``); plugins do not override it."""
+        for field, choices in _literal_choices(type(self)).items():
+            _check_choice(owner_name(type(self)), field, choices, getattr(self, field))
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

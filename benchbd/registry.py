@@ -1,25 +1,41 @@
-"""Plugin discovery with pluggy: every plugin, built-in or third-party, comes through the ``benchbd`` entry points."""
+"""Plugin discovery with pluggy: every plugin, built-in or third-party, comes through the ``benchbd`` entry points.
+
+The registry refuses, naming the object and its distribution, what breaks the contract of :mod:`benchbd.hookspecs`
+(:func:`check_contract`), so that a plugin fails when it is loaded, not in the middle of a matrix.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import pluggy
 
 from benchbd import hookspecs
-from benchbd.attacks import Attack
+from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import DatasetSpec
-from benchbd.defenses import Defense
+from benchbd.defenses import Defense, ExampleDefense, ModelDefense, NoDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.models import ModelSpec
 
 ENTRY_POINT_GROUP = "benchbd"
 Category = Literal["attacks", "defenses", "datasets", "models"]
 CATEGORIES: tuple[Category, ...] = ("attacks", "defenses", "datasets", "models")
+
+#: What each category's objects must be: subclasses of exactly one of these (attacks, defenses) or instances.
+BASES: dict[Category, tuple[type, ...]] = {
+    "attacks": (DataPoisoningAttack, TrainingCodeAttack),
+    "defenses": (ExampleDefense, ModelDefense, TrainingRunDefense, NoDefense),
+    "datasets": (DatasetSpec,),
+    "models": (ModelSpec,),
+}
+#: The class attribute in which an attack's or defense's base states its kind (shown as ``Entry.kind``).
+KIND_ATTRIBUTE: dict[Category, str] = {"attacks": "kind", "defenses": "unit"}
 
 
 @dataclass(frozen=True)
@@ -34,12 +50,49 @@ class Entry:
     obj: Any
 
 
-def _kind(category: Category, obj: Any) -> str:
-    if category == "attacks":
-        return obj.kind
-    if category == "defenses":
-        return obj.unit
-    return "-"
+def _label(obj: Any) -> str:
+    """``'patch' (benchbd_builtins.attacks.patch.PatchAttack)``: how errors name a registered object."""
+    where = f"{obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else type(obj).__name__
+    name = getattr(obj, "name", None)
+    return f"'{name}' ({where})" if isinstance(name, str) else where
+
+
+def check_contract(category: Category, obj: Any, distribution: str) -> None:
+    """Refuse, with one line naming ``obj`` and ``distribution``, an object that breaks the hook's contract: an
+    attack or defense must be a dataclass subclassing exactly one base of :data:`BASES`, with ``name`` and
+    ``description`` class attributes (``ClassVar``, not fields), the kind its base gives, and every abstract method
+    implemented; a dataset or model must be a :class:`DatasetSpec` or :class:`ModelSpec`."""
+
+    def refuse(problem: str) -> NoReturn:
+        raise BenchbdError(f"{category[:-1]} {_label(obj)} from {distribution} {problem}")
+
+    bases = BASES[category]
+    expected = " or ".join(f"benchbd.{base.__name__}" for base in bases)
+    if category in ("datasets", "models"):
+        if not isinstance(obj, bases):
+            refuse(f"is not a {expected}")
+        return
+    if not (isinstance(obj, type) and issubclass(obj, bases)):
+        refuse(f"is not a subclass of {expected}")
+    own = [base for base in bases if issubclass(obj, base)]
+    if len(own) > 1:
+        refuse(f"subclasses {' and '.join(f'benchbd.{base.__name__}' for base in own)}; it must subclass one")
+    if "__dataclass_fields__" not in vars(obj):
+        refuse("is not a dataclass: decorate it with @dataclass")
+    fields = {f.name for f in dataclasses.fields(obj)}
+    for attribute in ("name", "description"):
+        if attribute in fields:
+            refuse(f"declares '{attribute}' as a dataclass field; declare it as `{attribute}: ClassVar[str] = ...`")
+        if not isinstance(getattr(obj, attribute, None), str):
+            refuse(f"has no class attribute '{attribute}' (a str)")
+    attribute, base = KIND_ATTRIBUTE[category], own[0]
+    if getattr(obj, attribute) != getattr(base, attribute):
+        refuse(
+            f"sets {attribute} = {getattr(obj, attribute)!r}, but it subclasses benchbd.{base.__name__}, whose "
+            f"{attribute} is {getattr(base, attribute)!r}: the base decides, remove the attribute"
+        )
+    if inspect.isabstract(obj):
+        refuse(f"does not implement {', '.join(sorted(obj.__abstractmethods__))} (abstract in benchbd.{base.__name__})")
 
 
 class Registry:
@@ -55,6 +108,7 @@ class Registry:
                     self._add(category, obj, distributions.get(impl.plugin_name, impl.plugin_name))
 
     def _add(self, category: Category, obj: Any, distribution: str) -> None:
+        check_contract(category, obj, distribution)
         name = obj.name
         description = (obj.description or "").strip().splitlines()[0] if obj.description else ""
         table = self.tables[category]
@@ -62,7 +116,8 @@ class Registry:
             raise BenchbdError(
                 f"two plugins register the {category[:-1]} '{name}': {table[name].distribution} and {distribution}"
             )
-        table[name] = Entry(name, category, _kind(category, obj), description, distribution, obj)
+        kind = getattr(obj, KIND_ATTRIBUTE[category]) if category in KIND_ATTRIBUTE else "-"
+        table[name] = Entry(name, category, kind, description, distribution, obj)
 
     def get(self, category: Category, name: str) -> Any:
         """The registered object, or an error that lists the valid names."""

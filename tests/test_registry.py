@@ -1,16 +1,25 @@
-"""Plugins are found through the ``benchbd`` entry points: the built-ins, and a third party's."""
+"""Plugins are found through the ``benchbd`` entry points: the built-ins, and a third party's. The registry and the
+base classes hold them to the contract."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar, Literal
 
 import pytest
 
+import benchbd
 from benchbd.errors import BenchbdError
-from benchbd.registry import default_registry
+from benchbd.params import build
+from benchbd.registry import Registry, default_registry, make_manager
+from benchbd_builtins.attacks.patch import PatchAttack
 
 
 def test_builtins_come_from_entry_points() -> None:
@@ -91,3 +100,159 @@ def test_third_party_plugin_is_discovered(tmp_path: Path) -> None:
     without_autoload = list_attacks(autoload=False)
     assert "corner-dot" not in without_autoload and "patch" in without_autoload
     assert "corner-dot" in list_attacks("-p", "corner-dot", autoload=False)
+
+
+# -- the bases validate their own fields, however an instance is built --------------------------------------------
+
+
+@dataclass
+class Stamp(benchbd.DataPoisoningAttack):
+    """A plugin that checks only its own field, in a ``__post_init__`` that does not call ``super()``."""
+
+    name: ClassVar[str] = "stamp"
+    description: ClassVar[str] = "test"
+
+    shape: Literal["square", "cross"] = "square"
+    outline: Literal["thin", "thick"] | None = None
+    size: int = 1
+
+    def __post_init__(self) -> None:
+        benchbd.check(self.size >= 1, self.name, "size", ">= 1", self.size)
+
+    def trigger(self, x, *, test_time=False):
+        return x
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: PatchAttack(ratio=2), "patch: parameter 'ratio' must be in (0, 1]; got 2"),
+        (lambda: Stamp(ratio=0), "stamp: parameter 'ratio' must be in (0, 1]; got 0"),
+        (lambda: Stamp(target=-1), "stamp: parameter 'target' must be a class index >= 0 or none; got -1"),
+        (lambda: Stamp(shape="circle"), "stamp: parameter 'shape' must be one of square, cross; got 'circle'"),
+        (lambda: Stamp(outline="dotted"), "stamp: parameter 'outline' must be one of thin, thick, None; got 'dotted'"),
+        (lambda: Stamp(size=0), "stamp: parameter 'size' must be >= 1; got 0"),
+        (lambda: build(Stamp, {"ratio": "1.5"}), "stamp: parameter 'ratio' must be in (0, 1]; got 1.5"),
+        (lambda: dataclasses.replace(Stamp(), shape="circle"), "parameter 'shape' must be one of square, cross"),
+    ],
+)
+def test_the_bases_check_ratio_target_and_literal_fields(make: Any, message: str) -> None:
+    with pytest.raises(BenchbdError) as refused:
+        make()
+    assert message in str(refused.value)
+
+
+def test_valid_values_pass_and_defenses_get_the_literal_check_too() -> None:
+    assert Stamp(target=0, ratio=1, outline=None, shape="cross").shape == "cross"
+
+    @dataclass
+    class Picky(benchbd.ExampleDefense):
+        name: ClassVar[str] = "picky"
+        description: ClassVar[str] = "test"
+
+        mode: Literal["fast", "slow"] = "fast"
+
+        def score_examples(self, context):
+            raise NotImplementedError
+
+    with pytest.raises(BenchbdError, match="picky: parameter 'mode' must be one of fast, slow; got 'medium'"):
+        Picky(mode="medium")
+
+
+def test_a_class_missing_a_required_method_cannot_be_instantiated() -> None:
+    @dataclass
+    class NoTrigger(benchbd.DataPoisoningAttack):
+        name: ClassVar[str] = "no-trigger"
+        description: ClassVar[str] = "test"
+
+    with pytest.raises(TypeError, match="trigger"):
+        NoTrigger()
+
+
+# -- the registry refuses what breaks the contract, naming the object and its distribution ------------------------
+
+
+@dataclass
+class NotAnAttack:
+    name: ClassVar[str] = "not-an-attack"
+    description: ClassVar[str] = "test"
+
+
+@dataclass
+class NameAsField(benchbd.DataPoisoningAttack):
+    name: str = "name-as-field"
+    description: ClassVar[str] = "test"
+
+    def trigger(self, x, *, test_time=False):
+        return x
+
+
+class Undecorated(Stamp):
+    name: ClassVar[str] = "undecorated"
+    width: int = 2
+
+
+@dataclass
+class WrongKind(Stamp):
+    name: ClassVar[str] = "wrong-kind"
+    kind: ClassVar[str] = "training-code"
+
+
+@dataclass
+class NoLoss(benchbd.TrainingCodeAttack):
+    name: ClassVar[str] = "no-loss"
+    description: ClassVar[str] = "test"
+
+    def trigger(self, x, *, test_time=False):
+        return x
+
+
+@dataclass
+class WrongUnit(benchbd.ExampleDefense):
+    name: ClassVar[str] = "wrong-unit"
+    description: ClassVar[str] = "test"
+    unit: ClassVar[str] = "model"
+
+    def score_examples(self, context):
+        raise NotImplementedError
+
+
+@dataclass
+class Nameless(benchbd.ModelDefense):
+    description: ClassVar[str] = "test"
+
+    def inspect_model(self, context):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("hook", "obj", "message"),
+    [
+        ("benchbd_attacks", NotAnAttack, "attack 'not-an-attack' (test_registry.NotAnAttack) from benchbd-broken is not "
+                                         "a subclass of benchbd.DataPoisoningAttack or benchbd.TrainingCodeAttack"),
+        ("benchbd_attacks", NameAsField, "declares 'name' as a dataclass field; declare it as `name: ClassVar[str] = ...`"),
+        ("benchbd_attacks", Undecorated, "attack 'undecorated' (test_registry.Undecorated) from benchbd-broken is not a dataclass"),
+        ("benchbd_attacks", WrongKind, "sets kind = 'training-code', but it subclasses benchbd.DataPoisoningAttack, whose kind is 'data'"),
+        ("benchbd_attacks", NoLoss, "from benchbd-broken does not implement loss_computation (abstract in benchbd.TrainingCodeAttack)"),
+        ("benchbd_defenses", PatchAttack, "defense 'patch' (benchbd_builtins.attacks.patch.PatchAttack) from benchbd-broken is not a "
+                                          "subclass of benchbd.ExampleDefense or benchbd.ModelDefense or benchbd.TrainingRunDefense or benchbd.NoDefense"),
+        ("benchbd_defenses", WrongUnit, "sets unit = 'model', but it subclasses benchbd.ExampleDefense, whose unit is 'example'"),
+        ("benchbd_defenses", Nameless, "defense test_registry.Nameless from benchbd-broken has no class attribute 'name' (a str)"),
+        ("benchbd_datasets", {"name": "dict-data"}, "dataset dict from benchbd-broken is not a benchbd.DatasetSpec"),
+        ("benchbd_models", PatchAttack, "is not a benchbd.ModelSpec"),
+    ],
+)
+def test_the_registry_refuses_objects_that_break_the_contract(hook: str, obj: object, message: str) -> None:
+    manager = make_manager()
+    manager.register(SimpleNamespace(**{hook: benchbd.hookimpl(lambda: [obj])}), name="broken")
+    with pytest.raises(BenchbdError) as refused:
+        Registry(manager, {"broken": "benchbd-broken"})
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_plugin_needs_nothing_from_benchbd_submodules() -> None:
+    for name in ("check", "TrainingCodeAttack", "LossComputation", "StepInfo", "Checkpoint", "Trainer", "apply_trigger_uint8"):
+        assert name in benchbd.__all__ and hasattr(benchbd, name), name
+    example = Path(__file__).parents[1] / "examples" / "benchbd-example-plugin" / "benchbd_example_plugin.py"
+    assert not re.findall(r"^(?:from|import) benchbd\.", example.read_text(), flags=re.MULTILINE)

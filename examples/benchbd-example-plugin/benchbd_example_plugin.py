@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 import benchbd
-from benchbd.params import check
 
 
 @dataclass
@@ -26,8 +25,7 @@ class StripeAttack(benchbd.DataPoisoningAttack):
     width: int = 1
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
-        check(self.width >= 1, self.name, "width", ">= 1", self.width)
+        benchbd.check(self.width >= 1, self.name, "width", ">= 1", self.width)
 
     def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().check_dataset(num_classes, image_shape)
@@ -48,7 +46,7 @@ class LowLossDefense(benchbd.ExampleDefense):
     fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        check(0 < self.fraction < 1, self.name, "fraction", "in (0, 1)", self.fraction)
+        benchbd.check(0 < self.fraction < 1, self.name, "fraction", "in (0, 1)", self.fraction)
 
     def score_examples(self, context: benchbd.ExampleContext) -> benchbd.ExampleVerdict:
         loss = context.trainer.per_example_loss(context.model, context.x_train, context.y_train)

@@ -22,9 +22,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchbd import DataPoisoningAttack, hookimpl
+from benchbd import DataPoisoningAttack, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 
 
 @dataclass
@@ -38,7 +37,6 @@ class BlendAttack(DataPoisoningAttack):
     test_alpha_scale: float = 2.0
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
         check(0 <= self.alpha <= 1, self.name, "alpha", "in [0, 1]", self.alpha)
         check(
             self.test_alpha_scale >= 0 and self.alpha * self.test_alpha_scale <= 1,

@@ -18,9 +18,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from benchbd import DataPoisoningAttack, hookimpl
+from benchbd import DataPoisoningAttack, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 
 Diagonal = Literal["main", "anti"]
 
@@ -36,10 +35,8 @@ class DistributedPatchAttack(DataPoisoningAttack):
     diagonal: Diagonal = "main"
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
         check(self.size >= 1, self.name, "size", ">= 1", self.size)
         check(self.margin >= 0, self.name, "margin", ">= 0", self.margin)
-        check(self.diagonal in ("main", "anti"), self.name, "diagonal", "main or anti", self.diagonal)
 
     def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().check_dataset(num_classes, image_shape)

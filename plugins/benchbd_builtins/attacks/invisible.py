@@ -35,9 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import DataPoisoningAttack, ImageClassifier, hookimpl
+from benchbd import DataPoisoningAttack, ImageClassifier, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
 from benchbd_builtins.models import small_cnn
@@ -108,9 +107,6 @@ class InvisibleAttack(DataPoisoningAttack):
     _prepare_seconds: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
-        kinds = ("static", "adversarial")
-        check(self.perturbation in kinds, self.name, "perturbation", " or ".join(kinds), self.perturbation)
         check(1 <= self.epsilon <= 255, self.name, "epsilon", "in [1, 255] intensity levels (8 means 8/255)", self.epsilon)
         check(self.surrogate_size >= 2, self.name, "surrogate_size", ">= 2", self.surrogate_size)
         check(self.surrogate_epochs >= 1, self.name, "surrogate_epochs", ">= 1", self.surrogate_epochs)

@@ -13,9 +13,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from benchbd import DataPoisoningAttack, hookimpl
+from benchbd import DataPoisoningAttack, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 
 Corner = Literal["bottom-right", "bottom-left", "top-right", "top-left"]
 OPPOSITE: dict[str, Corner] = {
@@ -38,9 +37,7 @@ class CornerPatternAttack(DataPoisoningAttack):
     margin: int = 1
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
         check(self.margin >= 0, self.name, "margin", ">= 0", self.margin)
-        check(self.corner in OPPOSITE, self.name, "corner", f"one of {', '.join(OPPOSITE)}", self.corner)
 
     def check_dataset(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().check_dataset(num_classes, image_shape)

@@ -27,9 +27,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from benchbd import DataPoisoningAttack, hookimpl
+from benchbd import DataPoisoningAttack, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 from benchbd_builtins.attacks.blend import OrientedBlendAttack
 
 #: Size of the GTSRB training set, to which BaDLoss's absolute numbers refer.

@@ -26,9 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import DataPoisoningAttack, hookimpl
+from benchbd import DataPoisoningAttack, check, hookimpl
 from benchbd.errors import BenchbdError
-from benchbd.params import check
 
 
 def identity_grid(height: int, width: int) -> torch.Tensor:
@@ -80,7 +79,6 @@ class WaNetAttack(DataPoisoningAttack):
     _grid: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check(0 < self.ratio <= 1, self.name, "ratio", "in (0, 1]", self.ratio)
         check(self.strength >= 0, self.name, "strength", ">= 0", self.strength)
         check(self.grid_size >= 2, self.name, "grid_size", ">= 2", self.grid_size)
         check(self.cross_ratio >= 0, self.name, "cross_ratio", ">= 0", self.cross_ratio)
