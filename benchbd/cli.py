@@ -18,7 +18,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
 from benchbd.data.images import default_data_root
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.plan import MatrixConfig, build_attack, load_dataset
+from benchbd.harness.config import MatrixConfig, build_attack, load_dataset
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
 from benchbd.harness.table import load_results

@@ -7,13 +7,14 @@ The undefended baseline is a defense too (unit ``none``), so every table has its
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
 
-from benchbd.params import check
+from benchbd.params import Plugin
 
 if TYPE_CHECKING:
     from benchbd.attacks import Attack
@@ -25,7 +26,7 @@ Unit = Literal["none", "example", "model", "training-run"]
 
 
 @dataclass
-class Defense:
+class Defense(Plugin):
     """Common part of every defense."""
 
     name: ClassVar[str]
@@ -44,15 +45,18 @@ class NoDefense(Defense):
 class ExampleContext:
     """What an example-level defense may look at: the training set as delivered, and the model trained on it.
 
-    ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given); the poison
-    mask is never shown. ``features`` returns penultimate activations of ``model`` (computed once, shared).
+    ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given), and so are
+    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of ``model`` (computed once, shared).
     ``trainer`` trains further models with the cell's profile and seed, and ``new_model`` builds a freshly
     initialised model of the cell's architecture for it (BaDLoss's probationary run).
     ``attacks`` are the attacks of the cell, only for :meth:`DataPoisoningAttack.probe` (a defender's guess at
     a similar trigger, BaDLoss section 5.1); ``single_attack`` says whether the cell has one attack.
     ``trusted_clean`` are indices of training examples the defender knows to be clean (BaDLoss appendix A.1's
-    bona fide clean subset C): a random sample of the truly clean examples, 2,000 or 20% of the training set,
-    whichever is smaller.
+    bona fide clean subset C): a random sample of the truly clean examples, 2n = 500 by default (``--trusted``).
+    They are never judged: the harness measures detection over the other examples.
+    ``rng`` is the cell's own random stream; ``probe_seed`` seeds the defender's probes, the same for every defense
+    of the group, so that defenses modelling attacks with probes (BaDLoss, frequency analysis; BaDLoss section
+    5.1) train on one probe set.
     """
 
     data: ImageData
@@ -65,16 +69,22 @@ class ExampleContext:
     attacks: list[Attack]
     expected_poison_fraction: float
     rng: np.random.Generator
+    probe_seed: int
     trusted_clean: np.ndarray
     single_attack: bool = field(default=True)
 
 
 @dataclass
 class ExampleVerdict:
-    """Per training example: ``scores`` (higher = more suspicious, finite) and ``flagged`` (to be removed)."""
+    """Per training example: ``scores`` (higher = more suspicious, finite where judged) and ``flagged`` (to be
+    removed). ``judged``: a mask of the examples the defense judged (``None``: all); the others (BaDLoss's
+    overwritten by mislabelled probes) are left out of detection metrics. ``details``: small JSON-serialisable
+    figures and warnings kept with the record; a defense that flags nothing says why here (``{"gate": ...}``)."""
 
     scores: np.ndarray
     flagged: np.ndarray
+    judged: np.ndarray | None = None
+    details: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +93,7 @@ class ExampleDefense(Defense):
 
     unit: ClassVar[Unit] = "example"
 
+    @abstractmethod
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
         raise NotImplementedError
 
@@ -95,8 +106,8 @@ class ExampleDefense(Defense):
 class ModelContext:
     """What a model-level defense may look at: one trained model and a small clean set the defender holds.
 
-    ``clean_x``/``clean_y`` are held-out clean images (uint8, N×H×W×3) with their labels, drawn from the test
-    split and never used to score the model afterwards. ``trainer`` runs batched inference (and training, for
+    ``clean_x``/``clean_y`` are held-out clean images (uint8, N×H×W×3) with their labels, up to 2,000 drawn from
+    the test split (the model's clean accuracy and ASR are measured on the whole split). ``trainer`` runs batched inference (and training, for
     defenses that need it) with the cell's profile on the cell's device.
     """
 
@@ -138,6 +149,7 @@ class ModelDefense(Defense):
         """The loss the judged models must be trained with, wrapping ``loss``; ``None``: the usual training."""
         return None
 
+    @abstractmethod
     def inspect_model(self, context: ModelContext) -> ModelVerdict:
         raise NotImplementedError
 
@@ -161,6 +173,8 @@ class TrainingRunContext:
     The job is ``total_steps`` optimiser steps from ``initial`` (a fresh model of the cell's architecture and
     profile). ``new_model`` builds a model to load a checkpoint's weights into; ``trainer`` runs batched
     inference (``predict``-style helpers, ``features``). ``reference_x`` are clean held-out images (uint8).
+    ``malicious_fraction`` is the share of malicious servers the threat model declares (RTTD's client assumes a
+    benign fraction r, figure 4), never which servers they are.
     """
 
     servers: list[Server]
@@ -170,6 +184,7 @@ class TrainingRunContext:
     trainer: Trainer
     reference_x: np.ndarray
     rng: np.random.Generator
+    malicious_fraction: float
 
 
 @dataclass
@@ -186,29 +201,12 @@ class TrainingRunVerdict:
 
 @dataclass
 class TrainingRunDefense(Defense):
-    """Judges servers that train a client's job. The harness builds ``servers`` simulated servers of which
-    ``round(servers × malicious_fraction)`` are malicious, each running the cell's attacks (its own poisoned
-    examples); ``backdoor_lr_ratio`` < 1 is RTTD's adaptive attacker (figure 3): the malicious servers scale
-    their poisoned examples' loss, hence their learning rate, by it. ``replica_variation`` and ``kernel_noise``
-    say how benign replicas differ (:mod:`benchbd.harness.servers`). These fields describe the simulation, not
-    the defense; they live here so that ``-P DEFENSE.servers=8`` sweeps them.
-    """
+    """Judges servers that train a client's job. The harness simulates the servers (the training-run unit's
+    threat model, :class:`benchbd.harness.servers.Simulation`: how many, how many malicious, how
+    benign replicas differ), each malicious one running the cell's attacks."""
 
     unit: ClassVar[Unit] = "training-run"
 
-    servers: int = 4
-    malicious_fraction: float = 0.5
-    backdoor_lr_ratio: float = 1.0
-    replica_variation: Literal["kernels", "data-order"] = "kernels"
-    kernel_noise: float = 1e-4
-
-    def __post_init__(self) -> None:
-        check(self.servers >= 2, self.name, "servers", "at least 2", self.servers)
-        check(0 < self.malicious_fraction < 1, self.name, "malicious_fraction", "in (0, 1)", self.malicious_fraction)
-        check(0 < self.backdoor_lr_ratio <= 1, self.name, "backdoor_lr_ratio", "in (0, 1]", self.backdoor_lr_ratio)
-        variation = self.replica_variation
-        check(variation in ("kernels", "data-order"), self.name, "replica_variation", "kernels or data-order", variation)
-        check(0 <= self.kernel_noise < 1, self.name, "kernel_noise", "in [0, 1)", self.kernel_noise)
-
+    @abstractmethod
     def judge_servers(self, context: TrainingRunContext) -> TrainingRunVerdict:
         raise NotImplementedError

@@ -26,6 +26,7 @@ different experiments, not seeds of one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -42,6 +43,8 @@ from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.results import RESULTS, read_records
+from benchbd.harness.servers import Simulation
+from benchbd.harness.units import model as model_unit, training_run as training_run_unit
 from benchbd.plots import write_heatmaps
 
 #: The unit of the undefended baseline, benchbd's ``none`` or a third party's: its rows read the poisoned model.
@@ -194,35 +197,26 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     return tables
 
 
-#: The columns of the model- and training-run-level tables: header, the record's value, scale.
-DETECTION_COLUMNS: dict[str, tuple[str, list[tuple[str, Callable[[dict[str, Any]], float | None], float]]]] = {
-    "model": (
-        "Table 4: model-level detection (%; AUROC over the backdoored and the clean models)",
-        [
-            ("Backdoored flagged", lambda r: r["tpr"], 100),
-            ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))), 100),
-            ("Clean models flagged", lambda r: r["fpr"], 100),
-            ("Classes wrongly named", lambda r: r["class_fpr"], 100),
-            ("AUROC", lambda r: r["auroc"], 1),
-        ],
-    ),
-    "training-run": (
-        "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)",
-        [
-            ("Malicious flagged", lambda r: r["tpr"], 100),
-            ("Benign flagged", lambda r: r["fpr"], 100),
-            ("AUROC", lambda r: r["auroc"], 1),
-            ("Overhead", lambda r: r["overhead_frac"], 100),
-        ],
-    ),
-}
+#: The units whose tables list detection per (defense, attack set); each unit module names its title and columns.
+DETECTION_UNITS = {"model": model_unit, "training-run": training_run_unit}
+SIMULATION_DEFAULTS = dataclasses.asdict(Simulation())
+
+
+def _attack_set(record: dict[str, Any]) -> str:
+    """The attacks of a record, with the training-run unit's threat model where it is not the default
+    (``patch (backdoor_lr_ratio=0.1)``): a different attacker, not a variant of the defense."""
+    simulation = record.get("params", {}).get("simulation", {})
+    changed = [f"{key}={value}" for key, value in simulation.items() if SIMULATION_DEFAULTS.get(key) != value]
+    attacks = "+".join(record["attacks"])
+    return f"{attacks} ({', '.join(changed)})" if changed else attacks
 
 
 def _detection_tables(frame: pd.DataFrame) -> list[Table]:
     """One row per (defense, attack set) for the model and training-run units, both modes together."""
-    frame = frame.assign(attack_set=frame["attacks"].map("+".join))
+    frame = frame.assign(attack_set=frame["record"].map(_attack_set))
     tables = []
-    for unit, (title, columns) in DETECTION_COLUMNS.items():
+    for unit, module in DETECTION_UNITS.items():
+        title, columns = module.TITLE, module.COLUMNS
         selected = frame[frame["unit"] == unit]
         if selected.empty:
             continue

@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.plan import MatrixConfig
+from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import read_records
 from benchbd.registry import default_registry

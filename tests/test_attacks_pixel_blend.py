@@ -311,9 +311,11 @@ def test_dataset_checks() -> None:
     SinglePixelAttack(margin=31).check_dataset(43, (32, 32, 3))
     with pytest.raises(BenchbdError, match="'frequency'"):
         SinusoidAttack(frequency=17).check_dataset(43, (32, 32, 3))
-    for attack in (SinglePixelAttack(target=43), DimpleBlendAttack(target=43), SinusoidAttack(target=-1)):
+    for attack in (SinglePixelAttack(target=43), DimpleBlendAttack(target=43)):
         with pytest.raises(BenchbdError, match="target"):
             attack.check_dataset(43, (32, 32, 3))
+    with pytest.raises(BenchbdError, match="target"):  # no class is negative: refused when built
+        SinusoidAttack(target=-1)
 
 
 # -- the attack sheet -----------------------------------------------------------------------------------------

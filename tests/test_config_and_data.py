@@ -12,7 +12,7 @@ import benchbd
 from benchbd.data.images import load_npz
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
-from benchbd.harness.plan import build_attack, load_dataset
+from benchbd.harness.config import build_attack, load_dataset
 from benchbd.registry import default_registry
 
 

@@ -250,3 +250,13 @@ def test_header_notes_records_made_from_several_versions_of_a_plugin(tmp_path: P
     assert markdown.count("versions of its code") == 2
     _, markdown = render(tmp_path, [with_code(0, "b1", "p1"), with_code(1, "b1", "p1")])
     assert "versions of its code" not in markdown
+
+
+def test_an_adaptive_attacker_is_a_threat_model_not_a_variant_of_the_defense(tmp_path: Path) -> None:
+    def server_cell(seed: int, **simulation) -> dict:
+        params = {"attacks": {"patch": {}}, "defense": {}, "simulation": {"servers": 4, "backdoor_lr_ratio": 1.0, **simulation}}
+        return record("rttd", seed, ["patch"], unit="training-run", params=params, tpr=1.0, fpr=0.0, auroc=1.0, overhead_frac=0.25)
+
+    tables, _ = render(tmp_path, [server_cell(0), server_cell(0, backdoor_lr_ratio=0.1)])
+    rows = table(tables, "Table 5").rows
+    assert [row[:2] for row in rows] == [["rttd", "patch"], ["rttd", "patch (backdoor_lr_ratio=0.1)"]]

@@ -13,7 +13,7 @@ import torch
 import benchbd
 from benchbd import ModelContext, ModelDefense, ModelVerdict
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.plan import MatrixConfig
+from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import read_records
 from benchbd.leaderboard import build_tables

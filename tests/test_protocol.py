@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.plan import PAPER_MULTI_ATTACKS, MatrixConfig, Plan
+from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig
+from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import read_records

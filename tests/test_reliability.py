@@ -21,7 +21,7 @@ from benchbd.cli import main
 from benchbd.errors import BenchbdError
 from benchbd.harness.cells import CellTimeout, time_limit
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.plan import MatrixConfig
+from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import RunDirectory, read_records
 from benchbd.registry import Registry, default_registry, make_manager

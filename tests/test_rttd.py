@@ -14,7 +14,7 @@ from torch import nn
 from benchbd import Attack, ImageClassifier, ImageData, TrainingRunContext
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.errors import BenchbdError
-from benchbd.harness.plan import build_attack
+from benchbd.harness.config import build_attack
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.servers import build_servers
 from benchbd.registry import default_registry

@@ -15,7 +15,8 @@ from benchbd import params as plugin_params
 from benchbd.defenses import TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness import units
-from benchbd.harness.plan import SIMULATION, Group, Plan
+from benchbd.harness.config import SIMULATION
+from benchbd.harness.plan import Group, Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.workbench import Workbench
 
@@ -54,6 +55,7 @@ def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
         params[SIMULATION] = plugin_params.as_dict(plan.simulation)
     return {
         "dataset": plan.config.dataset,
+        "family": plan.data.family,
         "model": plan.model_name,
         "profile": plan.profile.name,
         "mode": group.mode,

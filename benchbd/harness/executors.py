@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.cells import run_group
-from benchbd.harness.plan import Group, MatrixConfig, Plan
+from benchbd.harness.config import MatrixConfig
+from benchbd.harness.plan import Group, Plan
 from benchbd.harness.progress import Progress, SilentProgress
 from benchbd.harness.results import RunDirectory
 from benchbd.harness.workbench import Workbench

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from benchbd.harness.environment import environment
 from benchbd.harness.executors import run_local, run_on_ray
-from benchbd.harness.plan import MatrixConfig, Plan
+from benchbd.harness.config import MatrixConfig
+from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import RunDirectory
 from benchbd.registry import Registry

@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -27,56 +26,15 @@ import numpy as np
 
 from benchbd import params as plugin_params
 from benchbd.attacks import Attack, DataPoisoningAttack
-from benchbd.data.images import ImageData, default_data_root
+from benchbd.data.images import default_data_root
 from benchbd.defenses import Defense, TrainingRunDefense
 from benchbd.errors import BenchbdError
+from benchbd.harness.config import CPU_DEFAULTS, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
 from benchbd.training.profiles import TrainingProfile, get_profile
 from benchbd.training.trainer import resolve_device
-
-Mode = Literal["single", "multi", "both"]
-
-#: What a matrix runs when no attacks or defenses are named and there is no GPU: a few minutes on 2 CPU cores.
-#: With a GPU the default is every registered attack and defense.
-CPU_DEFAULTS: dict[str, list[str]] = {"attacks": ["patch"], "defenses": ["none", "spectral"]}
-
-#: The multi-attack training set of BaDLoss section 3.3, each attack at its per-dataset ratio: the multi-attack
-#: cell of ``--attacks all`` (and of the GPU default). Other data attacks join a multi-attack set only when named.
-PAPER_MULTI_ATTACKS = ("patch", "single-pixel", "blend-random", "blend-dimple", "sinusoid", "wanet")
-
-#: ``-P simulation.FIELD=VALUE`` (or a ``[simulation]`` TOML table) sets the training-run unit's threat model.
-SIMULATION = "simulation"
-
-
-@dataclass
-class MatrixConfig:
-    """Everything that defines a matrix. ``None`` for attacks or defenses is the default: all registered ones on
-    a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one. ``multi_attacks``: the data attacks
-    of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with ``all``, else the named data attacks).
-    ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n, see
-    :func:`benchbd.harness.units.example.trusted_count`)."""
-
-    dataset: str = "synth-signs"
-    model: str | None = None
-    attacks: list[str] | None = None
-    defenses: list[str] | None = None
-    multi_attacks: list[str] | None = None
-    seeds: int = 1
-    mode: Mode = "both"
-    profile: str = "fast"
-    device: str = "auto"
-    out: Path | None = None
-    data_root: Path | None = None
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cell_timeout: float | None = None
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    plugins: tuple[str, ...] = ()
-    clean_models: int = 4
-    trusted: int | None = None
-
 
 @dataclass(frozen=True)
 class Group:
@@ -91,9 +49,9 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@cache
 def source_digest(obj: Any) -> str:
-    """A digest of the source of the module that defines ``obj`` (a plugin class or function)."""
+    """A digest of the source of the module that defines ``obj`` (a plugin class or function), read now: an edited
+    plugin gets a new digest."""
     path = inspect.getsourcefile(inspect.getmodule(obj))  # type: ignore[arg-type]
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
 
@@ -101,40 +59,6 @@ def source_digest(obj: Any) -> str:
 def random_stream(seed: int, identity: Any) -> np.random.Generator:
     """A generator seeded by ``seed`` and a digest of ``identity`` (any JSON-able description of what draws)."""
     return np.random.default_rng([seed, int(digest(identity), 16) % 2**32])
-
-
-def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
-    """Load ``NAME`` or ``NAME:ARGUMENT`` (``npz:PATH``)."""
-    name, _, argument = spec.partition(":")
-    dataset = registry.dataset(name)
-    if dataset.takes_argument and not argument:
-        raise BenchbdError(f"dataset '{name}' needs an argument: {name}:PATH")
-    if argument and not dataset.takes_argument:
-        raise BenchbdError(f"dataset '{name}' takes no argument (got '{spec}')")
-    return dataset.load(argument or None, data_root)
-
-
-def build_attack(registry: Registry, name: str, data: ImageData, values: dict[str, Any]) -> Attack:
-    """The attack ``name`` with the paper's defaults for the dataset's family under the user's ``values``."""
-    cls = registry.attack(name)
-    attack = plugin_params.build(cls, {**cls.family_defaults.get(data.family, {}), **values})
-    attack.check_dataset(data.num_classes, data.image_shape)
-    return attack
-
-
-def _check_config(config: MatrixConfig) -> None:
-    if config.seeds < 1:
-        raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
-    if config.executor not in ("local", "ray"):
-        raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
-    if config.mode not in ("single", "multi", "both"):
-        raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
-    if config.clean_models < 1:
-        raise BenchbdError(f"--clean-models must be at least 1; got {config.clean_models}")
-    if config.cell_timeout is not None and config.cell_timeout <= 0:
-        raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
-    if config.trusted is not None and config.trusted < 2:
-        raise BenchbdError(f"--trusted must be at least 2; got {config.trusted}")
 
 
 class Plan:
@@ -145,7 +69,7 @@ class Plan:
     """
 
     def __init__(self, config: MatrixConfig, registry: Registry) -> None:
-        _check_config(config)
+        check_config(config)
         self.config = config
         self.registry = registry
         self.profile: TrainingProfile = get_profile(config.profile)

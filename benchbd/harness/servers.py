@@ -30,7 +30,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
 from benchbd.harness.poisoning import poison_training_set
 from benchbd.models import ImageClassifier
-from benchbd.params import check
+from benchbd.params import Plugin, check
 from benchbd.training.trainer import Checkpoint, LossComputation, StepInfo, Trainer, TrainingRun, cross_entropy_loss
 
 
@@ -50,7 +50,7 @@ Variation = Literal["kernels", "data-order"]
 
 
 @dataclass
-class Simulation:
+class Simulation(Plugin):
     """The simulated servers (RTTD section 3's outsourced training). ``servers`` servers, of which
     ``round(servers × malicious_fraction)`` (at least one, at most all but one) run the cell's attacks on their
     own poisoned examples. ``backdoor_lr_ratio`` < 1 is RTTD's adaptive attacker (figure 3): the malicious
@@ -69,8 +69,6 @@ class Simulation:
         check(self.servers >= 2, self.name, "servers", "at least 2", self.servers)
         check(0 < self.malicious_fraction < 1, self.name, "malicious_fraction", "in (0, 1)", self.malicious_fraction)
         check(0 < self.backdoor_lr_ratio <= 1, self.name, "backdoor_lr_ratio", "in (0, 1]", self.backdoor_lr_ratio)
-        variation = self.replica_variation
-        check(variation in ("kernels", "data-order"), self.name, "replica_variation", "kernels or data-order", variation)
         check(0 <= self.kernel_noise < 1, self.name, "kernel_noise", "in [0, 1)", self.kernel_noise)
 
     @property

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -87,10 +87,7 @@ class ActivationClustering(ExampleDefense):
     size_threshold: float = 0.35
 
     def __post_init__(self) -> None:
-        check(self.reduction in get_args(Reduction), self.name, "reduction", "ica or pca", self.reduction)
         check(self.dimensions >= 1, self.name, "dimensions", ">= 1", self.dimensions)
-        criteria = get_args(Criterion)
-        check(self.criterion in criteria, self.name, "criterion", " or ".join(criteria), self.criterion)
         silhouette = self.silhouette_threshold
         check(-1 <= silhouette <= 1, self.name, "silhouette_threshold", "in [-1, 1]", silhouette)
         check(0 < self.size_threshold <= 0.5, self.name, "size_threshold", "in (0, 0.5]", self.size_threshold)
