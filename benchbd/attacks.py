@@ -118,18 +118,25 @@ class DataPoisoningAttack(Attack):
         """How many examples to poison: ``ratio`` of the whole training set."""
         return max(1, round(self.ratio * n_train))
 
-    def poison(self, x: np.ndarray, y: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Poison, in place, ``poison_count`` examples drawn from the candidates still ``available`` (a bool mask);
-        return the indices of every example changed. Override to change examples in other ways too (WaNet's
-        noise mode)."""
+    def eligible(self, y: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """The candidates still ``available`` (a bool mask); an error when they are fewer than ``poison_count``
+        (the harness asks before any training, with the attacks before this one in the set taken out)."""
         candidates = self.candidates(y)
         candidates = candidates[available[candidates]]
         count = self.poison_count(len(y))
         if count > len(candidates):
             raise BenchbdError(
                 f"{self.name}: needs {count} examples to poison but only {len(candidates)} are eligible "
-                f"(ratio {self.ratio}, target {self.target})"
+                f"(ratio {self.ratio}, target {self.target}, {len(y)} training examples)"
             )
+        return candidates
+
+    def poison(self, x: np.ndarray, y: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Poison, in place, ``poison_count`` examples drawn from the candidates still ``available`` (a bool mask);
+        return the indices of every example changed. Override to change examples in other ways too (WaNet's
+        noise mode)."""
+        candidates = self.eligible(y, available)
+        count = self.poison_count(len(y))
         chosen = np.sort(rng.choice(candidates, size=count, replace=False))
         x[chosen] = apply_trigger_uint8(self, x[chosen])
         if self.dirty_label:

@@ -34,7 +34,9 @@ LONGEST_FILES_FIRST = (
     "test_badloss.py",
     "test_matrix.py",
     "test_reliability.py",
+    "test_protocol.py",
     "test_ray.py",
+    "test_conformance.py",
     "test_neural_cleanse.py",
     "test_model_unit.py",
 )

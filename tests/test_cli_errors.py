@@ -32,6 +32,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         (["-P", "patch.margin=40"], "does not fit"),
         (["-P", "oops"], "-P expects PLUGIN.PARAMETER=VALUE"),
         (["--attacks", ","], "the list of attacks is empty"),
+        (["--attacks", "none", "--mode", "multi"], "--attacks none needs --mode single or both"),
+        (["--attacks", "none,patch", "-P", "none.x=1"], "'none' (no attack) takes no parameters"),
     ],
 )
 def test_bad_matrix_arguments(extra: list[str], message: str, small_signs: Path, tmp_path: Path, capsys) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchbd import ImageData
-from benchbd.harness.metrics import attack_success_rate, attack_success_rates, target_rate
+from benchbd.harness.metrics import attack_success_rate, attack_success_rates, defense_effectiveness, detection_metrics, robust_accuracy, target_rate, tpr_at_fpr
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
 from benchbd_builtins.attacks.blend import DimpleBlendAttack, RandomBlendAttack
@@ -51,3 +51,26 @@ def test_asr_is_measured_with_the_trigger_as_trained_and_boosted(black_images: I
 def test_the_blends_and_sinusoid_have_a_test_time_boost() -> None:
     assert RandomBlendAttack.test_time_boost and DimpleBlendAttack.test_time_boost and SinusoidAttack.test_time_boost
     assert not PatchAttack.test_time_boost and not WaNetAttack.test_time_boost
+
+
+def test_robust_accuracy_counts_triggered_inputs_kept_at_their_true_label(black_images: ImageData) -> None:
+    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    model = BrightestPixel(threshold=0.0375)
+    assert robust_accuracy(trainer, model, black_images, DimpleBlendAttack(target=1)) == 1.0  # α 0.025: still class 0
+    assert robust_accuracy(trainer, model, black_images, PatchAttack(target=1)) == 0.0  # the white patch flips them
+
+
+def test_tpr_at_fixed_fpr_reads_the_roc_curve() -> None:
+    positive = np.array([True] * 10 + [False] * 100)
+    scores = np.concatenate([np.arange(10) + 95.5, np.arange(100)])  # positives 95.5 ... 104.5, negatives 0 ... 99
+    # FPR 1%: one negative (99) above the threshold 98.5, 7 positives; FPR 5%: threshold 94.5, every positive.
+    assert tpr_at_fpr(positive, scores) == {"0.01": pytest.approx(0.7), "0.05": 1.0}
+    metrics = detection_metrics(scores, scores > 99, positive)
+    assert metrics["tpr_at_fpr"] == tpr_at_fpr(positive, scores) and metrics["tpr"] == 0.6 and metrics["fpr"] == 0.0
+
+
+def test_der_rewards_removing_the_backdoor_and_charges_lost_accuracy() -> None:
+    assert defense_effectiveness(0.9, 0.9, 0.95, 0.95) == 0.5  # nothing changed
+    assert defense_effectiveness(0.9, 0.9, 1.0, 0.0) == 1.0  # backdoor gone, accuracy kept
+    assert defense_effectiveness(0.9, 0.7, 1.0, 0.0) == pytest.approx(0.9)  # the documented formula: − ΔACC
+    assert defense_effectiveness(0.9, 0.95, 0.5, 0.9) == 0.5  # gains are not rewarded, in ASR or accuracy

@@ -87,7 +87,7 @@ def run_group(bench: Workbench, group: Group, pending: list[str], progress: Prog
     """Yield each pending cell's record as soon as it is finished."""
     plan, limit = bench.plan, bench.plan.config.cell_timeout
     started = time.perf_counter()
-    progress.cell_started(f"{'+'.join(group.attacks)} / training the poisoned model / seed {group.seed}")
+    progress.cell_started(f"{group.label} / training the poisoned model / seed {group.seed}")
     try:
         with time_limit(limit, "training the poisoned model"):
             state = bench.poisoned_group(group)
@@ -98,7 +98,7 @@ def run_group(bench: Workbench, group: Group, pending: list[str], progress: Prog
     for name in pending:
         cell_started = time.perf_counter()
         base = {**base_record(plan, group, name), **state.summary}
-        progress.cell_started(f"{'+'.join(group.attacks)} / {name} / seed {group.seed}")
+        progress.cell_started(f"{group.label} / {name} / seed {group.seed}")
         try:
             with time_limit(limit, f"defense {name}"):
                 result = units.judge(bench, state, plan.defenses[name], name)

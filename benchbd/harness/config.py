@@ -26,6 +26,10 @@ PAPER_MULTI_ATTACKS = ("patch", "single-pixel", "blend-random", "blend-dimple", 
 #: ``-P simulation.FIELD=VALUE`` (or a ``[simulation]`` TOML table) sets the training-run unit's threat model.
 SIMULATION = "simulation"
 
+#: In an attack list, the cells trained on the clean training set: what a defense costs when nothing is poisoned
+#: (the "0% poisoning" rows of the defenses SoK, arXiv 2511.13143).
+NO_ATTACK = "none"
+
 
 @dataclass
 class MatrixConfig:

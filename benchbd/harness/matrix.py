@@ -63,6 +63,6 @@ class Matrix:
             self.progress.cell_finished(record)
             done += 1
             if record["status"] == "error":
-                failed.append(f"{'+'.join(record['attacks'])} / {record['defense']} / seed {record['seed']}: {record['error']}")
+                failed.append(f"{'+'.join(record['attacks']) or 'no attack'} / {record['defense']} / seed {record['seed']}: {record['error']}")
         self.progress.finish()
         return RunSummary(run_dir.path, done, skipped, failed)

@@ -1,4 +1,4 @@
-"""Metrics: clean accuracy, attack success rate (BaDLoss section 5), and detection quality for example defenses."""
+"""Metrics: clean accuracy, attack success rate (BaDLoss section 5), robust accuracy, and detection quality."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from benchbd.attacks import Attack
 from benchbd.data.images import ImageData
@@ -39,6 +39,15 @@ def attack_success_rates(
     return rates
 
 
+def robust_accuracy(trainer: Trainer, model: torch.nn.Module, data: ImageData, attack: Attack) -> float:
+    """BackdoorBench's R-Acc: share of the triggered test inputs (trigger as trained; inputs of the attacker's label
+    excluded, as for ASR) still classified as their true label."""
+    y = trainer.labels(data.y_test)
+    keep = attack.backdoor_labels(y) != y
+    predictions = trainer.predict(model, trainer.images(data.x_test)[keep], lambda x: attack.trigger(x, test_time=False))
+    return float((predictions == y[keep]).float().mean())
+
+
 def target_rate(trainer: Trainer, model: torch.nn.Module, data: ImageData, attack: Attack) -> float:
     """Share of clean (untriggered) test inputs already classified as the attacker's label: the baseline ASR has
     to beat."""
@@ -60,18 +69,39 @@ def _target_share(
     return float((predictions == wanted[keep]).float().mean())
 
 
-def detection_metrics(scores: np.ndarray, flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, float | None]:
-    """AUROC of the scores, and TPR/FPR of the defense's own flags, against the poison mask."""
-    has_both = poisoned.any() and (~poisoned).any()
+def defense_effectiveness(clean_acc: float, clean_acc_after: float, asr: float, asr_after: float) -> float:
+    """DER = [max(0, ΔASR) − max(0, ΔACC) + 1] / 2, ΔASR = ASR before − after, ΔACC = clean accuracy before −
+    after, in [0, 1], 0.5 for a defense that changes nothing: the definition in BackdoorBench's docstring and the
+    FT-SAM paper (eq. 7). BackdoorBench's implementation adds the ΔACC term instead; we follow the documented
+    formula, under which a defense is not rewarded for losing clean accuracy."""
+    return (max(0.0, asr - asr_after) - max(0.0, clean_acc - clean_acc_after) + 1) / 2
+
+
+#: The false-positive rates at which :func:`detection_metrics` reads the TPR off the ROC curve.
+FIXED_FPRS = (0.01, 0.05)
+
+
+def tpr_at_fpr(positive: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The highest TPR among the score thresholds whose FPR is at most each of :data:`FIXED_FPRS`."""
+    fpr, tpr, _ = roc_curve(positive, scores)
+    return {f"{limit:g}": float(tpr[fpr <= limit].max()) for limit in FIXED_FPRS}
+
+
+def detection_metrics(scores: np.ndarray, flagged: np.ndarray, positive: np.ndarray) -> dict[str, object]:
+    """Against the ``positive`` mask (poisoned examples, backdoored models, malicious servers): AUROC of the scores
+    and the TPR at fixed FPRs, TPR/FPR of the defense's own flags, and the share flagged."""
+    has_both = positive.any() and (~positive).any()
     return {
-        "auroc": float(roc_auc_score(poisoned, scores)) if has_both else None,
-        "tpr": float(flagged[poisoned].mean()) if poisoned.any() else None,
-        "fpr": float(flagged[~poisoned].mean()) if (~poisoned).any() else None,
+        "auroc": float(roc_auc_score(positive, scores)) if has_both else None,
+        "tpr_at_fpr": tpr_at_fpr(positive, scores) if has_both else None,
+        "tpr": float(flagged[positive].mean()) if positive.any() else None,
+        "fpr": float(flagged[~positive].mean()) if (~positive).any() else None,
         "removed_frac": float(flagged.mean()),
     }
 
 
-def per_attack_auroc(scores: np.ndarray, source: np.ndarray, attack_index: int) -> float:
+def per_attack_auroc(scores: np.ndarray, source: np.ndarray, attack_index: int) -> float | None:
     """AUROC of one attack's examples against the clean ones (the other attacks' examples left out)."""
     keep = (source == CLEAN) | (source == attack_index)
-    return float(roc_auc_score(source[keep] == attack_index, scores[keep]))
+    own = source[keep] == attack_index
+    return float(roc_auc_score(own, scores[keep])) if own.any() and (~own).any() else None

@@ -29,7 +29,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import default_data_root
 from benchbd.defenses import Defense, TrainingRunDefense
 from benchbd.errors import BenchbdError
-from benchbd.harness.config import CPU_DEFAULTS, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
+from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
@@ -43,6 +43,11 @@ class Group:
     attacks: tuple[str, ...]
     mode: Literal["single", "multi"]
     seed: int
+
+    @property
+    def label(self) -> str:
+        """The attack set as the progress and error lines name it."""
+        return "+".join(self.attacks) or "no attack"
 
 
 def digest(obj: Any) -> str:
@@ -79,6 +84,8 @@ class Plan:
         self.attack_names = self._names("attacks", config.attacks)
         self.defense_names = self._names("defenses", config.defenses)
         self.multi_attacks = self._multi_attacks()
+        if NO_ATTACK in config.params:
+            raise BenchbdError(f"'{NO_ATTACK}' (no attack) takes no parameters")
         known = {*self.attack_names, *self.multi_attacks, *self.defense_names, SIMULATION}
         unknown = sorted(set(config.params) - known)
         if unknown:
@@ -97,6 +104,7 @@ class Plan:
             check_eligible([a for a in attacks if isinstance(a, DataPoisoningAttack)], self.data.y_train)
 
     def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
+        """The named plugins, checked; ``none`` among attacks is :data:`NO_ATTACK`, the clean training set."""
         if names is None:
             names = ["all"] if self.device.type == "cuda" else CPU_DEFAULTS[category]
         if names == ["all"]:
@@ -104,17 +112,18 @@ class Plan:
         if not names:
             raise BenchbdError(f"the list of {category} is empty")
         for name in names:
-            self.registry.get(category, name)
+            if not (category == "attacks" and name == NO_ATTACK):
+                self.registry.get(category, name)
         return list(dict.fromkeys(names))
 
     def _multi_attacks(self) -> tuple[str, ...]:
         """The data attacks of the multi-attack cell (:class:`MatrixConfig`'s ``multi_attacks``)."""
         if self.config.multi_attacks:
-            names = self._names("attacks", self.config.multi_attacks)
+            names = [n for n in self._names("attacks", self.config.multi_attacks) if n != NO_ATTACK]
         elif self.config.attacks is None or self.config.attacks == ["all"]:
             names = [name for name in PAPER_MULTI_ATTACKS if name in self.attack_names]
         else:
-            names = self.attack_names
+            names = [name for name in self.attack_names if name != NO_ATTACK]
         return tuple(name for name in names if issubclass(self.registry.attack(name), DataPoisoningAttack))
 
     def _plan(self) -> list[Group]:
@@ -122,12 +131,14 @@ class Plan:
         multi = self.multi_attacks
         if self.config.multi_attacks and len(multi) < 2:
             raise BenchbdError("--multi-attacks needs at least two data-poisoning attacks")
+        if mode == "multi" and NO_ATTACK in self.attack_names:
+            raise BenchbdError(f"--attacks {NO_ATTACK} needs --mode single or both: no attack has nothing to put in one training set")
         if mode == "multi" and len(multi) < 2:
             raise BenchbdError("--mode multi needs at least two data-poisoning attacks")
         groups = []
         for seed in range(self.config.seeds):
             if mode in ("single", "both"):
-                groups += [Group((name,), "single", seed) for name in self.attack_names]
+                groups += [Group(() if name == NO_ATTACK else (name,), "single", seed) for name in self.attack_names]
             if mode in ("multi", "both") and len(multi) >= 2:
                 groups.append(Group(multi, "multi", seed))
         return groups
@@ -210,7 +221,11 @@ class Plan:
             "dataset": self.config.dataset,
             "model": self.model_name,
             "profile": self.profile.as_dict(),
-            "attacks": {n: plugin_params.as_dict(build_attack(self.registry, n, self.data, self.config.params.get(n, {}))) for n in self.attack_names},
+            "attacks": {
+                n: plugin_params.as_dict(build_attack(self.registry, n, self.data, self.config.params.get(n, {})))
+                for n in self.attack_names if n != NO_ATTACK
+            },
+            "no_attack": NO_ATTACK in self.attack_names,
             "multi_attacks": list(self.multi_attacks),
             "defenses": {n: plugin_params.as_dict(d) for n, d in self.defenses.items()},
             SIMULATION: plugin_params.as_dict(self.simulation),

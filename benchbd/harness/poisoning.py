@@ -55,12 +55,4 @@ def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> N
     candidates less those the attacks before it take (disjoint, as :func:`poison_training_set` draws them)."""
     available = np.ones(len(y_train), dtype=bool)
     for attack in attacks:
-        candidates = attack.candidates(y_train)
-        candidates = candidates[available[candidates]]
-        count = attack.poison_count(len(y_train))
-        if count > len(candidates):
-            raise BenchbdError(
-                f"{attack.name}: needs {count} examples to poison but only {len(candidates)} are eligible "
-                f"(ratio {attack.ratio}, target {attack.target}, {len(y_train)} training examples)"
-            )
-        available[candidates[:count]] = False
+        available[attack.eligible(y_train, available)[: attack.poison_count(len(y_train))]] = False

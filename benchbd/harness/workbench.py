@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
-from benchbd.harness.metrics import attack_success_rates, clean_accuracy, target_rate
+from benchbd.harness.metrics import attack_success_rates, clean_accuracy, robust_accuracy, target_rate
 from benchbd.harness.plan import Group, Plan
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
 from benchbd.harness.results import RunDirectory
@@ -35,9 +35,14 @@ def poisoned_loss(attacks: list[Attack], honest: LossComputation = cross_entropy
 
 
 def model_figures(trainer: Trainer, model: torch.nn.Module, data: Any, attacks: list[Attack], suffix: str = "") -> dict[str, Any]:
-    """Clean accuracy and attack success (plain and, for attacks with a test-time boost, boosted) of one model,
-    as record fields: ``clean_acc``, ``asr``, ``asr_boosted``, with ``suffix`` (``_after``) appended."""
-    figures = {"clean_acc": clean_accuracy(trainer, model, data), **attack_success_rates(trainer, model, data, attacks)}
+    """Clean accuracy, attack success (plain and, for attacks with a test-time boost, boosted) and robust accuracy
+    of one model, as record fields: ``clean_acc``, ``asr``, ``asr_boosted``, ``robust_acc``, with ``suffix``
+    (``_after``) appended."""
+    figures = {
+        "clean_acc": clean_accuracy(trainer, model, data),
+        **attack_success_rates(trainer, model, data, attacks),
+        "robust_acc": {a.name: robust_accuracy(trainer, model, data, a) for a in attacks},
+    }
     return {f"{key}{suffix}": value for key, value in figures.items()}
 
 

@@ -14,12 +14,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.defenses import ExampleContext, ExampleDefense, ExampleVerdict
 from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import defense_effectiveness, detection_metrics, per_attack_auroc
 from benchbd.harness.poisoning import CLEAN, PoisonedTrainingSet
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer
@@ -34,7 +34,8 @@ PROBES_PER_SET = 250
 def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
     """BaDLoss's 2n trusted examples: n = 250, times the attack's ``probe_multiplier`` in the one-attack setting
     (section 5.1: three times as many probes against the warping attack)."""
-    multiplier = attacks[0].probe_multiplier if single_attack and isinstance(attacks[0], DataPoisoningAttack) else 1
+    one = attacks[0] if single_attack and attacks else None
+    multiplier = one.probe_multiplier if isinstance(one, DataPoisoningAttack) else 1
     return 2 * PROBES_PER_SET * multiplier
 
 
@@ -90,31 +91,23 @@ def checked(defense: ExampleDefense, verdict: ExampleVerdict, n: int) -> tuple[n
 
 
 def detection(scores: np.ndarray, flagged: np.ndarray, source: np.ndarray, judged: np.ndarray, attack_names: list[str]) -> dict[str, Any]:
-    """Detection over the ``judged`` examples against the poison mask (``source`` != CLEAN): AUROC of the scores,
-    TPR/FPR of the flags, each attack's AUROC against the clean examples when there are several; ``judged``
-    counts them. ``removed_frac`` is over the whole training set."""
-    poisoned, clean = (source != CLEAN) & judged, (source == CLEAN) & judged
-    result: dict[str, Any] = {
-        "auroc": float(roc_auc_score(poisoned[judged], scores[judged])) if poisoned.any() and clean.any() else None,
-        "tpr": float(flagged[poisoned].mean()) if poisoned.any() else None,
-        "fpr": float(flagged[clean].mean()) if clean.any() else None,
-        "removed_frac": float(flagged.mean()),
-        "judged": int(judged.sum()),
-    }
+    """Detection over the ``judged`` examples against the poison mask (``source`` != CLEAN), each attack's AUROC
+    against the clean examples when there are several, and ``judged``, how many they are; ``removed_frac`` is over
+    the whole training set."""
+    result = detection_metrics(scores[judged], flagged[judged], source[judged] != CLEAN)
+    result.update(removed_frac=float(flagged.mean()), judged=int(judged.sum()))
     if len(attack_names) > 1:
-        result["auroc_per_attack"] = {}
-        for index, name in enumerate(attack_names):
-            own = (source == index) & judged
-            keep = own | clean
-            result["auroc_per_attack"][name] = float(roc_auc_score(own[keep], scores[keep])) if own.any() and clean.any() else None
+        result["auroc_per_attack"] = {name: per_attack_auroc(scores[judged], source[judged], i) for i, name in enumerate(attack_names)}
     return result
 
 
 def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name: str) -> dict[str, Any]:
-    """Score the group's poisoned training set, measure detection, remove the flagged and retrain."""
+    """Score the group's poisoned training set, measure detection, remove the flagged and retrain. Without an attack
+    (the clean training set) the record shows what the defense costs: ``fpr`` and ``removed_frac`` are examples
+    removed for nothing, ``clean_acc_after`` the accuracy left."""
     from benchbd.harness.workbench import model_figures
 
-    if not state.data_attacks:
+    if state.attacks and not state.data_attacks:
         return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
     plan, group = bench.plan, state.group
     single = group.mode == "single"
@@ -139,4 +132,10 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name:
         kept = ~flagged
         model = bench.fresh_model(group.seed)
         state.trainer.fit(model, state.poisoned.x[kept], state.poisoned.y[kept], label=f"retrain after {name}")
-    return {**result, **model_figures(state.trainer, model, bench.data, state.attacks, "_after")}
+    after = model_figures(state.trainer, model, bench.data, state.attacks, "_after")
+    before = state.summary
+    result["der"] = {
+        name: defense_effectiveness(before["clean_acc"], after["clean_acc_after"], before["asr"][name], after["asr_after"][name])
+        for name in before["asr"]
+    }
+    return {**result, **after}

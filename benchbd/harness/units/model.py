@@ -31,7 +31,7 @@ DEFENDER_CLEAN = 2000
 #: The leaderboard's columns for this unit: header, the record's value, scale.
 COLUMNS = [
     ("Backdoored flagged", lambda r: r["tpr"], 100),
-    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))), 100),
+    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))) if r["target_found"] else None, 100),
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),
@@ -89,7 +89,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
         for model in models
     ]
     targets = {a.target for a in state.attacks}
-    is_backdoored = np.array([True] + [False] * (len(models) - 1))
+    is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean
     result: dict[str, Any] = detection_metrics(np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts]), is_backdoored)
     false_classes = len(set(verdicts[0].suspect_classes) - targets) + sum(len(v.suspect_classes) for v in verdicts[1:])
     result.update(

@@ -37,7 +37,8 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, n
     plan, group, data, simulation = bench.plan, state.group, bench.data, bench.plan.simulation
     seed = group.seed
     rng = plan.stream(group, "servers", name)
-    malicious = rng.permutation(np.arange(simulation.servers) < simulation.malicious_count)
+    malicious_count = simulation.malicious_count if state.attacks else 0  # no attack: every server is benign
+    malicious = rng.permutation(np.arange(simulation.servers) < malicious_count)
     servers = build_servers(
         data, lambda: bench.new_attacks(group), malicious, bench.trainer, lambda: bench.fresh_model(seed),
         simulation.backdoor_lr_ratio, rng, job_seed=seed, variation=simulation.replica_variation, kernel_noise=simulation.kernel_noise,
@@ -64,7 +65,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, n
     return {
         **detection_metrics(scores, flagged, malicious),
         "servers": n,
-        "malicious_servers": simulation.malicious_count,
+        "malicious_servers": malicious_count,
         "extra_steps": int(verdict.extra_steps),
         "overhead_frac": verdict.extra_steps / (n * job.total_steps),
         "details": verdict.details,
