@@ -1,12 +1,16 @@
-"""TrainingRun: a job advanced in pieces, checkpointed and restored elsewhere, is the job run whole."""
+"""TrainingRun: a job advanced in pieces, checkpointed and restored elsewhere, is the job run whole; a step
+observer sees every step and changes none."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from benchbd.training.profiles import PROFILES
-from benchbd.training.trainer import Trainer, TrainingRun
+from benchbd.training.trainer import StepInfo, Trainer, TrainingRun
 from benchbd_builtins.models import small_cnn
 
 
@@ -24,20 +28,39 @@ def _parameters(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+class StepLog:
+    """A step observer that notes (epoch, batch) of each step and whether the model changed inside its context."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.steps: list[tuple[int, int, bool]] = []
+
+    @contextmanager
+    def step(self, info: StepInfo) -> Iterator[None]:
+        before = _parameters(self.model)
+        yield
+        self.steps.append((info.epoch, info.batch, not torch.equal(before, _parameters(self.model))))
+
+
 def test_resumed_run_equals_the_uninterrupted_run() -> None:
+    """Both pieces are observed: the observer wraps each step's optimiser update and leaves the result alone."""
     x, y = _data()
     trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=3)
     whole = trainer.fit(_model(0), x, y, epochs=2)
 
-    first = TrainingRun(trainer, _model(0), x, y, epochs=2)
+    models = _model(0), _model(1)  # another initialisation for the second piece: the checkpoint overrides it
+    logs = StepLog(models[0]), StepLog(models[1])
+    first = TrainingRun(trainer, models[0], x, y, epochs=2, observer=logs[0])
     first.advance(first.total_steps // 2 + 1)  # stop mid-epoch
     checkpoint = first.checkpoint()
-    second = TrainingRun(trainer, _model(1), x, y, epochs=2)  # another initialisation: the checkpoint overrides it
+    second = TrainingRun(trainer, models[1], x, y, epochs=2, observer=logs[1])
     second.restore(checkpoint)
     second.advance(second.total_steps)
 
     assert second.step == second.total_steps == 2 * 3
     assert torch.allclose(_parameters(whole), _parameters(second.model), atol=1e-6)
+    assert logs[0].steps == [(0, 0, True), (0, 1, True), (0, 2, True), (1, 0, True)]
+    assert logs[1].steps == [(1, 1, True), (1, 2, True)]
 
 
 def test_a_replica_with_another_seed_sees_another_data_order() -> None:

@@ -5,13 +5,16 @@ float and shifted in one batched operation. Hooks for the methods that need them
 
 - ``loss_computation`` replaces the loss (the blind code-poisoning attack does);
 - ``callbacks`` run after every epoch (BaDLoss and ABL read every example's loss there with
-  :meth:`Trainer.per_example_loss`, one batched inference pass).
+  :meth:`Trainer.per_example_loss`, one batched inference pass);
+- an ``observer`` of a :class:`TrainingRun` wraps every optimiser step (a profiler; without one, nothing is timed
+  and the device is never synchronised).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -42,6 +45,14 @@ class LossComputation(Protocol):
     """Computes the scalar training loss of a batch (x: float images in [0, 1], y: labels)."""
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor: ...
+
+
+class StepObserver(Protocol):
+    """Watches the optimiser steps of a :class:`TrainingRun`, e.g. the profiler of ``benchmarks/blind_overhead.py``."""
+
+    def step(self, info: StepInfo) -> AbstractContextManager[object]:
+        """A context entered just before the step's loss computation and left just after its optimiser step."""
+        ...
 
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
@@ -226,12 +237,14 @@ class TrainingRun:
         loss_computation: LossComputation = cross_entropy_loss,
         callbacks: Sequence[EpochCallback] = (),
         epochs: int | None = None,
+        observer: StepObserver | None = None,
     ) -> None:
         self.trainer = trainer
         self.model = model
         self.label = label
         self.loss_computation = loss_computation
         self.callbacks = callbacks
+        self.observer = observer
         self.epochs = epochs or trainer.profile.epochs
         self.x, self.y = trainer.images(x), trainer.labels(y)
         self.n = len(self.y)
@@ -268,12 +281,14 @@ class TrainingRun:
             if profile.shift:
                 self._augment.manual_seed(self.trainer.seed * 1_000_003 + self.step + 1)
                 xb = random_shift(xb, profile.shift, self._augment)
-            with trainer._autocast():
-                loss = self.loss_computation(self.model, xb, self.y[index], StepInfo(epoch, self.epochs, b, self.batches, index))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            info = StepInfo(epoch, self.epochs, b, self.batches, index)
+            with nullcontext() if self.observer is None else self.observer.step(info):
+                with trainer._autocast():
+                    loss = self.loss_computation(self.model, xb, self.y[index], info)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
             self._loss_sum += loss.detach().float()
             self.step += 1
             if b == self.batches - 1:

@@ -18,14 +18,15 @@ MGDA needs each task's gradient: one ``torch.autograd.grad`` per task over all t
 paper's code does, with the graphs retained for the trainer's final backward: 2 forward and 3 backward passes per
 batch instead of 1 and 1 (appendix A.1). ``mgda_every`` re-uses the coefficients between solves (section 3.3).
 The default normalisation, ``loss``, is the one table 3 finds best (section 4.5); the paper's released
-configurations use ``loss+``, which cost 2 to 6 points more clean accuracy on small synth-signs.
+configurations use ``loss+``. Ours: ``loss``, because ``loss+`` cost more clean accuracy on small synth-signs
+(docs/findings.md).
 
-Batch norm (section 4.1): the forward passes on synthesised inputs leave the running statistics alone (they are
-what the test-time model normalises with) but, like the main pass, normalise by their own batch: the effect of
-momentum 0. The other way the paper names, switching the layers to eval mode, normalises by running statistics
-that lag far behind the weights early in training; on small synth-signs (fast profile, attack from the start)
-MGDA then learned no backdoor (3% ASR; 44% and 34 points of clean accuracy lost with ``loss+``), against 99.8%
-ASR and no loss of clean accuracy with momentum 0.
+Batch norm (section 4.1): the paper freezes the running statistics by switching the layers to eval mode (4.1's
+alternative to mixing benign inputs into the backdoor batch, the one section 6 uses), as it attacks pre-trained
+models whose statistics are established. Ours: the forward passes on synthesised inputs leave the running
+statistics alone (they are what the test-time model normalises with) but, like the main pass, normalise by their
+own batch, the effect of momentum 0, because our attack may start with training, when eval-mode statistics lag far
+behind the weights: with them MGDA learned no backdoor on small synth-signs (docs/findings.md).
 
 Schedule (section 4.1): ``always``; ``loss-below``, from the epoch after one whose mean main-task loss fell below
 ``loss_threshold`` (the attack code sees the loss flatten and knows training is about to end); ``last-epochs``.
@@ -36,13 +37,13 @@ one Adam step on them (Neural Cleanse's optimiser, model untouched) lowers ℓ_N
 third task ℓ_NC² = CE(θ(μ_NC(x)), y), gradients on the model only, teaches the model to ignore the small trigger
 Neural Cleanse would find.
 
-Overhead (appendix A) is measured as training runs, see :meth:`BlindAttack.stats`.
+Overhead (appendix A) is not measured by the attack: ``benchmarks/blind_overhead.py`` times the trainer's steps
+with a :class:`~benchbd.training.trainer.StepObserver`. Ours: the loss only counts what it did
+(:meth:`BlindLoss.stats`), because timing it would synchronise the device on every batch of every training.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterator, Literal
@@ -66,7 +67,6 @@ Balance = Literal["mgda", "fixed"]
 Schedule = Literal["always", "loss-below", "last-epochs"]
 #: Neural Cleanse's optimiser settings (Wang et al. 2019, released code): Adam, betas (0.5, 0.9).
 NC_BETAS = (0.5, 0.9)
-MB = 2**20
 
 
 @dataclass
@@ -167,7 +167,7 @@ class BlindAttack(TrainingCodeAttack):
         return self._loss
 
     def stats(self) -> dict[str, object]:
-        """Overhead and coefficients measured during the last training (empty before any)."""
+        """What the attack did in the last training (:meth:`BlindLoss.stats`; empty before any)."""
         return self._loss.stats() if self._loss is not None else {}
 
 
@@ -185,53 +185,24 @@ def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
             module.track_running_stats = True
 
 
-class GraphMemory:
-    """Bytes of the tensors autograd saves for backward during a block: the graph memory a forward pass adds."""
-
-    def __init__(self) -> None:
-        self.storages: dict[int, int] = {}
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.storages.values())
-
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        self.storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    @contextmanager
-    def recording(self) -> Iterator[None]:
-        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor):
-            yield
-
-
-@dataclass
-class BatchRecord:
-    """What one batch cost: whole-step seconds (call to next call) and peak CUDA memory over that interval."""
-
-    active: bool
-    step_seconds: float | None = None
-    cuda_peak_bytes: int | None = None
-
-
 class BlindLoss:
-    """The poisoned loss computation of one training run (algorithm 1's COMPUTE_LOSS), with its measurements."""
+    """The poisoned loss computation of one training run (algorithm 1's COMPUTE_LOSS) and a count of what it did.
+
+    It neither times nor synchronises anything: the overhead of appendix A is measured from outside the loss, by a
+    :class:`~benchbd.training.trainer.StepObserver` (``benchmarks/blind_overhead.py``).
+    """
 
     def __init__(self, attack: BlindAttack, honest: LossComputation) -> None:
         self.attack = attack
         self.honest = honest
         self.switched_on = attack.schedule == "always"
-        self.epoch_losses: list[float] = []
         self.epoch = 0
+        self.epoch_losses: list[torch.Tensor] = []
+        self.batches = 0
+        self.attacked = 0
+        self.first_attacked_epoch: int | None = None
         self.scales: np.ndarray | None = None
         self.solves = 0
-        self.attacked = 0
-        self.records: list[BatchRecord] = []
-        self.started: float | None = None
-        self.graph_bytes = {"clean": [], "attack": []}
-        self.task_gradient_bytes = 0
-        self.seconds = {"forward_passes": 0.0, "mgda": 0.0, "nc_search": 0.0}
         self.scale_sums = np.zeros(3)
         self.nc: tuple[torch.Tensor, torch.Tensor, torch.optim.Adam] | None = None
 
@@ -246,61 +217,33 @@ class BlindLoss:
         if attack.schedule == "last-epochs":
             return step.epoch >= step.epochs - attack.last_epochs
         if attack.schedule == "loss-below" and step.epoch != self.epoch:
-            if self.epoch_losses and statistics.fmean(self.epoch_losses) < attack.loss_threshold:
+            # One read of the device per epoch: the losses stay tensors until the epoch is over.
+            if self.epoch_losses and float(torch.stack(self.epoch_losses).mean()) < attack.loss_threshold:
                 self.switched_on = True
             self.epoch, self.epoch_losses = step.epoch, []
         return self.switched_on
 
-    # -- measurement ------------------------------------------------------------------------------------------
-    def _close_previous_batch(self, x: torch.Tensor, step: StepInfo) -> None:
-        """Charge the time (and CUDA peak) since the previous call to the previous batch; skip epoch boundaries."""
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        now = time.perf_counter()
-        if self.records and self.started is not None and step.batch > 0:
-            record = self.records[-1]
-            record.step_seconds = now - self.started
-            if x.is_cuda:
-                record.cuda_peak_bytes = torch.cuda.max_memory_allocated(x.device)
-        if x.is_cuda:
-            torch.cuda.reset_peak_memory_stats(x.device)
-        self.started = now
-
-    def _timed(self, part: str, since: float, device: torch.device) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        self.seconds[part] += now - since
-        return now
-
     # -- the loss -------------------------------------------------------------------------------------------
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
-        self._close_previous_batch(x, step)
         active = self.active(step)
-        self.records.append(BatchRecord(active))
-        memory = GraphMemory()
-        started = time.perf_counter()
-        with memory.recording():
-            main = self.honest(model, x, y, step)
-        self.epoch_losses.append(float(main.detach()))
-        self.graph_bytes["clean"].append(memory.bytes)
+        self.batches += 1
+        main = self.honest(model, x, y, step)
         if not active:
+            if self.attack.schedule == "loss-below":
+                self.epoch_losses.append(main.detach().float())
             return main
         self.attacked += 1
+        if self.first_attacked_epoch is None:
+            self.first_attacked_epoch = step.epoch
         attack = self.attack
         x_backdoor, y_backdoor = attack.trigger(x), attack.backdoor_labels(y)
-        with memory.recording(), frozen_batchnorm(model):
+        with frozen_batchnorm(model):
             losses = [main, F.cross_entropy(model(x_backdoor), y_backdoor)]
-        started = self._timed("forward_passes", started, x.device)
         if attack.evade_neural_cleanse:
             x_nc = self._neural_cleanse_inputs(model, x, y_backdoor)
-            started = self._timed("nc_search", started, x.device)
-            with memory.recording(), frozen_batchnorm(model):
+            with frozen_batchnorm(model):
                 losses.append(F.cross_entropy(model(x_nc), y))
-            started = self._timed("forward_passes", started, x.device)
         scales = self._scales(model, losses)
-        self._timed("mgda", started, x.device)
-        self.graph_bytes["attack"].append(memory.bytes)
         self.scale_sums[: len(scales)] += scales
         return sum(float(scale) * loss for scale, loss in zip(scales, losses))
 
@@ -313,7 +256,6 @@ class BlindLoss:
         if self.scales is None or (self.attacked - 1) % attack.mgda_every == 0:
             parameters = [p for p in model.parameters() if p.requires_grad]
             grads = [torch.autograd.grad(loss, parameters, retain_graph=True) for loss in losses]
-            self.task_gradient_bytes = sum(g.numel() * g.element_size() for task in grads for g in task)
             self.scales = mgda_scales(gram_matrix(grads), [float(loss.detach()) for loss in losses], attack.normalization)
             self.solves += 1
         return self.scales
@@ -338,45 +280,28 @@ class BlindLoss:
 
     # -- report ---------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, object]:
-        """Per-batch cost of attacked batches against clean ones, graph memory, and the mean coefficients.
+        """What the attack did in this training, the same for the same seed (no timings); empty before a batch.
 
-        ``seconds_per_batch``: median whole-step time (loss, backward, optimiser step) of attacked batches and,
-        where the schedule left some, of clean batches of the same run; ``time_overhead`` is their ratio.
-        ``graph_memory_mb``: bytes autograd holds for backward, the clean forward pass against all of an
-        attacked batch's forward passes (measured on any device); ``task_gradients_mb``: MGDA's per-task
-        gradient copies. ``cuda_peak_memory_mb``: peak allocated memory per batch (CUDA only).
+        ``batches``: batches the loss computed; ``attacked_batches`` and ``first_attacked_epoch`` (0-based; None
+        if none): where the schedule attacked; ``mean_scales``: each task's α averaged over the attacked batches
+        (None if none); ``mgda_solves`` (MGDA only): batches whose α was solved for, not re-used;
+        ``nc_mask_l1`` (Neural Cleanse evasion only): ‖m*‖₁ of the evasion mask at the end, in pixels.
         """
-        attacked = [r for r in self.records if r.active]
-        if not attacked:
-            return {"attacked_batches": 0, "clean_batches": len(self.records)}
-        clean = [r for r in self.records if not r.active]
-
-        def median(records: list[BatchRecord], key: str, unit: float = 1.0) -> float | None:
-            values = [getattr(r, key) for r in records if getattr(r, key) is not None]
-            return statistics.median(values) / unit if values else None
-
-        seconds = {"attacked": median(attacked, "step_seconds"), "clean": median(clean, "step_seconds")}
-        graph = {
-            "attacked": statistics.fmean(self.graph_bytes["attack"]) / MB,
-            "clean": statistics.fmean(self.graph_bytes["clean"]) / MB,
-        }
+        if self.batches == 0:
+            return {}
+        mean_scales = None
+        if self.attacked:
+            mean_scales = dict(zip(self.tasks, (self.scale_sums[: len(self.tasks)] / self.attacked).round(4).tolist()))
         result: dict[str, object] = {
-            "balance": self.attack.balance,
-            "attacked_batches": len(attacked),
-            "clean_batches": len(clean),
-            "mean_scales": dict(zip(self.tasks, (self.scale_sums[: len(self.tasks)] / len(attacked)).round(4).tolist())),
-            "seconds_per_batch": seconds,
-            "time_overhead": seconds["attacked"] / seconds["clean"] if seconds["attacked"] and seconds["clean"] else None,
-            "loss_seconds_per_attacked_batch": {k: v / len(attacked) for k, v in self.seconds.items()},
-            "graph_memory_mb": graph,
-            "graph_memory_overhead": graph["attacked"] / graph["clean"] if graph["clean"] else None,
-            "task_gradients_mb": self.task_gradient_bytes / MB,
+            "batches": self.batches,
+            "attacked_batches": self.attacked,
+            "first_attacked_epoch": self.first_attacked_epoch,
+            "mean_scales": mean_scales,
         }
         if self.attack.balance == "mgda":
             result["mgda_solves"] = self.solves
-        cuda = {"attacked": median(attacked, "cuda_peak_bytes", MB), "clean": median(clean, "cuda_peak_bytes", MB)}
-        if cuda["attacked"] is not None:
-            result["cuda_peak_memory_mb"] = cuda
+        if self.attack.evade_neural_cleanse and self.nc is not None:
+            result["nc_mask_l1"] = round(float(torch.sigmoid(self.nc[0].detach()).sum()), 3)
         return result
 
 

@@ -61,9 +61,9 @@ translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A
 - HDBSCAN runs with ``min_cluster_size`` and ``allow_single_cluster=True`` (otherwise it never reports one
   cluster and a single blob's count depends on how it is broken up); its noise points belong to no cluster.
 - Cost: translation takes seeds × examined classes × ``translate_steps`` forward-backward passes, 1.29 million
-  with the paper's 500 seeds for 43 classes: minutes on a GPU, about an hour on one CPU core for the small CNN
-  (about 330 images per second). ``classes`` restricts the examined classes and ``seeds`` may be lowered for CPU
-  runs; the defaults stay the paper's.
+  with the paper's 500 seeds for 43 classes, too many for one CPU core (docs/findings.md has the measured rate).
+  ``classes`` restricts the examined classes and ``seeds`` may be lowered for CPU runs; the defaults stay the
+  paper's.
 """
 
 from __future__ import annotations

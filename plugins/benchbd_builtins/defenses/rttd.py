@@ -66,11 +66,9 @@ into a single bin" (figure 4), and its malicious servers are non-colluding, each
 harness's ``replica_variation="kernels"`` (one batch order, checkpoints perturbed as non-deterministic kernels
 would) is that setting. With ``"data-order"`` (every server its own batch order) benign replicas drift apart by SGD
 noise, and a malicious primary, whose own checkpoint W_t already holds its backdoor, differs from a benign
-continuation by little more: on 800 16×16 synth-signs images (mini-batches of 32, 30–90% into the job) the continued
-poisoning set a malicious primary's replica about half (patch) to a tenth (blind) as far from a benign replica in
-the same batch order as another batch order set two benign replicas apart, and detection was near chance. Malicious
-servers running one identical poisoned process would be as alike as the benign pair; with 2 of 4 servers, no
-distance could say which pair is benign.
+continuation by less than another batch order does: on small synth-signs detection was then near chance
+(docs/findings.md). Malicious servers running one identical poisoned process would be as alike as the benign pair;
+with 2 of 4 servers, no distance could say which pair is benign.
 """
 
 from __future__ import annotations
