@@ -77,7 +77,9 @@ class Attack(Plugin):
         return torch.full_like(y, self.target)
 
     def stats(self) -> dict[str, object]:
-        """Figures the attack measured about itself (e.g. training overhead), stored with the results."""
+        """Small JSON-serialisable figures the attack measured about the one training it took part in (batches
+        attacked, a perturbation's norm), stored with the record and beside the cached model. The same seed must
+        give the same figures: no timings (measure those with a ``StepObserver``, benchmarks/blind_overhead.py)."""
         return {}
 
 

@@ -15,7 +15,7 @@ text); Tables 2b and 3b show ``asr_boosted``, the trigger of the attacks with a 
 without ``code`` digests was made before both were measured: its ``asr`` is the boosted one, and its ASR cells say
 so in a footnote.
 
-Several seeds give mean ± std. Cells that could not be computed say why in a footnote, and so does every cell of
+Several seeds give the mean ± the half-width of its 95% t-interval over the seeds, with n. Cells that could not be computed say why in a footnote, and so does every cell of
 an example-level defense that removed nothing (with the gate it recorded, e.g. Neural Cleanse's anomaly index), so
 that its row is never silently equal to No Defense's. The header notes records made from several versions of a
 plugin's code (their ``code`` digests) and records made before benchbd recorded them. A plugin that ran with
@@ -36,12 +36,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import FIXED_FPRS
 from benchbd.harness.results import RESULTS, read_records
 from benchbd.harness.servers import Simulation
 from benchbd.harness.units import model as model_unit, training_run as training_run_unit
@@ -51,6 +53,10 @@ from benchbd.plots import write_heatmaps
 NO_DEFENSE = "none"
 #: What Tables 2 and 3 show, and what Tables 2b and 3b show.
 AS_TRAINED = "ASR with the trigger as trained (BaDLoss section 5)"
+#: How the tables name the cells trained on the clean training set (``--attacks none``).
+NO_ATTACK_LABEL = "No attack"
+#: The keys of a record's ``tpr_at_fpr``.
+FIXED_FPR_LABELS = tuple(f"{limit:g}" for limit in FIXED_FPRS)
 BOOSTED = "ASR boosted ×2 at test time, as BaDLoss's reference code (the attacks with a test-time boost)"
 #: The footnote of an ASR cell with records made before benchbd recorded code digests.
 OLD_ASR = "ASR of records made before benchbd recorded code digests: boosted ×2 at test time for the blends and sinusoid"
@@ -75,12 +81,13 @@ def markdown_escape(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>#+!|~])", r"\\\1", str(text))
 
 
-def _mean_std(values: list[float], scale: float) -> str:
+def _mean_interval(values: list[float], scale: float) -> str:
+    """One value as it is; several (seeds) as the mean ± the half-width of its 95% t-interval, with n."""
     array = np.asarray(values, dtype=float) * scale
-    digits = 2
     if len(array) == 1:
-        return f"{array[0]:.{digits}f}"
-    return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
+        return f"{array[0]:.2f}"
+    half = scipy.stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    return f"{array.mean():.2f} ± {half:.2f} (n={len(array)})"
 
 
 class _Cells:
@@ -96,7 +103,7 @@ class _Cells:
     def text(
         self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *, asr: bool = False
     ) -> str:
-        """The cell's mean ± std; ``asr``: the value is read from the ``asr`` fields, boosted in old records."""
+        """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in old records."""
         if not records:
             return "–"
         bad = [r for r in records if r["status"] != "ok"]
@@ -107,7 +114,7 @@ class _Cells:
         values = [value(r) for r in records]
         if any(v is None for v in values):
             return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples')}"
-        return " ".join([_mean_std(values, scale), *self._caveats(records, asr)])
+        return " ".join([_mean_interval(values, scale), *self._caveats(records, asr)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
         """Marks for a defense that removed nothing, with the gate it recorded, and for old records' ASR."""
@@ -187,8 +194,12 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         raise BenchbdError("no results to render: the results file has no finished cells")
     frame = pd.DataFrame(records).assign(record=records)
     tables: list[Table] = []
-    single = frame[frame["mode"] == "single"]
-    multi = frame[frame["mode"] == "multi"]
+    attacked = frame["attacks"].map(len) > 0
+    if not attacked.all():
+        tables += _no_attack_tables(frame[~attacked])
+    frame_attacked = frame[attacked]
+    single = frame_attacked[frame_attacked["mode"] == "single"]
+    multi = frame_attacked[frame_attacked["mode"] == "multi"]
     if not single.empty:
         tables += _single_attack_tables(single)
     if not multi.empty:
@@ -207,7 +218,7 @@ def _attack_set(record: dict[str, Any]) -> str:
     (``patch (backdoor_lr_ratio=0.1)``): a different attacker, not a variant of the defense."""
     simulation = record.get("params", {}).get("simulation", {})
     changed = [f"{key}={value}" for key, value in simulation.items() if SIMULATION_DEFAULTS.get(key) != value]
-    attacks = "+".join(record["attacks"])
+    attacks = "+".join(record["attacks"]) or NO_ATTACK_LABEL
     return f"{attacks} ({', '.join(changed)})" if changed else attacks
 
 
@@ -249,6 +260,14 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
             for name in example_defenses
         ]
         tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
+        cells = _Cells()
+        rows = [
+            [name] + [cells.text(_select(frame, defense=name, attack=a), lambda r, at=at: (r.get("tpr_at_fpr") or {}).get(at), 100)
+                      for a in attacks for at in FIXED_FPR_LABELS]
+            for name in example_defenses
+        ]
+        columns = ["Defense", *(f"{a} @{float(at):.0%}" for a in attacks for at in FIXED_FPR_LABELS)]
+        tables.append(Table("Table 1b: one-attack TPR (%) at a fixed FPR of 1% and 5%, from the scores", columns, rows, cells.footnotes()))
     cells = _Cells()
     rows = []
     for name, label in _mitigation_rows(frame):
@@ -261,6 +280,7 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
     columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
     title = f"Table 2: one-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
     tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables += _effectiveness_table("Table 2c: one-attack", frame, attacks, lambda name, a: _select(frame, defense=name, attack=a))
     title = "Table 2b: one-attack attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: _select(frame, defense=name, attack=a))
 
@@ -291,8 +311,47 @@ def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
     columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
     title = f"Table 3: multi-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
     tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables += _effectiveness_table("Table 3c: multi-attack", frame, attacks, lambda name, a: _select(frame, defense=name))
     title = "Table 3b: multi-attack attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: _select(frame, defense=name))
+
+
+def _effectiveness_table(
+    prefix: str, frame: pd.DataFrame, attacks: list[str], cell: Callable[[str, str], list[dict[str, Any]]]
+) -> list[Table]:
+    """DER per attack (example-level defenses) and robust accuracy after retraining, both with the trigger as
+    trained (:func:`benchbd.harness.metrics.defense_effectiveness`, :func:`~benchbd.harness.metrics.robust_accuracy`);
+    none for records that have neither (made before benchbd measured them)."""
+    if not any("der" in r or "robust_acc" in r for r in frame["record"]):
+        return []
+    cells = _Cells()
+    rows = []
+    for name, label in _mitigation_rows(frame):
+        example = name in set(frame.loc[frame["unit"] == "example", "defense"])
+        rows.append(
+            [label]
+            + [cells.text(cell(name, a), lambda r, a=a: r.get("der", {}).get(a), 1) if example else "–" for a in attacks]
+            + [cells.text(cell(name, a), lambda r, a=a: r.get(_after_field(r, "robust_acc"), {}).get(a), 100) for a in attacks]
+        )
+    columns = ["Defense", *(f"DER {a}" for a in attacks), *(f"R-Acc {a}" for a in attacks)]
+    title = (f"{prefix} defense effectiveness rating (DER: 0.5 no change, 1 backdoor gone at no accuracy cost) and "
+             f"robust accuracy (%, triggered inputs kept at their true label) after retraining; trigger as trained")
+    return [Table(title, columns, rows, cells.footnotes())]
+
+
+def _no_attack_tables(frame: pd.DataFrame) -> list[Table]:
+    """What each example-level defense costs when nothing is poisoned (the clean training set, ``--attacks
+    none``): the examples it removed for nothing and the clean accuracy left after retraining."""
+    cells = _Cells()
+    rows = []
+    for name, label in _mitigation_rows(frame):
+        selected = _select(frame, defense=name)
+        removed = "–" if label.startswith("No Defense") else cells.text(selected, lambda r: r["removed_frac"], 100)
+        rows.append([label, removed, cells.text(selected, _after("clean_acc"), 100)])
+    if not rows:
+        return []
+    title = f"Table 0: {NO_ATTACK_LABEL} (clean training set): examples removed for nothing and clean accuracy after retraining (%)"
+    return [Table(title, ["Defense", "Removed", "Clean Acc."], rows, cells.footnotes())]
 
 
 def _boosted_tables(
@@ -391,7 +450,7 @@ def run_header(records: list[dict[str, Any]]) -> str:
     plugins = [f"Plugins from {', '.join(markdown_escape(d) for d in distributions)}."] if distributions else []
     summary = (
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
-        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; mean ± std over seeds where several."
+        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
     return "\n\n".join(["# benchbd leaderboard", summary, *plugins, *code_notes(records)]) + "\n"
 

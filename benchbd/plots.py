@@ -22,7 +22,7 @@ HEATMAPS = {
 def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
     rows = []
     for r in records:
-        if r.get("mode") != "single" or r.get("status") != "ok":
+        if r.get("mode") != "single" or r.get("status") != "ok" or not r["attacks"]:
             continue
         attack = r["attacks"][0]
         if field == "auroc" and r.get("auroc") is not None:

@@ -28,7 +28,7 @@ def render(tmp_path: Path, records: list[dict]) -> tuple[list, str]:
     return tables, (tmp_path / "leaderboard.md").read_text()
 
 
-def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
+def test_mean_and_confidence_interval_over_seeds(tmp_path: Path) -> None:
     records = [
         record("none", 0, ["patch"]),
         record("none", 1, ["patch"]),
@@ -36,9 +36,10 @@ def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
         record("spectral", 1, ["patch"], auroc=0.8, clean_acc_after=0.9, asr_after={"patch": 0.3}),
     ]
     _, markdown = render(tmp_path, records)
-    assert "0.70 ± 0.14" in markdown  # AUROC mean and sample std
-    assert "85.00 ± 7.07" in markdown  # clean accuracy after, in %
-    assert "40.00 ± 14.14" in markdown
+    # The mean ± the half-width of the 95% t-interval: t(0.975, 1) = 12.706 times the sample std over √2.
+    assert "0.70 ± 1.27 (n=2)" in markdown  # AUROC
+    assert "85.00 ± 63.53 (n=2)" in markdown  # clean accuracy after, in %
+    assert "40.00 ± 127.06 (n=2)" in markdown
 
 
 def test_not_applicable_cells_are_explained(tmp_path: Path) -> None:
@@ -215,7 +216,7 @@ def test_a_defense_that_removed_nothing_is_footnoted(tmp_path: Path) -> None:
         ["No Defense", "90.00", "95.00"],
         ["neural-cleanse", "90.00 (1)", "95.00 (1)"],
         ["spectral", "90.00 (2)", "95.00 (2)"],
-        ["abl", "90.00 ± 0.00 (3)", "95.00 ± 0.00 (3)"],
+        ["abl", "90.00 ± 0.00 (n=2) (3)", "95.00 ± 0.00 (n=2) (3)"],
     ]
     assert mitigation.notes == [
         "(1) flagged nothing: no class above anomaly index 2",
@@ -260,3 +261,17 @@ def test_an_adaptive_attacker_is_a_threat_model_not_a_variant_of_the_defense(tmp
     tables, _ = render(tmp_path, [server_cell(0), server_cell(0, backdoor_lr_ratio=0.1)])
     rows = table(tables, "Table 5").rows
     assert [row[:2] for row in rows] == [["rttd", "patch"], ["rttd", "patch (backdoor_lr_ratio=0.1)"]]
+
+
+def test_no_attack_der_and_tpr_at_fixed_fpr_have_their_tables(tmp_path: Path) -> None:
+    clean = [record("none", 0, []), record("spectral", 0, [], removed_frac=0.15, clean_acc_after=0.88, tpr=None, fpr=0.15)]
+    attacked = [
+        record("none", 0, ["patch"], robust_acc={"patch": 0.04}),
+        record("spectral", 0, ["patch"], auroc=0.9, tpr_at_fpr={"0.01": 0.3, "0.05": 0.7}, clean_acc_after=0.85,
+               asr_after={"patch": 0.1}, robust_acc_after={"patch": 0.8}, der={"patch": 0.9}, removed_frac=0.15),
+    ]
+    tables, _ = render(tmp_path, clean + attacked)
+    assert table(tables, "Table 0").rows == [["No Defense", "–", "90.00"], ["spectral", "15.00", "88.00"]]
+    assert table(tables, "Table 1:").columns == ["Defense", "patch"]  # the clean cells are not an attack column
+    assert table(tables, "Table 1b").rows == [["spectral", "30.00", "70.00"]]
+    assert table(tables, "Table 2c").rows == [["No Defense", "–", "4.00"], ["spectral", "0.90", "80.00"]]

@@ -74,3 +74,18 @@ def test_environment_names_benchbds_commit_whatever_the_working_directory(tmp_pa
         pytest.skip("benchbd is not a git checkout here")
     monkeypatch.chdir(tmp_path)  # a folder outside any repository: the commit must still be benchbd's
     assert environment(torch.device("cpu"))["git_commit"].startswith(head.stdout.strip())
+
+
+def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path, tmp_path: Path) -> None:
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "none", "--defenses", "none,spectral",
+            "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    records = {r["defense"]: r for r in read_records(tmp_path / "results.jsonl")}
+    spectral = records["spectral"]
+    assert spectral["status"] == "ok" and spectral["attacks"] == [] and spectral["poisoned_count"] == {}
+    assert spectral["auroc"] is None and spectral["tpr"] is None
+    # Spectral signatures remove 15% of each class, rounded up (BaDLoss section 4.2), poisoned or not: here every
+    # flagged example was removed for nothing.
+    assert 0.15 <= spectral["removed_frac"] <= 0.25 and spectral["fpr"] > 0.1
+    assert 0 < spectral["clean_acc_after"] <= 1 and records["none"]["asr"] == {}
+    assert "Table 0: No attack (clean training set)" in (tmp_path / "leaderboard.md").read_text()

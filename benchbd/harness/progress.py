@@ -39,7 +39,7 @@ class Progress:
 
     def cell_finished(self, record: dict[str, Any]) -> None:
         self.completed += 1
-        self._log(f"done {self.completed}/{self.total}: {'+'.join(record['attacks'])} / {record['defense']}: {record['status']}")
+        self._log(f"done {self.completed}/{self.total}: {'+'.join(record['attacks']) or 'no attack'} / {record['defense']}: {record['status']}")
 
     def finish(self) -> None:
         self._log("matrix finished")
@@ -85,7 +85,7 @@ class RichProgress(Progress):
     def cell_finished(self, record: dict[str, Any]) -> None:
         self.bar.advance(self.cells)
         if record["status"] == "error":
-            cell = escape(f"{'+'.join(record['attacks'])} / {record['defense']}: {record['error']}")
+            cell = escape(f"{'+'.join(record['attacks']) or 'no attack'} / {record['defense']}: {record['error']}")
             self.bar.console.print(f"[red]error[/red] {cell}", highlight=False)
 
     def finish(self) -> None:

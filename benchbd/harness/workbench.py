@@ -115,7 +115,7 @@ class Workbench:
                 trainer.place(model).eval()
             else:
                 trainer.fit(model, x, y, label=label, loss_computation=loss)
-                stats = {a.name: a.stats() for a in attacks if a.stats()}
+                stats = {name: figures for name, figures in ((a.name, a.stats()) for a in attacks) if figures}
                 self.run_dir.cache_model(key, model, stats)
             self._trained[key] = (model, stats)
         return self._trained[key]

@@ -27,7 +27,6 @@ surrogate.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
@@ -104,7 +103,6 @@ class InvisibleAttack(DataPoisoningAttack):
     _surrogate: ImageClassifier | None = field(default=None, init=False, repr=False, compare=False)
     _surrogate_x: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _surrogate_y: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
-    _prepare_seconds: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check(1 <= self.epsilon <= 255, self.name, "epsilon", "in [1, 255] intensity levels (8 means 8/255)", self.epsilon)
@@ -126,7 +124,6 @@ class InvisibleAttack(DataPoisoningAttack):
         return self._surrogate
 
     def prepare(self, x_train: np.ndarray, y_train: np.ndarray, num_classes: int, rng: np.random.Generator) -> None:
-        started = time.perf_counter()
         shape = (x_train.shape[3], *x_train.shape[1:3])
         if self.perturbation == "static":
             self._delta = static_pattern(shape, self.epsilon / 255, rng)
@@ -136,7 +133,6 @@ class InvisibleAttack(DataPoisoningAttack):
             seed = int(rng.integers(2**31))
             self._surrogate = train_surrogate(self._surrogate_x, self._surrogate_y, num_classes, self.surrogate_epochs, seed)
             self._delta = self.adversarial_perturbation(self.target, rng)
-        self._prepare_seconds = time.perf_counter() - started
 
     def adversarial_perturbation(self, target: int | None, rng: np.random.Generator) -> torch.Tensor:
         """A UAP toward ``target`` over the surrogate's non-target training images."""
@@ -153,13 +149,10 @@ class InvisibleAttack(DataPoisoningAttack):
         return (x + self.delta.to(device=x.device, dtype=x.dtype)).clamp(0, 1)
 
     def stats(self) -> dict[str, object]:
-        """The perturbation's L∞ and L2 norms in [0, 1] units, and for the adversarial kind the time to build it."""
+        """The perturbation's L∞ and L2 norms in [0, 1] units."""
         if self._delta is None:
             return {}
-        stats: dict[str, object] = {"linf": float(self._delta.abs().max()), "l2": float(self._delta.norm())}
-        if self.perturbation == "adversarial":
-            stats["prepare_seconds"] = self._prepare_seconds
-        return stats
+        return {"linf": float(self._delta.abs().max()), "l2": float(self._delta.norm())}
 
     def probe(self, rng: np.random.Generator) -> InvisibleAttack:
         probe = replace(self)

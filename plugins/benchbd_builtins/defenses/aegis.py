@@ -228,16 +228,11 @@ class AEGIS(ModelDefense):
             check(getattr(self, field) > 0, self.name, field, "> 0", getattr(self, field))
         for field in ("train_steps", "translate_steps", "seeds", "clean_clusters"):
             check(getattr(self, field) >= 1, self.name, field, ">= 1", getattr(self, field))
-        check(self.train_norm in ("linf", "l2"), self.name, "train_norm", "linf or l2", self.train_norm)
-        check(self.translate_norm in ("linf", "l2"), self.name, "translate_norm", "linf or l2", self.translate_norm)
         check(self.perplexity > 0, self.name, "perplexity", "> 0", self.perplexity)
-        check(self.clusterer in ("mean-shift", "hdbscan"), self.name, "clusterer", "mean-shift or hdbscan", self.clusterer)
         if self.bandwidth is not None:
             check(self.bandwidth > 0, self.name, "bandwidth", "> 0 or none", self.bandwidth)
         check(0 < self.bandwidth_quantile <= 1, self.name, "bandwidth_quantile", "in (0, 1]", self.bandwidth_quantile)
-        check(self.bandwidth_scope in ("model", "class"), self.name, "bandwidth_scope", "model or class", self.bandwidth_scope)
         check(self.min_cluster_size >= 2, self.name, "min_cluster_size", ">= 2", self.min_cluster_size)
-        check(self.rule in ("fixed", "median"), self.name, "rule", "fixed or median", self.rule)
         parts = [part.strip() for part in self.classes.split(",") if part.strip()]
         valid = self.classes.strip().lower() == "all" or (bool(parts) and all(part.isdigit() for part in parts))
         check(valid, self.name, "classes", "'all' or comma-separated class indices", self.classes)

@@ -87,7 +87,6 @@ from benchbd.params import check
 from benchbd.training.trainer import Checkpoint
 
 Distance = Literal["output", "cka"]
-DISTANCES: tuple[Distance, ...] = ("output", "cka")
 
 
 # -- distances between two models on the same reference inputs -----------------------------------------------------
@@ -197,9 +196,6 @@ class ReplicatedTraining(TrainingRunDefense):
     one_sided: bool = True
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.servers >= 3, self.name, "servers", "at least 3 (a primary and a pair of others)", self.servers)
-        check(self.distance in DISTANCES, self.name, "distance", f"one of {', '.join(DISTANCES)}", self.distance)
         check(self.sub_run_steps >= 1, self.name, "sub_run_steps", ">= 1", self.sub_run_steps)
         check(self.replicated >= 1, self.name, "replicated", ">= 1", self.replicated)
         check(0 <= self.earliest < 1, self.name, "earliest", "in [0, 1)", self.earliest)
@@ -210,10 +206,11 @@ class ReplicatedTraining(TrainingRunDefense):
         check(self.reference_size >= 2 * self.splits, self.name, "reference_size", f">= 2 × splits ({2 * self.splits})", self.reference_size)
 
     # -- the client's plan ------------------------------------------------------------------------------------
-    def benign_count(self, n: int) -> int:
-        """r·n: how many of ``n`` servers the client assumes benign (at least 2, a primary and one peer)."""
+    def benign_count(self, n: int, malicious_fraction: float) -> int:
+        """r·n: how many of ``n`` servers the client assumes benign (at least 2, a primary and one peer); r is
+        ``benign_fraction``, unset 1 − the threat model's declared ``malicious_fraction``."""
         if self.benign_fraction is None:
-            count = n - round(n * self.malicious_fraction)
+            count = n - round(n * malicious_fraction)
         else:
             count = math.floor(self.benign_fraction * n + 1e-9)
         return min(max(count, 2), n)
@@ -241,7 +238,7 @@ class ReplicatedTraining(TrainingRunDefense):
         reference = context.reference_x[np.sort(rng.choice(len(context.reference_x), size=count, replace=False))]
         size, order = count // self.splits, rng.permutation(count)
         splits = [np.sort(order[s * size : (s + 1) * size]) for s in range(self.splits)]
-        benign = self.benign_count(n)
+        benign = self.benign_count(n, context.malicious_fraction)
         _, eligible = self.sub_runs(context.initial.step, context.total_steps)
         m, k = min(self.replicated, len(eligible)), self.sub_run_steps
         scores, flagged = np.zeros(n), np.zeros(n, dtype=bool)
