@@ -23,6 +23,7 @@ from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
 from benchbd.harness.table import load_results
 from benchbd.leaderboard import print_tables, render_run
+from benchbd.papers import PAPERS
 from benchbd.registry import CATEGORIES, default_registry
 from benchbd.training.profiles import PROFILES
 from benchbd.visualize import attack_sheet
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     board.add_argument("-o", "--output", type=Path, help="write the markdown (and heatmap PNGs beside it) here (default: RUN_DIR/leaderboard.md)")
+    board.add_argument("--compare", metavar="PAPER", help=f"also set Tables 1-3 beside a paper's published values: {', '.join(sorted(PAPERS))} (default: none)")
 
     conformance = commands.add_parser("check-plugin", help="run an attack or defense plugin through the contract on tiny data")
     conformance.add_argument("name", metavar="NAME")
@@ -164,7 +166,7 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     output = args.output or args.run_dir / "leaderboard.md"
-    print_tables(render_run(args.run_dir, output), console)
+    print_tables(render_run(args.run_dir, output, args.compare), console)
     console.print(Text(f"wrote {output} and its heatmaps"))
     return 0
 
