@@ -122,7 +122,7 @@ def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
     assert (~verdict.judged).sum() == len(context.trusted_clean) + 215  # and the examples P3 overwrote
     assert verdict.details["warnings"]  # 430 trusted examples hold 215 clean and 215 backdoor probes, not 250
     assert roc_auc_score(mask[verdict.judged], verdict.scores[verdict.judged]) > 0.9
-    assert verdict.flagged[mask].mean() > 0.9
+    assert verdict.flagged[mask & verdict.judged].mean() > 0.9  # those P3 overwrote are kept unjudged (A.1 step 8)
 
 
 def test_detects_blend_random(small_signs) -> None:
