@@ -61,6 +61,7 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     assert record["auroc"] == 1.0
     assert len(record["model_scores"]["clean"]) == 2
     assert KnownTriggerDetector.seen == [215, 215, 215]  # the defender's clean images: the test split here
-    assert len(list((tmp_path / "models").iterdir())) == 3  # the poisoned and the two clean models, cached
+    # the poisoned and the two clean models, cached, each with its attacks' stats beside it
+    assert len(list((tmp_path / "models").glob("*.pt"))) == 3 and len(list((tmp_path / "models").glob("*.json"))) == 3
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00"]]
