@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
+from benchbd.data.images import ImageData
 from benchbd.harness.metrics import attack_success_rates, clean_accuracy, robust_accuracy, target_rate
 from benchbd.harness.plan import Group, Plan
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
@@ -34,7 +35,7 @@ def poisoned_loss(attacks: list[Attack], honest: LossComputation = cross_entropy
     return loss
 
 
-def model_figures(trainer: Trainer, model: torch.nn.Module, data: Any, attacks: list[Attack], suffix: str = "") -> dict[str, Any]:
+def model_figures(trainer: Trainer, model: torch.nn.Module, data: ImageData, attacks: list[Attack], suffix: str = "") -> dict[str, Any]:
     """Clean accuracy, attack success (plain and, for attacks with a test-time boost, boosted) and robust accuracy
     of one model, as record fields: ``clean_acc``, ``asr``, ``asr_boosted``, ``robust_acc``, with ``suffix``
     (``_after``) appended."""
@@ -123,13 +124,13 @@ class Workbench:
     def poisoned_group(self, group: Group) -> PoisonedGroup:
         """Poison the training set and train (or load) the model every defense of the group judges."""
         attacks, rng = self.prepared_attacks(group)
-        poisoned = poison_training_set(self.data, [a for a in attacks if isinstance(a, DataPoisoningAttack)], rng)
+        data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+        poisoned = poison_training_set(self.data, data_attacks, rng)
         started = time.perf_counter()
         model, stats = self.trained_model(
             self.plan.model_key(group), group.seed, poisoned.x, poisoned.y, poisoned_loss(attacks), "poisoned model", attacks
         )
         trainer = self.trainer(group.seed)
-        data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
         summary = {
             "targets": {a.name: a.target for a in attacks},
             "poisoned_count": {a.name: int((poisoned.source == i).sum()) for i, a in enumerate(data_attacks)},

@@ -9,14 +9,13 @@ harness picks the module by the defense's base class, the one source of a defens
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchbd.defenses import Defense, ExampleDefense, ModelDefense, NoDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.units import example, model, training_run
+from benchbd.harness.workbench import PoisonedGroup, Workbench
 
-if TYPE_CHECKING:
-    from benchbd.harness.workbench import PoisonedGroup, Workbench
 
 UNITS: dict[type[Defense], ModuleType] = {ExampleDefense: example, ModelDefense: model, TrainingRunDefense: training_run}
 

@@ -11,7 +11,7 @@ every kept example, trusted ones included.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,9 +23,8 @@ from benchbd.harness.metrics import defense_effectiveness, detection_metrics, pe
 from benchbd.harness.poisoning import CLEAN, PoisonedTrainingSet
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer
+from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures
 
-if TYPE_CHECKING:
-    from benchbd.harness.workbench import PoisonedGroup, Workbench
 
 #: BaDLoss appendix A.1: C holds 2n bona fide clean examples, n = 250 (section 3.2: 250 clean and 250 backdoor probes).
 PROBES_PER_SET = 250
@@ -105,8 +104,6 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name:
     """Score the group's poisoned training set, measure detection, remove the flagged and retrain. Without an attack
     (the clean training set) the record shows what the defense costs: ``fpr`` and ``removed_frac`` are examples
     removed for nothing, ``clean_acc_after`` the accuracy left."""
-    from benchbd.harness.workbench import model_figures
-
     if state.attacks and not state.data_attacks:
         return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
     plan, group = bench.plan, state.group

@@ -8,7 +8,7 @@ with attack objects of its own, the clean ones on the clean training set.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +19,8 @@ from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.plan import digest
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import cross_entropy_loss
+from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
 
-if TYPE_CHECKING:
-    from benchbd.harness.workbench import PoisonedGroup, Workbench
 
 #: Seeds of the clean models, offset from the cells' seeds.
 CLEAN_MODEL_SEED = 10_000
@@ -53,8 +52,6 @@ def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
 
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
     """The backdoored model, then the clean ones, trained as the defense needs them."""
-    from benchbd.harness.workbench import poisoned_loss
-
     plan, group, data = bench.plan, state.group, bench.data
     own_loss = defense.training_loss(cross_entropy_loss)
     training = [name, plugin_params.as_dict(defense), plan.code("defenses", name)] if own_loss is not None else "profile"
@@ -78,8 +75,6 @@ def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense,
 
 def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> dict[str, Any]:
     """Judge the backdoored model and the clean ones; detection over the population, targets named."""
-    from benchbd.harness.workbench import model_figures
-
     plan, group, data = bench.plan, state.group, bench.data
     models = judged_models(bench, state, defense, name)
     clean_x, clean_y = defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))

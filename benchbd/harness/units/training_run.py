@@ -8,7 +8,7 @@ client's job is the cell's clean training; the servers are :mod:`benchbd.harness
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +18,8 @@ from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.servers import build_servers
 from benchbd.harness.units.model import defender_clean
 from benchbd.training.trainer import TrainingRun
+from benchbd.harness.workbench import PoisonedGroup, Workbench
 
-if TYPE_CHECKING:
-    from benchbd.harness.workbench import PoisonedGroup, Workbench
 
 #: The leaderboard's columns for this unit: header, the record's value, scale.
 COLUMNS = [
