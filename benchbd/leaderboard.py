@@ -210,7 +210,7 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     if not multi.empty:
         tables += _multi_attack_tables(multi)
     tables += _detection_tables(frame)
-    return tables
+    return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
 
 #: The units whose tables list detection per (defense, attack set); each unit module names its title and columns.

@@ -275,3 +275,11 @@ def test_no_attack_der_and_tpr_at_fixed_fpr_have_their_tables(tmp_path: Path) ->
     assert table(tables, "Table 1:").columns == ["Defense", "patch"]  # the clean cells are not an attack column
     assert table(tables, "Table 1b").rows == [["spectral", "30.00", "70.00"]]
     assert table(tables, "Table 2c").rows == [["No Defense", "–", "4.00"], ["spectral", "0.90", "80.00"]]
+
+
+def test_a_run_of_training_run_defenses_has_no_empty_mitigation_tables(tmp_path: Path) -> None:
+    rttd = record("rttd", 0, ["patch"], unit="training-run", servers=4, malicious_servers=1, tpr=1.0, fpr=0.0, auroc=1.0,
+                  overhead_frac=0.4)
+    tables, markdown = render(tmp_path, [rttd])
+    assert [t.title.split(":")[0] for t in tables] == ["Table 5"]
+    assert "Table 2" not in markdown

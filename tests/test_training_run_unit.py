@@ -11,8 +11,13 @@ from benchbd.harness.results import read_records
 
 
 def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path, tmp_path: Path) -> None:
+    # Benign replicas bit-identical (kernel_noise 0: on a CPU one batch order gives one result), so that the test
+    # asserts the unit's records and not a coin flip: with noisy replicas, a benign primary's distances and the
+    # reference pair's are different pairs, whose spread the split-level KS test does not model, and a benign
+    # primary is flagged on some machines' rounding (issue 17 measures RTTD against realistic replicas).
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind,patch", "--defenses", "rttd", "--mode", "single",
-            "--device", "cpu", "--out", str(tmp_path), "-P", "patch.ratio=0.1", "-P", "rttd.sub_run_steps=4"]
+            "--device", "cpu", "--out", str(tmp_path), "-P", "patch.ratio=0.1", "-P", "rttd.sub_run_steps=4",
+            "-P", "simulation.kernel_noise=0"]
     assert main(argv) == 0
     records = {r["attacks"][0]: r for r in read_records(tmp_path / "results.jsonl")}
     assert set(records) == {"blind", "patch"}
@@ -22,4 +27,5 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
         assert record["tpr"] == 1.0 and record["fpr"] == 0.0, record["details"]["per_server"]
         steps = 8 * 7  # 430 images in batches of 64, 8 epochs
         assert record["overhead_frac"] == pytest.approx(2 * 4 * 3 / steps)
-    assert "Table 5: training-run detection" in (tmp_path / "leaderboard.md").read_text()
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "Table 5: training-run detection" in markdown and "Table 2" not in markdown
