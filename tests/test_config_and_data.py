@@ -84,3 +84,37 @@ def test_an_npz_family_must_be_a_string(tiny_signs: Path, tmp_path: Path) -> Non
     np.savez(path, **load_npz(tiny_signs), family=np.arange(3))
     with pytest.raises(BenchbdError, match="'family' must be a string"):
         load_dataset(default_registry(), f"npz:{path}", tmp_path)
+
+
+def _gtsrb_cache(root: Path, with_frames: bool = True) -> None:
+    """A prepared GTSRB cache in the shape decode_gtsrb32.py writes: 2 classes × 2 tracks × 30 frames."""
+    rng = np.random.default_rng(0)
+    frame, track = np.tile(np.arange(30), 4), np.repeat([0, 1, 0, 1], 30)
+    arrays = {"x_train": rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), "y_train": np.repeat([0, 1], 60),
+              "x_test": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), "y_test": np.arange(10) % 2}
+    if with_frames:
+        arrays.update(train_track=track.astype(np.int16), train_frame=frame.astype(np.int16))
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / "gtsrb.npz", **arrays)
+
+
+def test_gtsrb_every_kth_frame_keeps_every_track(tmp_path: Path) -> None:
+    _gtsrb_cache(tmp_path)
+    whole = load_dataset(default_registry(), "gtsrb", tmp_path)
+    subset = load_dataset(default_registry(), "gtsrb:every=10", tmp_path)
+    assert len(whole.x_train) == 120 and len(subset.x_train) == 12  # frames 0, 10, 20 of each of the 4 tracks
+    assert subset.name == "gtsrb:every=10" and subset.family == "gtsrb"
+    np.testing.assert_array_equal(subset.x_train[:3], whole.x_train[[0, 10, 20]])
+    np.testing.assert_array_equal(np.bincount(subset.y_train), [6, 6])
+    np.testing.assert_array_equal(subset.x_test, whole.x_test)
+
+
+@pytest.mark.parametrize(
+    ("spec", "with_frames", "message"),
+    [("gtsrb:every=0", True, "every=K"), ("gtsrb:half", True, "unknown argument 'half'"),
+     ("gtsrb:every=5", False, "has none; re-create it with"), ("synth-signs:every=5", True, "takes no argument")],
+)
+def test_gtsrb_subset_errors(tmp_path: Path, spec: str, with_frames: bool, message: str) -> None:
+    _gtsrb_cache(tmp_path, with_frames)
+    with pytest.raises(BenchbdError, match=message):
+        load_dataset(default_registry(), spec, tmp_path)

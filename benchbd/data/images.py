@@ -6,13 +6,16 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
 from benchbd.errors import BenchbdError
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: Arrays a prepared file may also hold: the paper setting (``family``), and where each training image was filmed
+#: (``train_track``, ``train_frame``: GTSRB's tracks of about 30 frames of one physical sign).
+OPTIONAL_KEYS = ("family", "train_track", "train_frame")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ class ImageData:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read the four arrays of a prepared .npz (and its optional ``family``, a string naming the paper setting
-    whose attack defaults apply), with an error that says what is wrong with the file."""
+    """Read the four arrays of a prepared .npz and those of :data:`OPTIONAL_KEYS` it holds (``family``, a string
+    naming the paper setting whose attack defaults apply), with an error that says what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise BenchbdError(f"dataset file not found: {path}")
@@ -86,7 +89,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: not a prepared dataset, missing array(s) {', '.join(missing)} "
                     f"(expected {', '.join(ARRAY_KEYS)}; for the shared GTSRB file run decode_gtsrb32.py first)"
                 )
-            return {k: archive[k] for k in (*ARRAY_KEYS, "family") if k in archive.files}
+            return {k: archive[k] for k in (*ARRAY_KEYS, *OPTIONAL_KEYS) if k in archive.files}
     except BenchbdError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -94,12 +97,13 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a prepared .npz atomically: a crash never leaves a half-written cache behind."""
+    """Write a prepared .npz (the four arrays and any of :data:`OPTIONAL_KEYS`) atomically: a crash never leaves a
+    half-written cache behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, **{k: arrays[k] for k in ARRAY_KEYS})
+        np.savez(handle, **{k: arrays[k] for k in (*ARRAY_KEYS, *OPTIONAL_KEYS) if k in arrays})
     os.replace(tmp, path)
 
 
@@ -108,13 +112,15 @@ class DatasetSpec:
     """A dataset a plugin provides.
 
     ``load(argument, data_root)`` returns the :class:`ImageData`; ``argument`` is the text after the colon in
-    ``NAME:ARGUMENT`` (``npz:PATH``), ``None`` when absent. ``takes_argument`` says whether one is required.
+    ``NAME:ARGUMENT`` (``npz:PATH``, ``gtsrb:every=5``), ``None`` when absent. ``argument`` says whether the
+    dataset takes none, an optional one or a required one; ``argument_help`` says what it is (for error messages).
     """
 
     name: str
     description: str
     load: Callable[[str | None, Path], ImageData]
-    takes_argument: bool = False
+    argument: Literal["none", "optional", "required"] = "none"
+    argument_help: str = ""
 
 
 def default_data_root() -> Path:

@@ -60,12 +60,12 @@ class MatrixConfig:
 
 
 def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
-    """Load ``NAME`` or ``NAME:ARGUMENT`` (``npz:PATH``)."""
+    """Load ``NAME`` or ``NAME:ARGUMENT`` (``npz:PATH``, ``gtsrb:every=5``)."""
     name, _, argument = spec.partition(":")
     dataset = registry.dataset(name)
-    if dataset.takes_argument and not argument:
-        raise BenchbdError(f"dataset '{name}' needs an argument: {name}:PATH")
-    if argument and not dataset.takes_argument:
+    if dataset.argument == "required" and not argument:
+        raise BenchbdError(f"dataset '{name}' needs an argument: {name}:{dataset.argument_help or 'ARGUMENT'}")
+    if argument and dataset.argument == "none":
         raise BenchbdError(f"dataset '{name}' takes no argument (got '{spec}')")
     return dataset.load(argument or None, data_root)
 

@@ -2,7 +2,10 @@
 
 - ``synth-signs``: procedurally generated GTSRB look-alike, needs no network (the default).
 - ``gtsrb``: German Traffic Sign Recognition Benchmark via torchvision, resized to 32×32. Offline, the shared
-  ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is.
+  ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is. ``gtsrb:every=K`` keeps
+  every K-th frame of each training track (frames 0, K, 2K, ...): GTSRB's 39,209 training images are 1,307
+  physical signs filmed in tracks of about 30 frames, so the subset keeps every sign and drops near-duplicate
+  views; the test set stays whole.
 - ``cifar10``: CIFAR-10 via torchvision.
 - ``npz:PATH``: any file with x_train (N,32,32,3) uint8, y_train, x_test, y_test, and optionally ``family``
   ("gtsrb", "cifar10") to take that dataset's paper defaults.
@@ -32,15 +35,36 @@ def _download_error(name: str, cache: Path, exc: Exception) -> BenchbdError:
     return BenchbdError(f"{name}: no prepared cache at {cache} and the download failed ({exc}){hint}")
 
 
-def _torchvision_split(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+def _torchvision_split(name: str, root: Path, train: bool) -> dict[str, np.ndarray]:
+    """One split as arrays (``x``, ``y``; GTSRB's training split also ``track`` and ``frame``, read from its file
+    names TTTTT_FFFFF.ppm)."""
     import torchvision
 
     if name == "cifar10":
         split = torchvision.datasets.CIFAR10(str(root), train=train, download=True)
-        return np.asarray(split.data, dtype=np.uint8), np.asarray(split.targets, dtype=np.int64)
+        return {"x": np.asarray(split.data, dtype=np.uint8), "y": np.asarray(split.targets, dtype=np.int64)}
     split = torchvision.datasets.GTSRB(str(root), split="train" if train else "test", download=True)
     images = [np.asarray(image.convert("RGB").resize((32, 32), Image.BILINEAR)) for image, _ in split]
-    return np.stack(images).astype(np.uint8), np.asarray([label for _, label in split._samples], dtype=np.int64)
+    arrays = {"x": np.stack(images).astype(np.uint8), "y": np.asarray([label for _, label in split._samples], dtype=np.int64)}
+    if train:
+        names = [Path(path).stem.split("_") for path, _ in split._samples]
+        arrays["track"] = np.asarray([int(track) for track, _ in names], dtype=np.int16)
+        arrays["frame"] = np.asarray([int(frame) for _, frame in names], dtype=np.int16)
+    return arrays
+
+
+def every_kth_frame(arrays: dict[str, np.ndarray], argument: str, cache: Path) -> dict[str, np.ndarray]:
+    """The training images of frames 0, K, 2K, ... of every track (``argument`` is ``every=K``); test set whole."""
+    key, _, value = argument.partition("=")
+    if key != "every" or not value.isdigit() or int(value) < 1:
+        raise BenchbdError(f"gtsrb: unknown argument '{argument}'; the one it takes is every=K (K ≥ 1: every K-th frame of each track)")
+    if "train_frame" not in arrays:
+        raise BenchbdError(
+            f"gtsrb:every=K needs each training image's frame, and {cache} has none; re-create it with "
+            f"`python shared/data/decode_gtsrb32.py {cache}`"
+        )
+    keep = arrays["train_frame"] % int(value) == 0
+    return {**arrays, "x_train": arrays["x_train"][keep], "y_train": arrays["y_train"][keep]}
 
 
 def _torchvision_dataset(name: str, num_classes: int):
@@ -49,13 +73,19 @@ def _torchvision_dataset(name: str, num_classes: int):
 
         def prepare() -> dict[str, np.ndarray]:
             try:
-                x_train, y_train = _torchvision_split(name, data_root / "downloads", train=True)
-                x_test, y_test = _torchvision_split(name, data_root / "downloads", train=False)
+                train = _torchvision_split(name, data_root / "downloads", train=True)
+                test = _torchvision_split(name, data_root / "downloads", train=False)
             except (OSError, RuntimeError) as exc:
                 raise _download_error(name, cache, exc) from None
-            return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+            arrays = {"x_train": train["x"], "y_train": train["y"], "x_test": test["x"], "y_test": test["y"]}
+            if "frame" in train:
+                arrays.update(train_track=train["track"], train_frame=train["frame"])
+            return arrays
 
-        return ImageData.from_arrays(name, load_or_prepare(cache, prepare), family=name, num_classes=num_classes)
+        arrays = load_or_prepare(cache, prepare)
+        if argument is None:
+            return ImageData.from_arrays(name, arrays, family=name, num_classes=num_classes)
+        return ImageData.from_arrays(f"{name}:{argument}", every_kth_frame(arrays, argument, cache), family=name, num_classes=num_classes)
 
     return load
 
@@ -80,7 +110,13 @@ def _load_npz(argument: str | None, data_root: Path) -> ImageData:
 def benchbd_datasets() -> list[DatasetSpec]:
     return [
         DatasetSpec("synth-signs", "procedural GTSRB look-alike, 43 classes, no download (the default)", _load_synth_signs),
-        DatasetSpec("gtsrb", "GTSRB, 43 classes, resized to 32x32 (torchvision download or the shared copy)", _torchvision_dataset("gtsrb", 43)),
+        DatasetSpec(
+            "gtsrb",
+            "GTSRB, 43 classes, resized to 32x32 (torchvision download or the shared copy); gtsrb:every=K keeps every K-th frame of each track",
+            _torchvision_dataset("gtsrb", 43),
+            argument="optional",
+            argument_help="every=K",
+        ),
         DatasetSpec("cifar10", "CIFAR-10, 10 classes (torchvision download)", _torchvision_dataset("cifar10", 10)),
-        DatasetSpec("npz", "npz:PATH, a prepared file with x_train, y_train, x_test, y_test", _load_npz, takes_argument=True),
+        DatasetSpec("npz", "npz:PATH, a prepared file with x_train, y_train, x_test, y_test", _load_npz, argument="required", argument_help="PATH"),
     ]
