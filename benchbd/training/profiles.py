@@ -43,6 +43,18 @@ PROFILES: dict[str, TrainingProfile] = {
             shift=2,
         ),
         TrainingProfile(
+            name="cpu",
+            description="narrow-cnn, 8 epochs, SGD+Nesterov one-cycle, batch 64, no augmentation: BaDLoss's tables on gtsrb:every=2 on a 2-core CPU (docs/findings.md)",
+            model="narrow-cnn",
+            epochs=8,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.05,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            shift=0,
+        ),
+        TrainingProfile(
             name="paper",
             description="BaDLoss appendix A.4: ResNet-50, 100 epochs, AdamW lr 1e-3 wd 1e-4, cosine, batch 256, no augmentation",
             model="resnet50",

@@ -1,6 +1,8 @@
 """Built-in model architectures, all for 32×32 inputs.
 
 - ``small-cnn``: three VGG-style blocks (two 3×3 conv-BN-ReLU, then max-pool) of 32-64-128 channels.
+- ``narrow-cnn``: the same at half the width, 16-32-64 channels: a quarter of small-cnn's multiply-adds, for the
+  ``cpu`` profile (*ours*, chosen by measurement: docs/findings.md).
 - ``preact-resnet18``: He et al. 2016 pre-activation ResNet-18, BackdoorBench's default model.
 - ``resnet50``: torchvision's ResNet-50 with a 3×3 stride-1 stem and no max-pool for 32×32 inputs
   (the BaDLoss paper's model, appendix A.4).
@@ -27,11 +29,20 @@ def _conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
     )
 
 
-def small_cnn(num_classes: int) -> ImageClassifier:
+def vgg_cnn(num_classes: int, width: int) -> ImageClassifier:
+    """Three VGG-style blocks of ``width``, 2×``width`` and 4×``width`` channels, global average pool."""
     backbone = nn.Sequential(
-        _conv_block(3, 32), _conv_block(32, 64), _conv_block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        _conv_block(3, width), _conv_block(width, 2 * width), _conv_block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten()
     )
-    return ImageClassifier(backbone, 128, num_classes)
+    return ImageClassifier(backbone, 4 * width, num_classes)
+
+
+def small_cnn(num_classes: int) -> ImageClassifier:
+    return vgg_cnn(num_classes, 32)
+
+
+def narrow_cnn(num_classes: int) -> ImageClassifier:
+    return vgg_cnn(num_classes, 16)
 
 
 class PreActBlock(nn.Module):
@@ -79,6 +90,7 @@ def resnet50_32px(num_classes: int) -> ImageClassifier:
 def benchbd_models() -> list[ModelSpec]:
     return [
         ModelSpec("small-cnn", "3 VGG-style blocks of 32-64-128 channels; fast on CPU (the fast profile's model)", small_cnn),
+        ModelSpec("narrow-cnn", "small-cnn at half width, 16-32-64 channels (the cpu profile's model)", narrow_cnn),
         ModelSpec("preact-resnet18", "PreAct-ResNet-18 (He et al. 2016), BackdoorBench's default", preact_resnet18),
         ModelSpec("resnet50", "ResNet-50 with a 3x3 stem and no max-pool for 32x32 (BaDLoss's model)", resnet50_32px),
     ]
