@@ -208,9 +208,12 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     assert verdict.flagged.tolist() == malicious
     assert min(verdict.scores[[1, 3]]) > max(verdict.scores[[0, 2]]) and np.isfinite(verdict.scores).all()
     n, m, k = 4, 2, 5
-    assert verdict.extra_steps == n * m * k * (n - 1)
     details = verdict.details
+    drawn = [len(record["start_step"]) for record in details["per_server"]]
+    assert min(drawn) >= 1, drawn  # this seed's draws judge every primary
+    assert verdict.extra_steps == sum(drawn) * k * (n - 1)
     assert (details["m"], details["k"], details["splits"], details["reference_inputs"]) == (m, k, 6, 96)
+    assert details["replication_probability"] == pytest.approx(2 / 7)  # sub-runs 5..11 start at step 24 or later
     assert details["overhead_fraction"] == pytest.approx(m * k * (n - 1) / 60)
     made_by = {id(result): server for server, _, _, result in log}
     # Split the log into jobs: a job starts when its primary runs from the initial checkpoint (step 0).
@@ -227,7 +230,7 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
         assert all(later[1] is earlier[3] for earlier, later in zip(own, own[1:]))
         replicas = [c for c in job if c[0] != primary]
         starts = sorted({c[2] for c in replicas})
-        assert len(starts) == m and all(s >= 0.4 * 60 for s in starts)
+        assert len(starts) == drawn[primary] and all(s >= 0.4 * 60 for s in starts)
         for s in starts:
             same = [c for c in replicas if c[2] == s]
             # Every other server got the primary's own checkpoint: no checkpoint of another job leaks in.
@@ -236,9 +239,35 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
         # The job stops after its last replicated sub-run.
         assert own[-1][2] == max(starts)
         record = details["per_server"][primary]
-        assert record["start_step"] == starts and len(record["pvalue"]) == m
+        assert record["start_step"] == starts and len(record["pvalue"]) == drawn[primary]
         assert len(record["distances_to_others"][0]) == n - 1
     assert details["steps_run_by_primaries"] == sum(5 * len([c for c in job if c[0] == p]) for p, job in enumerate(jobs))
+
+
+def test_each_sub_run_is_replicated_with_probability_m_over_the_eligible_count() -> None:
+    """Figure 1's probabilistic submission: m replicated sub-runs in expectation, any eligible one equally likely,
+    sometimes none; all of them when m is at least their count."""
+    eligible = [3, 4, 5, 6, 7, 8, 9, 10]
+    rng = np.random.default_rng(0)
+    draws = [ReplicatedTraining(replicated=2).replicated_sub_runs(eligible, rng) for _ in range(20000)]
+    counts = np.array([len(d) for d in draws])
+    assert counts.mean() == pytest.approx(2, abs=0.03)
+    assert np.mean(counts == 0) == pytest.approx((1 - 2 / 8) ** 8, abs=0.01)  # 0.100
+    chosen = np.bincount([i for d in draws for i in d], minlength=11)
+    assert chosen[:3].sum() == 0 and np.allclose(chosen[3:] / len(draws), 2 / 8, atol=0.015)
+    assert ReplicatedTraining(replicated=9).replicated_sub_runs(eligible, rng) == eligible
+
+
+def test_a_job_that_draws_no_replicated_sub_run_is_not_judged() -> None:
+    class NoDraw(ReplicatedTraining):
+        def replicated_sub_runs(self, eligible: list[int], rng: np.random.Generator) -> list[int]:
+            return []
+
+    log: list = []
+    verdict = NoDraw(sub_run_steps=5, splits=6, reference_size=96).judge_servers(scripted_context([False, True, False], log))
+    assert not verdict.flagged.any() and (verdict.scores == 0).all()
+    assert verdict.extra_steps == 0 and log == []  # no job is run: nothing it returned could change a verdict
+    assert [record["pvalue"] for record in verdict.details["per_server"]] == [[], [], []]
 
 
 def test_needs_enough_reference_inputs() -> None:
@@ -308,7 +337,9 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
     verdict = defense.judge_servers(context)
     assert verdict.flagged.tolist() == malicious.tolist(), verdict.details["per_server"]
     assert min(verdict.scores[malicious]) > max(verdict.scores[~malicious])
-    assert verdict.extra_steps == 4 * 2 * 4 * 3
+    drawn = [len(record["start_step"]) for record in verdict.details["per_server"]]
+    assert min(drawn) >= 1, drawn  # this seed's draws judge every primary
+    assert verdict.extra_steps == sum(drawn) * 4 * 3
     assert verdict.details["overhead_fraction"] == pytest.approx(2 * 4 * 3 / 32)
     for record, bad in zip(verdict.details["per_server"], malicious):
         if bad:  # in every replicated sub-run, its nearest model is much further away than the benign pair

@@ -26,6 +26,7 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
         assert record["servers"] == 4 and record["malicious_servers"] == 2
         assert record["tpr"] == 1.0 and record["fpr"] == 0.0, record["details"]["per_server"]
         steps = 8 * 7  # 430 images in batches of 64, 8 epochs
-        assert record["overhead_frac"] == pytest.approx(2 * 4 * 3 / steps)
+        drawn = sum(len(server["start_step"]) for server in record["details"]["per_server"])  # m = 2 expected a job
+        assert record["overhead_frac"] == pytest.approx(drawn * 4 * 3 / (4 * steps))
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "Table 5: training-run detection" in markdown and "Table 2" not in markdown

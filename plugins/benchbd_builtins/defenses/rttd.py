@@ -5,9 +5,12 @@ implementation's choices, not the paper's.
 
 Setting (abstract, figure 1): a client outsources its training job to a primary server among n non-colluding
 servers, some of them malicious. The job is cut into sub-runs of k optimiser steps; after every sub-run the client
-downloads the checkpoint and hands it back for the next one. m sub-runs, chosen at random so that the primary cannot
-know which, are also given, from the same starting checkpoint W_t, to the n − 1 other servers; the client gets back
-W_{t+k,1..n} and computes their pairwise distances. Benign servers run the same training process, so their models'
+downloads the checkpoint and hands it back for the next one. At the start of a sub-run the job is "probabilistically
+submitted" to all n servers (figure 1), so that the primary cannot know which sub-runs are checked: each sub-run the
+client may replicate is also given, from the same starting checkpoint W_t, to the n − 1 other servers with
+probability p = m / (the number it may replicate), m the expected number of replicated sub-runs (figure 2's m); the
+client gets back W_{t+k,1..n} and computes their pairwise distances. A job may draw no replicated sub-run at all
+(probability (1 − p)^count): its primary is then not judged and not flagged, as the paper's client would not. Benign servers run the same training process, so their models'
 distances form a tight cluster; a server that inserts a backdoor needs updates that differ from clean training.
 
 Decision (figure 4's caption): the client assumes a fraction r of the servers benign. Of the primary's n − 1
@@ -25,9 +28,10 @@ gives the two-sided test. r is ``benign_fraction``; unset, it is the threat mode
 
 Each server is the primary of its own job (:meth:`ReplicatedTraining.judge_servers`): the job runs from
 ``context.initial`` on the primary, sub-run by sub-run, each sub-run starting from the checkpoint the previous one
-returned; m of its sub-runs are replicated on the other servers and tested; the primary is flagged when any of its
-m tests rejects at level ``alpha``/m (Bonferroni: at most ``alpha`` family-wise false-alarm probability per benign
-primary whatever the dependence between the tests). Its score is the largest −log10 p over its m tests.
+returned; the sub-runs its draw replicates run on the other servers too and are tested; the primary is flagged
+when any of its T tests rejects at level ``alpha``/T (Bonferroni: at most ``alpha`` family-wise false-alarm
+probability per benign primary whatever the dependence between the tests). Its score is the largest −log10 p over
+its tests, 0 when it has none.
 
 Distances (on the client's clean reference inputs, ``reference_size`` of them drawn once per call):
 
@@ -58,8 +62,8 @@ Deviations and choices (*ours*):
 - Work. The primary's own model of a replicated sub-run is its job's sub-run (not run twice); each returned model's
   outputs are computed once; a job is not run past its last replicated sub-run, which cannot change the verdict.
   Nothing is shared between primaries: every job has its own checkpoints, sub-run draw and replicas.
-- Overhead: m·k·(n − 1) replicated steps per job (figure 2's count), reported as ``extra_steps`` summed over the n
-  jobs, and as a fraction of the job's steps in ``details``.
+- Overhead: m·k·(n − 1) replicated steps per job in expectation (figure 2's count), in ``details`` with its
+  fraction of the job's steps; the steps the draws really replicated are ``extra_steps``, summed over the n jobs.
 
 What detection rests on: the paper's replicas are runs of *the same training process*, whose distances "all fall
 into a single bin" (figure 4), and its malicious servers are non-colluding, each inserting its own backdoor. The
@@ -225,6 +229,13 @@ class ReplicatedTraining(TrainingRunDefense):
         eligible = [i for i, step in enumerate(starts) if i >= 1 and step >= first]
         return starts, eligible or [len(starts) - 1]
 
+    def replicated_sub_runs(self, eligible: list[int], rng: np.random.Generator) -> list[int]:
+        """Figure 1's draw: each of the ``eligible`` sub-runs is replicated with probability p =
+        ``replicated`` / len(``eligible``) (1 when there are fewer), independently; ``replicated`` sub-runs in
+        expectation, possibly none."""
+        p = min(1.0, self.replicated / len(eligible))
+        return [index for index, draw in zip(eligible, rng.random(len(eligible))) if draw < p]
+
     # -- the procedure ----------------------------------------------------------------------------------------
     def judge_servers(self, context: TrainingRunContext) -> TrainingRunVerdict:
         servers, rng = context.servers, context.rng
@@ -245,12 +256,13 @@ class ReplicatedTraining(TrainingRunDefense):
         extra_steps = primary_steps = 0
         per_server: list[dict[str, object]] = []
         for primary in range(n):
-            picked = {int(i) for i in rng.choice(eligible, size=m, replace=False)}
-            tested, steps_run, replica_steps = self._job(context, primary, picked, reference, splits, benign)
+            picked = self.replicated_sub_runs(eligible, rng)
+            tested, steps_run, replica_steps = self._job(context, primary, set(picked), reference, splits, benign)
             primary_steps, extra_steps = primary_steps + steps_run, extra_steps + replica_steps
             pvalues = [test.pvalue for _, test, _ in tested]
-            flagged[primary] = min(pvalues) <= self.alpha / m
-            scores[primary] = max(-math.log10(max(p, 1e-300)) for p in pvalues) + 0.0  # + 0.0: no −0.0
+            if pvalues:
+                flagged[primary] = min(pvalues) <= self.alpha / len(pvalues)
+                scores[primary] = max(-math.log10(max(p, 1e-300)) for p in pvalues) + 0.0  # + 0.0: no −0.0
             per_server.append(
                 {
                     "start_step": [step for step, _, _ in tested],
@@ -265,11 +277,11 @@ class ReplicatedTraining(TrainingRunDefense):
         details: dict[str, object] = {
             "distance": self.distance,
             "m": m,
+            "replication_probability": min(1.0, self.replicated / len(eligible)),
             "k": k,
             "servers": n,
             "assumed_benign": benign,
             "alpha": self.alpha,
-            "per_test_level": self.alpha / m,
             "splits": self.splits,
             "reference_inputs": count,
             "job_steps": job_steps,
@@ -289,15 +301,16 @@ class ReplicatedTraining(TrainingRunDefense):
         splits: list[np.ndarray],
         benign: int,
     ) -> tuple[list[tuple[int, SubRunTest, list[float]]], int, int]:
-        """``primary``'s job from ``context.initial``, sub-run by sub-run, up to its last replicated sub-run; the
-        sub-runs in ``picked`` also run on every other server from the primary's checkpoint and are tested.
+        """``primary``'s job from ``context.initial``, sub-run by sub-run, up to its last replicated sub-run (none
+        when ``picked`` is empty); the sub-runs in ``picked`` also run on every other server from the primary's
+        checkpoint and are tested.
 
         Returns each test with its start step and the primary's distances to the others, the steps the primary ran,
         and the steps the other servers ran for it."""
         servers, k = context.servers, self.sub_run_steps
         tested: list[tuple[int, SubRunTest, list[float]]] = []
         checkpoint, steps_run, replica_steps = context.initial, 0, 0
-        for index in range(max(picked) + 1):
+        for index in range(max(picked, default=-1) + 1):
             start = checkpoint
             checkpoint = servers[primary].run(start, k)
             steps_run += checkpoint.step - start.step
