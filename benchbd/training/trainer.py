@@ -104,7 +104,10 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 class Trainer:
-    """Trains and evaluates models with one :class:`TrainingProfile` on one device, deterministically per seed."""
+    """Trains and evaluates models with one :class:`TrainingProfile` on one device, deterministically per seed.
+
+    ``bf16``: forward passes under bfloat16 autocast; unset, on CUDA only (a CPU test sets it to run the GPU's path).
+    """
 
     def __init__(
         self,
@@ -112,12 +115,13 @@ class Trainer:
         device: torch.device,
         seed: int,
         on_epoch: Callable[[str, int, int], None] | None = None,
+        bf16: bool | None = None,
     ) -> None:
         self.profile = profile
         self.device = device
         self.seed = seed
         self.on_epoch = on_epoch
-        self.use_bf16 = device.type == "cuda"
+        self.use_bf16 = device.type == "cuda" if bf16 is None else bf16
 
     # -- data -----------------------------------------------------------------------------------------------
     def images(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""The code paths a GPU takes, run on the CPU where torch allows it (issue 21 item 2): bf16 autocast in training
+and inference, and the channels_last layout of models and images."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from benchbd.data.images import ImageData
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
+from benchbd_builtins.models import small_cnn
+
+
+def test_training_and_inference_run_under_bf16_autocast(colour_data: ImageData) -> None:
+    """The CUDA path's autocast on the CPU: the convolutions compute in bfloat16, the weights stay float32, and the
+    model still learns the four colours (chance is 25%)."""
+    trainer = Trainer(replace(PROFILES["fast"], epochs=3), torch.device("cpu"), seed=0, bf16=True)
+    assert Trainer(PROFILES["fast"], torch.device("cpu"), seed=0).use_bf16 is False  # off on a CPU unless asked
+    model = trainer.place(small_cnn(colour_data.num_classes))
+    seen: list[torch.dtype] = []
+    model.backbone[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    trainer.fit(model, colour_data.x_train, colour_data.y_train)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    predictions = trainer.predict(model, colour_data.x_test)
+    assert seen[-1] == torch.bfloat16  # inference too
+    accuracy = (predictions.numpy() == colour_data.y_test).mean()
+    assert accuracy > 0.8, accuracy
+
+
+def test_models_and_images_are_channels_last() -> None:
+    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    model = trainer.place(small_cnn(4))
+    conv = model.backbone[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    images = trainer.images(torch.zeros(2, 32, 32, 3, dtype=torch.uint8).numpy())
+    assert images.shape == (2, 3, 32, 32) and images.is_contiguous(memory_format=torch.channels_last)
