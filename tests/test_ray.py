@@ -7,14 +7,20 @@ from pathlib import Path
 import pytest
 
 from benchbd.cli import main
-from benchbd.harness.results import read_records
+from benchbd.harness.config import MatrixConfig
+from benchbd.harness.executors import run_on_ray
+from benchbd.harness.plan import Plan
+from benchbd.harness.results import RunDirectory, read_records
+from benchbd.registry import default_registry
 
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """A local Ray that declares one GPU it does not have: tasks asking for one are scheduled (one at a time) as
+    on a GPU machine, and run on the CPU."""
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -37,3 +43,19 @@ def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_pat
     capsys.readouterr()
     assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
     assert "0 cell(s) run, 2 already finished" in capsys.readouterr().out
+
+
+def test_ray_tasks_that_request_a_gpu_are_scheduled_and_run(tiny_signs: Path, tmp_path: Path, local_ray) -> None:
+    """The executor's GPU branch (each group a task of one GPU) on a CPU-only Ray that declares one."""
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch", "single-pixel"], defenses=["none"], mode="single",
+                          device="cpu", executor="ray", out=tmp_path)
+    plan = Plan(config, default_registry())
+    work = plan.pending(set())
+    assert len(work) == 2
+    run_dir = RunDirectory(tmp_path)
+    try:
+        records = list(run_on_ray(config, run_dir.path, work, use_gpu=True))
+    finally:
+        run_dir.close()
+    assert sorted(r["attacks"][0] for r in records) == ["patch", "single-pixel"]
+    assert all(r["status"] == "ok" for r in records)

@@ -24,7 +24,14 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
     for record in records.values():
         assert record["unit"] == "training-run" and record["status"] == "ok"
         assert record["servers"] == 4 and record["malicious_servers"] == 2
-        assert record["tpr"] == 1.0 and record["fpr"] == 0.0, record["details"]["per_server"]
+        # RTTD replicates each eligible sub-run with probability m / their count: a job may draw none, and its
+        # primary is then not judged (not flagged). Every judged server is flagged exactly when it is malicious.
+        judged = [bool(server["pvalue"]) for server in record["details"]["per_server"]]
+        malicious, flagged = record["server_malicious"], record["server_flagged"]
+        assert sum(malicious) == 2
+        assert flagged == [m and j for m, j in zip(malicious, judged)], record["details"]["per_server"]
+        assert any(flagged) and record["fpr"] == 0.0
+        assert record["tpr"] == sum(flagged) / 2
         steps = 8 * 7  # 430 images in batches of 64, 8 epochs
         drawn = sum(len(server["start_step"]) for server in record["details"]["per_server"])  # m = 2 expected a job
         assert record["overhead_frac"] == pytest.approx(drawn * 4 * 3 / (4 * steps))

@@ -65,6 +65,8 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, n
         **detection_metrics(scores, flagged, malicious),
         "servers": n,
         "malicious_servers": malicious_count,
+        "server_malicious": malicious.tolist(),  # which servers ran the attacks, and which the defense flagged
+        "server_flagged": flagged.tolist(),
         "extra_steps": int(verdict.extra_steps),
         "overhead_frac": verdict.extra_steps / (n * job.total_steps),
         "details": verdict.details,
