@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -138,13 +140,15 @@ def test_wanet_probe_is_a_new_field_with_the_same_parameters() -> None:
 
 
 def test_wanet_backdoor_is_learned_end_to_end(colour_data: ImageData) -> None:
-    """A small-cnn trained (fast profile) on colour classes with 20% warped and relabelled examples."""
+    """A small-cnn trained (fast profile, 16 epochs) on colour classes with 20% warped and relabelled examples. At
+    the profile's 8 epochs the backdoor was learned or not with the seed (ASR 0.29-1.0 over seeds 0-3), at 16
+    always (1.0)."""
     data = colour_data
     x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     attack = WaNetAttack(target=0, strength=1.0, grid_size=4, ratio=0.2)
     attack.prepare(x, y, data.num_classes, np.random.default_rng(0))
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
-    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    trainer = Trainer(replace(PROFILES["fast"], epochs=16), torch.device("cpu"), seed=0)
     torch.manual_seed(0)
     model = trainer.fit(small_cnn(data.num_classes), poisoned.x, poisoned.y)
     assert clean_accuracy(trainer, model, data) > 0.9
