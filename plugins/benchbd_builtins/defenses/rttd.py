@@ -229,11 +229,14 @@ class ReplicatedTraining(TrainingRunDefense):
         eligible = [i for i, step in enumerate(starts) if i >= 1 and step >= first]
         return starts, eligible or [len(starts) - 1]
 
+    def replication_probability(self, eligible: int) -> float:
+        """p = ``replicated`` / the number of ``eligible`` sub-runs, 1 when there are fewer."""
+        return min(1.0, self.replicated / eligible)
+
     def replicated_sub_runs(self, eligible: list[int], rng: np.random.Generator) -> list[int]:
-        """Figure 1's draw: each of the ``eligible`` sub-runs is replicated with probability p =
-        ``replicated`` / len(``eligible``) (1 when there are fewer), independently; ``replicated`` sub-runs in
-        expectation, possibly none."""
-        p = min(1.0, self.replicated / len(eligible))
+        """Figure 1's draw: each of the ``eligible`` sub-runs is replicated with probability
+        :meth:`replication_probability`, independently; ``replicated`` sub-runs in expectation, possibly none."""
+        p = self.replication_probability(len(eligible))
         return [index for index, draw in zip(eligible, rng.random(len(eligible))) if draw < p]
 
     # -- the procedure ----------------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ class ReplicatedTraining(TrainingRunDefense):
         details: dict[str, object] = {
             "distance": self.distance,
             "m": m,
-            "replication_probability": min(1.0, self.replicated / len(eligible)),
+            "replication_probability": self.replication_probability(len(eligible)),
             "k": k,
             "servers": n,
             "assumed_benign": benign,
