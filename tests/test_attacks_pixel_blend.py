@@ -196,8 +196,8 @@ def clean_colour_model(colour_data: ImageData) -> ImageClassifier:
     return Trainer(UNAUGMENTED, torch.device("cpu"), seed=0).fit(small_cnn(colour_data.num_classes), colour_data.x_train, colour_data.y_train)
 
 
-@pytest.mark.parametrize("attack", [SinglePixelAttack(target=0, ratio=0.2), RandomBlendAttack(target=0, ratio=0.2),
-                                    DimpleBlendAttack(target=0, ratio=0.2)], ids=lambda a: a.name)
+@pytest.mark.parametrize("attack", [SinglePixelAttack(target=0, ratio=0.2), RandomBlendAttack(target=0, ratio=0.2)],
+                         ids=lambda a: a.name)
 def test_dirty_label_backdoor_is_learned_end_to_end(
     attack: DataPoisoningAttack, colour_data: ImageData, clean_colour_model: ImageClassifier
 ) -> None:
@@ -211,6 +211,26 @@ def test_dirty_label_backdoor_is_learned_end_to_end(
     assert clean_accuracy(trainer, model, colour_data) > 0.9
     assert attack_success_rate(trainer, model, colour_data, attack, boosted=True) > 0.5
     assert attack_success_rate(trainer, clean_colour_model, colour_data, attack, boosted=True) < 0.1
+
+
+def test_dimple_backdoor_is_learned_from_enough_poisoned_examples(colour_data_large: ImageData) -> None:
+    """The dimple grid at the paper's alpha (6/255 at every fourth pixel) lies under these images' pixel noise
+    (σ 25/255): from 120 poisoned examples it was learned or not with the seed (boosted ASR 0.00-0.80 over seeds 0-3),
+    from 240 always (0.99-1.00), at a cost in clean accuracy (0.79-0.88), as the grid resembles the noise. On real
+    GTSRB see leaderboard/gtsrb-cpu-badloss."""
+    attack = DimpleBlendAttack(target=0, ratio=0.2)
+    data = colour_data_large
+    attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(0))
+    poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
+    trainer = Trainer(UNAUGMENTED, torch.device("cpu"), seed=0)
+    torch.manual_seed(0)
+    model = trainer.fit(small_cnn(data.num_classes), poisoned.x, poisoned.y)
+    torch.manual_seed(0)
+    clean_model = trainer.fit(small_cnn(data.num_classes), data.x_train, data.y_train)
+    assert clean_accuracy(trainer, clean_model, data) > 0.9
+    assert clean_accuracy(trainer, model, data) > 0.7
+    assert attack_success_rate(trainer, model, data, attack, boosted=True) > 0.9
+    assert attack_success_rate(trainer, clean_model, data, attack, boosted=True) < 0.1
 
 
 @pytest.mark.parametrize(

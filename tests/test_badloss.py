@@ -10,8 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from benchbd import BenchbdError, ImageData
-from benchbd.data.images import load_npz
+from benchbd import BenchbdError
 from benchbd.harness.poisoning import poison_training_set
 from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.training.profiles import PROFILES
@@ -125,22 +124,27 @@ def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
     assert verdict.flagged[mask & verdict.judged].mean() > 0.9  # those P3 overwrote are kept unjudged (A.1 step 8)
 
 
-def test_detects_blend_random(small_signs) -> None:
+def test_detects_blend_random(colour_data_large) -> None:
     """BaDLoss Table 2 removes blend-random on GTSRB (ASR 98.6% → 0.2%): its examples' loss trajectories stand
-    out. BaDLoss trains its own probationary model, so no poisoned model is needed here."""
+    out. BaDLoss trains its own probationary model, so no poisoned model is needed here. On data whose clean task the
+    model learns (these colour classes; measured AUROC 1.00 over seeds 0-3), not on the small synth-signs set, whose
+    43 classes of 50 images a small-cnn fits too poorly for clean trajectories to resemble the clean probes'
+    (0.79-0.95 over seeds 0-2)."""
     from benchbd_builtins.attacks.blend import RandomBlendAttack
     from benchbd_builtins.models import small_cnn
 
-    data = ImageData.from_arrays("small-signs", load_npz(small_signs), family="gtsrb", num_classes=43)
-    attack = RandomBlendAttack(target=2, ratio=0.05)
+    data = colour_data_large
+    attack = RandomBlendAttack(target=0, ratio=0.05)
     rng = np.random.default_rng(0)
     attack.prepare(data.x_train, data.y_train, data.num_classes, rng)
     poisoned = poison_training_set(data, [attack], rng)
     torch.manual_seed(0)
+    trainer = Trainer(replace(PROFILES["fast"], shift=0), torch.device("cpu"), seed=0)
     context = example_context(
-        data, poisoned, None, Trainer(PROFILES["fast"], torch.device("cpu"), seed=0), lambda: small_cnn(43), [attack],
-        rng=np.random.default_rng(1), probe_seed=1, trusted=trusted_sample(poisoned, 430, np.random.default_rng(2)),
-        single_attack=True, features=lambda: None,
+        data, poisoned, None, trainer, lambda: small_cnn(data.num_classes), [attack], rng=np.random.default_rng(1),
+        probe_seed=1, trusted=trusted_sample(poisoned, 200, np.random.default_rng(2)), single_attack=True,
+        features=lambda: None,
     )
     verdict = BaDLoss().score_examples(context)
-    assert roc_auc_score(poisoned.mask[verdict.judged], verdict.scores[verdict.judged]) > 0.8
+    assert roc_auc_score(poisoned.mask[verdict.judged], verdict.scores[verdict.judged]) > 0.95
+    assert verdict.flagged[poisoned.mask & verdict.judged].mean() > 0.9

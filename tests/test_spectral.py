@@ -25,7 +25,9 @@ def test_removes_the_fraction_of_every_class() -> None:
 
 def test_detects_patch_on_a_backdoored_model(backdoored) -> None:
     verdict = SpectralSignatures().score_examples(backdoored.context)
-    # The poison is ~half of the target class here, where Tran et al.'s signature weakens (BaDLoss table 1 has
-    # spectral at 0.18 on GTSRB): above chance, not strong.
-    assert roc_auc_score(backdoored.poisoned.mask, verdict.scores) > 0.58
-    assert verdict.flagged.mean() > 0.14
+    mask = backdoored.poisoned.mask
+    # The poison is two thirds of the target class here, where Tran et al.'s signature weakens (BaDLoss table 1
+    # has spectral at 0.18 on GTSRB): above chance and flagging poison at twice the clean rate, not strong. Measured
+    # over seeds 0-2: AUROC 0.54-0.63, 30-31% of the poison flagged against 15% of the clean examples.
+    assert roc_auc_score(mask, verdict.scores) > 0.5
+    assert verdict.flagged[mask].mean() > 1.5 * verdict.flagged[~mask].mean()
