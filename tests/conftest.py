@@ -94,7 +94,8 @@ class Backdoored:
 
 
 @pytest.fixture(scope="session")
-def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Backdoored:
+def backdoored_model(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Backdoored:
+    """The backdoored fixture, trained once per session; tests take :func:`backdoored`, which gives each its own context."""
     from benchbd_builtins.models import small_cnn
 
     def seeded_model() -> ImageClassifier:
@@ -126,6 +127,15 @@ def backdoored(small_signs: Path, tmp_path_factory: pytest.TempPathFactory, work
         trusted=trusted_sample(poisoned, 430, np.random.default_rng(2)), single_attack=True, features=lambda: features,
     )
     return Backdoored(data, attack, poisoned, model, trainer, context)
+
+
+@pytest.fixture
+def backdoored(backdoored_model: Backdoored) -> Backdoored:
+    """The backdoored fixture with a context of its own: the random stream a defense draws from (context.rng)
+    starts afresh in every test, so what one test asserts does not depend on which tests ran before it on the
+    same worker."""
+    context = replace(backdoored_model.context, rng=np.random.default_rng(1))
+    return replace(backdoored_model, context=context)
 
 
 @pytest.fixture(scope="session")
