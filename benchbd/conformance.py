@@ -215,7 +215,10 @@ def _context() -> tuple[ExampleContext, np.ndarray]:
 def _model_context() -> ModelContext:
     context, _ = _context()
     data = context.data
-    return ModelContext(context.model, context.trainer, data.num_classes, data.x_test, data.y_test, np.random.default_rng(0))
+    return ModelContext(
+        context.model, context.trainer, data.num_classes, data.x_test, data.y_test, data.x_train, data.y_train,
+        np.random.default_rng(0),
+    )
 
 
 def _training_run_context() -> TrainingRunContext:
@@ -280,7 +283,10 @@ def _model_defense_checks(cls: type[ModelDefense], params: Params) -> list[Check
         assert isinstance(result.flagged, bool), f"flagged is {type(result.flagged).__name__}, not bool"
         classes = tiny_data().num_classes
         assert all(isinstance(c, int) and 0 <= c < classes for c in result.suspect_classes), f"suspect classes {result.suspect_classes}"
+        assert isinstance(result.not_judged, str), f"not_judged is {type(result.not_judged).__name__}, not str"
         verdicts.append(result)
+        if result.not_judged:
+            return f"not judged ({result.not_judged}), in {seconds:.1f} s"
         return f"score {result.score:.3g}, flagged {result.flagged}, suspects {result.suspect_classes}, in {seconds:.1f} s"
 
     def determinism() -> str:

@@ -104,11 +104,14 @@ class ExampleDefense(Defense):
 
 @dataclass
 class ModelContext:
-    """What a model-level defense may look at: one trained model and a small clean set the defender holds.
+    """What a model-level defense may look at: one trained model and the clean data the defender holds.
 
     ``clean_x``/``clean_y`` are held-out clean images (uint8, N×H×W×3) with their labels, up to 2,000 drawn from
-    the test split (the model's clean accuracy and ASR are measured on the whole split). ``trainer`` runs batched inference (and training, for
-    defenses that need it) with the cell's profile on the cell's device.
+    the test split (the model's clean accuracy and ASR are measured on the whole split). ``train_x``/``train_y`` are
+    the clean training set as the defender handed it over for training, before anyone poisoned it (the user's own
+    data in AEGIS's threat model, section III: "the user has access to clean training data"); a defense whose
+    paper assumes no such access must not use them. ``trainer`` runs batched inference (and training, for defenses
+    that need it) with the cell's profile on the cell's device.
     """
 
     model: ImageClassifier
@@ -116,6 +119,8 @@ class ModelContext:
     num_classes: int
     clean_x: np.ndarray
     clean_y: np.ndarray
+    train_x: np.ndarray
+    train_y: np.ndarray
     rng: np.random.Generator
 
 
@@ -126,12 +131,16 @@ class ModelVerdict:
     ``score``: higher = more likely backdoored (finite; ranks models for AUROC). ``flagged``: the defense's own
     decision. ``suspect_classes``: the classes it names as backdoor targets (empty when it flags nothing).
     ``details``: small JSON-serialisable figures kept with the record (per-class anomaly indices, cluster counts).
+    ``not_judged``: when not empty, why the defense could not judge this model (its paper's assumption does not
+    hold, e.g. AEGIS's "the analyzed model is robust"); the harness then leaves the model out of the detection
+    figures and records the reason, whatever ``score`` and ``flagged`` say.
     """
 
     score: float
     flagged: bool
     suspect_classes: list[int] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
+    not_judged: str = ""
 
 
 @dataclass

@@ -232,17 +232,37 @@ def test_judge_flags_the_class_with_an_extra_cluster() -> None:
     assert median.suspect_classes == [2]
 
 
-def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, signs: Signs) -> None:
-    context = ModelContext(
-        model=trained,
-        trainer=trainer,
-        num_classes=CLASSES,
-        clean_x=signs["x_test"][:120],
-        clean_y=signs["y_test"][:120],
-        rng=np.random.default_rng(0),
+def model_context(model: ImageClassifier, trainer: Trainer, signs: Signs) -> ModelContext:
+    return ModelContext(
+        model=model, trainer=trainer, num_classes=CLASSES, clean_x=signs["x_test"][:120], clean_y=signs["y_test"][:120],
+        train_x=signs["x_train"], train_y=signs["y_train"], rng=np.random.default_rng(0),
     )
-    aegis = AEGIS(seeds=60, translate_steps=10, classes="0,2")  # L2 steps of length 1, the default
+
+
+def test_a_model_below_the_robustness_bar_is_not_judged(trained: ImageClassifier, trainer: Trainer, signs: Signs) -> None:
+    """AEGIS assumes a robust model (section III): the check is the accuracy under the training budget's PGD, and a
+    model below the bar gets the reason instead of a cluster count. (This 4-class standard model keeps about 0.2
+    under PGD, near chance; the bar is set above it.)"""
+    check = AEGIS(seeds=40, translate_steps=5, classes="0", class_images=20, min_adversarial_accuracy=0.5)
+    clean_accuracy = (trainer.predict(trained, signs["x_test"][:120]).numpy() == signs["y_test"][:120]).mean()
+    verdict = check.inspect_model(model_context(trained, trainer, signs))
+    assert verdict.not_judged.startswith("not robust: adversarial accuracy")
+    assert "min_adversarial_accuracy 50%" in verdict.not_judged
+    assert verdict.details["adversarial_accuracy"] < min(0.5, clean_accuracy - 0.2)  # PGD took accuracy away
+    assert "cluster_counts" not in verdict.details and not verdict.flagged
+    judged = replace(check, min_adversarial_accuracy=0.0).inspect_model(model_context(trained, trainer, signs))
+    assert not judged.not_judged and judged.details["cluster_counts"].keys() == {"0"}
+    assert judged.details["adversarial_accuracy"] == verdict.details["adversarial_accuracy"]  # same context seed
+
+
+def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, signs: Signs) -> None:
+    context = model_context(trained, trainer, signs)
+    # L2 steps of length 1, the default; no robustness required of this standard model
+    aegis = AEGIS(seeds=60, translate_steps=10, classes="0,2", class_images=30, min_adversarial_accuracy=0)
     verdict = aegis.inspect_model(context)
+    assert not verdict.not_judged
+    assert verdict.details["clean_images"] == {"0": 30, "2": 30}  # the classes' training images, at most 30
+    assert 0 <= verdict.details["adversarial_accuracy"] <= 1
     assert set(verdict.details["cluster_counts"]) == {"0", "2"}
     assert all(count >= 1 for count in verdict.details["cluster_counts"].values())
     assert verdict.details["seeds"] == 60

@@ -17,7 +17,8 @@ from benchbd.registry import default_registry
 CHEAP: dict[str, dict[str, object]] = {
     "abl": {"isolation_epochs": 1},
     "activation-clustering": {"reduction": "pca"},
-    "aegis": {"train_steps": 1, "translate_steps": 2, "seeds": 16, "perplexity": 5.0, "min_cluster_size": 2, "classes": "0,1"},
+    "aegis": {"train_steps": 1, "translate_steps": 2, "seeds": 16, "perplexity": 5.0, "min_cluster_size": 2, "classes": "0,1",
+              "class_images": 16, "robustness_images": 16, "min_adversarial_accuracy": 0.0},
     "badloss": {"probes": 20},
     "frequency": {"epochs": 1, "probes": 50},
     "neural-cleanse": {"clean_count": 16, "steps": 1, "batch_size": 2, "patience": 1},

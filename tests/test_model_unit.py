@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -40,11 +40,35 @@ class KnownTriggerDetector(ModelDefense):
         return ModelVerdict(score=float(counts.max()), flagged=bool(counts.max() > 0.5), suspect_classes=[top] if counts.max() > 0.5 else [])
 
 
+@dataclass
+class SecondModelRefused(KnownTriggerDetector):
+    """The known-trigger detector that cannot judge the second model it is shown (the first clean one)."""
+
+    name: ClassVar[str] = "second-refused"
+    description: ClassVar[str] = "test: judges every model but the second"
+    shown: ClassVar[int] = 0
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        SecondModelRefused.shown += 1
+        verdict = super().inspect_model(context)
+        return replace(verdict, not_judged="test: the second model") if SecondModelRefused.shown == 2 else verdict
+
+
+@dataclass
+class EveryModelRefused(KnownTriggerDetector):
+    name: ClassVar[str] = "all-refused"
+    description: ClassVar[str] = "test: judges no model"
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        return ModelVerdict(score=0.0, flagged=False, not_judged="test: assumption does not hold")
+
+
 def registry_with_detector() -> Registry:
     manager = make_manager()
     for name, plugin in default_registry().manager.list_name_plugin():
         manager.register(plugin, name=name)
-    manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: [KnownTriggerDetector])), name="test-plugins")
+    defenses = [KnownTriggerDetector, SecondModelRefused, EveryModelRefused]
+    manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: defenses)), name="test-plugins")
     return Registry(manager, {"test-plugins": "tests"})
 
 
@@ -65,3 +89,21 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     assert len(list((tmp_path / "models").glob("*.pt"))) == 3 and len(list((tmp_path / "models").glob("*.json"))) == 3
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00"]]
+
+
+def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: Path, tmp_path: Path) -> None:
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["second-refused", "all-refused"], device="cpu",
+                          out=tmp_path, mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
+    SecondModelRefused.shown = 0
+    summary = Matrix(config, registry_with_detector(), Progress()).run()
+    assert not summary.failed
+    one, every = sorted(read_records(tmp_path / "results.jsonl"), key=lambda r: r["defense"] != "second-refused")
+    assert one["status"] == "ok" and one["not_judged"] == ["", "test: the second model", ""]
+    assert one["model_scores"]["clean"][0] is None and one["model_scores"]["clean"][1] is not None
+    assert one["tpr"] == 1.0 and one["fpr"] == 0.0  # over the backdoored model and the one clean model judged
+    assert one["class_fpr"] == 0.0 and one["target_found"] == {"patch": True}
+    assert every["status"] == "not_applicable" and "judged no model: test: assumption does not hold" in every["error"]
+    assert every["not_judged"] == ["test: assumption does not hold"] * 3
+    table = next(t for t in build_tables([one, every]) if t.title.startswith("Table 4"))
+    refused_row = next(row for row in table.rows if row[0] == "all-refused")
+    assert all(cell.startswith("n/a") for cell in refused_row[2:])  # with a note that gives the reason

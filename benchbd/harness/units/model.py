@@ -80,18 +80,32 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
     clean_x, clean_y = defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))
     rng = plan.stream(group, "defense", name)
     verdicts = [
-        checked(defense, defense.inspect_model(ModelContext(model, state.trainer, data.num_classes, clean_x, clean_y, np.random.default_rng(rng.integers(2**32)))))
+        checked(defense, defense.inspect_model(ModelContext(
+            model, state.trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train,
+            np.random.default_rng(rng.integers(2**32)),
+        )))
         for model in models
     ]
     targets = {a.target for a in state.attacks}
     is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean
-    result: dict[str, Any] = detection_metrics(np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts]), is_backdoored)
-    false_classes = len(set(verdicts[0].suspect_classes) - targets) + sum(len(v.suspect_classes) for v in verdicts[1:])
+    judged = np.array([not v.not_judged for v in verdicts])
+    if not judged.any():
+        return {"status": "not_applicable", "error": f"{defense.name} judged no model: {verdicts[0].not_judged}",
+                "not_judged": [v.not_judged for v in verdicts]}
+    scores, flags = np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts])
+    result: dict[str, Any] = detection_metrics(scores[judged], flags[judged], is_backdoored[judged])
+    suspects = [v.suspect_classes if not v.not_judged else [] for v in verdicts]
+    clean_judged = int(judged[1:].sum())
+    false_classes = (len(set(suspects[0]) - targets) if judged[0] else 0) + sum(len(s) for s in suspects[1:])
+    classes_judged = (data.num_classes - len(targets)) * int(judged[0]) + data.num_classes * clean_judged
     result.update(
-        target_found={a.name: a.target in verdicts[0].suspect_classes for a in state.attacks},
-        class_fpr=false_classes / ((data.num_classes - len(targets)) + data.num_classes * (len(models) - 1)),
-        model_scores={"backdoored": verdicts[0].score, "clean": [v.score for v in verdicts[1:]]},
+        target_found={a.name: a.target in suspects[0] for a in state.attacks} if judged[0] else {},
+        class_fpr=false_classes / classes_judged if classes_judged else None,
+        model_scores={"backdoored": verdicts[0].score if judged[0] else None,
+                      "clean": [v.score if not v.not_judged else None for v in verdicts[1:]]},
         details=verdicts[0].details,
+        not_judged=[v.not_judged for v in verdicts],
+        clean_details=[v.details for v in verdicts[1:]],
     )
     if models[0] is not state.model:
         result["judged_model"] = model_figures(state.trainer, models[0], data, state.attacks)

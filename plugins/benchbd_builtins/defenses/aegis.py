@@ -8,10 +8,10 @@ alike, are trained with :meth:`AEGIS.training_loss`: the wrapped loss at PGD exa
 
 Detection (section IV, algorithm 1, steps 1-4). For every examined class y:
 
-1. Translation: ``seeds`` random clean images of any label (step 1: "no constraint on the labels of the seed
+1. Translation: ``seeds`` random clean training images of any label (step 1: "no constraint on the labels of the seed
    images") are moved toward y by first-order optimisation of y's probability (equation 5: descend the
    cross-entropy of y), PGD from the seed itself, without a random start (:func:`translate_toward`).
-2. Features: penultimate activations (``model.features``) of the defender's clean images of class y and of
+2. Features: penultimate activations (``model.features``) of the clean training images of class y and of
    the translated images, concatenated (step 2).
 3. t-SNE to two dimensions, perplexity ``perplexity`` (step 3; Table XV: 30).
 4. Mean shift (Fukunaga & Hostetler 1975) on the embedding, bandwidth from scikit-learn's
@@ -20,7 +20,7 @@ Detection (section IV, algorithm 1, steps 1-4). For every examined class y:
 A clean class shows two clusters, its own images and its translations (section IV: "the training set cluster
 and the translated image cluster"); the paper flags a class with more than two (section V-B, RQ2: "classes that
 have more than two feature clusters") and a model with any flagged class. ``rule="fixed"`` is that rule with
-``clean_clusters`` = 2 (a class of which the defender holds no clean image can only show its translations, so
+``clean_clusters`` = 2 (a class of which the defender holds no training image can only show its translations, so
 its bound is one less). ``rule="median"`` flags a class whose count exceeds the median count over the examined
 classes instead, for models on which clean classes do not show exactly two (ours, not the paper's).
 ``clusterer="hdbscan"`` is the paper's RQ7 ablation (McInnes et al.'s ``hdbscan`` package).
@@ -28,8 +28,9 @@ classes instead, for models on which clean classes do not show exactly two (ours
 Score (ours; the paper only flags): per class, its count minus its bound, plus, when that is positive, the
 fraction of the class's points outside its ``bound`` largest clusters (in [0, 1): among models with equal excess
 counts, more mass in the extra clusters ranks higher); the model's score is the largest over the examined
-classes. ``details`` keep each examined class's cluster count, bound, score, clean-image count and bandwidth,
-the fraction of translations the model assigns to the class, and the number of seeds.
+classes. ``details`` keep each examined class's cluster count, bound, score, training-image count and
+bandwidth, the fraction of translations the model assigns to the class, the number of seeds and the
+adversarial accuracy.
 
 From the paper: 500 seed images per class (section IV step 1; RQ4 varies 200-800), perplexity 30, the
 translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A). Choices and deviations:
@@ -47,10 +48,18 @@ translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A
   CIFAR-10 radius in an L2 ball with L2-normalised steps, as the robustness library takes them. The paper
   gives no step size or number of steps; ``translate_steps`` = 60 steps of length 1 are ours (enough to cross
   the box from any seed).
-- Clean images: the paper uses the class's training images (its defender holds the clean training set); here
-  the defender holds ``context.clean_x``, held-out clean images, and both the seeds and the class's own images
-  come from it. When it holds fewer than ``seeds`` images every one is a seed (no repeats: translation without
-  a random start would only duplicate them). The same seeds serve every class.
+- Images: as in the paper (section III: "the user has access to clean training data"; section IV step 1:
+  "AEGIS samples a seed from the training data"), the seeds and each class's own images come from the clean
+  training set the defender handed over (``context.train_x``), before it was poisoned. The paper does not say
+  how many of a class's training images it embeds; ``class_images`` = 500 of them at random (ours: as many as
+  the translations, so neither cluster dwarfs the other, and a bounded t-SNE cost). Fewer training images than
+  ``seeds``: every one is a seed (no repeats: translation without a random start would only duplicate them).
+  The same seeds serve every class.
+- Robustness check (ours; the paper: "it assumes the analyzed model is robust", and that robustness can be
+  checked): before clustering, the model's accuracy under PGD with the robust-training budget (random start) on
+  ``robustness_images`` held-out clean images. Below ``min_adversarial_accuracy`` (0.2: a standard model's is
+  near 0, the paper's robust models reach 68.6-86%) the verdict is "not judged" with that reason, not a cluster
+  count read off a model AEGIS was not designed for. The accuracy is in ``details`` either way.
 - Bandwidth: the paper reports one estimated bandwidth per dataset (35, 28, 21), not one per class.
   ``bandwidth_scope="model"`` runs ``estimate_bandwidth`` (quantile ``bandwidth_quantile``, scikit-learn's
   default 0.3) on every examined class's embedding and uses the median for all classes of the model;
@@ -222,13 +231,17 @@ class AEGIS(ModelDefense):
     rule: Rule = "fixed"
     clean_clusters: int = 2
     classes: str = "all"
+    class_images: int = 500
+    min_adversarial_accuracy: float = 0.2
+    robustness_images: int = 500
 
     def __post_init__(self) -> None:
         for field in ("train_eps", "train_step_size", "translate_eps", "translate_step_size"):
             check(getattr(self, field) > 0, self.name, field, "> 0", getattr(self, field))
-        for field in ("train_steps", "translate_steps", "seeds", "clean_clusters"):
+        for field in ("train_steps", "translate_steps", "seeds", "clean_clusters", "class_images", "robustness_images"):
             check(getattr(self, field) >= 1, self.name, field, ">= 1", getattr(self, field))
         check(self.perplexity > 0, self.name, "perplexity", "> 0", self.perplexity)
+        check(0 <= self.min_adversarial_accuracy <= 1, self.name, "min_adversarial_accuracy", "in [0, 1]", self.min_adversarial_accuracy)
         if self.bandwidth is not None:
             check(self.bandwidth > 0, self.name, "bandwidth", "> 0 or none", self.bandwidth)
         check(0 < self.bandwidth_quantile <= 1, self.name, "bandwidth_quantile", "in (0, 1]", self.bandwidth_quantile)
@@ -243,10 +256,10 @@ class AEGIS(ModelDefense):
         )
 
     def class_features(
-        self, model: ImageClassifier, x_clean: torch.Tensor, y_clean: np.ndarray, seeds: torch.Tensor, target: int
-    ) -> tuple[np.ndarray, int, float]:
-        """Steps 1-2 for one class: features of its clean images and of the seeds translated toward it; also
-        the number of clean images and the fraction of translations the model classifies as ``target``."""
+        self, model: ImageClassifier, own: torch.Tensor, seeds: torch.Tensor, target: int
+    ) -> tuple[np.ndarray, float]:
+        """Steps 1-2 for one class: the features of its training images ``own`` and of the ``seeds`` translated
+        toward it; also the fraction of translations the model classifies as ``target``."""
         translated = translate_toward(
             model,
             seeds,
@@ -256,16 +269,30 @@ class AEGIS(ModelDefense):
             steps=self.translate_steps,
             norm=self.translate_norm,
         )
-        own = x_clean[torch.from_numpy(np.flatnonzero(y_clean == target)).to(x_clean.device)]
         translated_features = _features(model, translated)
         with torch.no_grad():
             logits = model.head(torch.from_numpy(translated_features).float().to(seeds.device))
         reached = float((logits.argmax(1) == target).float().mean())
         features = np.concatenate([_features(model, own), translated_features]) if len(own) else translated_features
-        return features, len(own), reached
+        return features, reached
+
+    def adversarial_accuracy(self, model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+        """Accuracy on ``x`` (float images in [0, 1]) under PGD with the robust-training budget and a random
+        start: the check that the model is robust, which AEGIS assumes (section III)."""
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        correct = 0
+        for start in range(0, len(x), BATCH):
+            part, labels = x[start : start + BATCH], y[start : start + BATCH]
+            attacked = pgd_perturb(
+                model, part, labels, eps=self.train_eps, step_size=self.train_step_size, steps=self.train_steps,
+                generator=generator, norm=self.train_norm,
+            )
+            with torch.no_grad():
+                correct += int((model(attacked).argmax(1) == labels).sum())
+        return correct / len(x)
 
     def judge(self, features: dict[int, np.ndarray], own_counts: dict[int, int], seed: int = 0) -> ModelVerdict:
-        """Steps 3-4 and the decision, on each examined class's features (its clean images' first, then its
+        """Steps 3-4 and the decision, on each examined class's features (its training images' first, then its
         translations'; ``own_counts`` says how many of the first kind)."""
         classes = sorted(features)
         embeddings = {c: embed(features[c], perplexity=self.perplexity, seed=seed) for c in classes}
@@ -308,19 +335,33 @@ class AEGIS(ModelDefense):
     def inspect_model(self, context: ModelContext) -> ModelVerdict:
         model = context.model
         model.eval()
+        trainer, rng = context.trainer, context.rng
         classes = parse_classes(self.classes, context.num_classes)
-        y_clean = np.asarray(context.clean_y)
-        x_clean = context.trainer.images(context.clean_x).float() / 255
-        if len(x_clean) == 0:
-            raise BenchbdError("aegis: the defender holds no clean images to translate")
-        count = min(self.seeds, len(x_clean))
-        chosen = np.sort(context.rng.choice(len(x_clean), size=count, replace=False))
-        seeds = x_clean[torch.from_numpy(chosen).to(x_clean.device)]
+        if len(context.clean_y) == 0 or len(context.train_y) == 0:
+            raise BenchbdError("aegis: the defender needs held-out clean images and the clean training set")
+        checked = np.sort(rng.choice(len(context.clean_y), size=min(self.robustness_images, len(context.clean_y)), replace=False))
+        robust = self.adversarial_accuracy(
+            model, trainer.images(context.clean_x[checked]).float() / 255, trainer.labels(np.asarray(context.clean_y)[checked]),
+            seed=int(rng.integers(2**31)),
+        )
+        details: dict[str, object] = {"adversarial_accuracy": round(robust, 4), "robustness_images": len(checked)}
+        if robust < self.min_adversarial_accuracy:
+            budget = f"{self.train_norm} {self.train_eps:.4g}, {self.train_steps} steps"
+            reason = (f"not robust: adversarial accuracy {robust:.1%} under PGD ({budget}) is below "
+                      f"min_adversarial_accuracy {self.min_adversarial_accuracy:.0%}; AEGIS assumes a robust model")
+            return ModelVerdict(score=0.0, flagged=False, details=details, not_judged=reason)
+        y_train = np.asarray(context.train_y)
+        count = min(self.seeds, len(y_train))
+        seeds = trainer.images(context.train_x[np.sort(rng.choice(len(y_train), size=count, replace=False))]).float() / 255
         features, own_counts, reached = {}, {}, {}
         for target in classes:
-            found = self.class_features(model, x_clean, y_clean, seeds, target)
-            features[target], own_counts[target], reached[target] = found
-        verdict = self.judge(features, own_counts, seed=int(context.rng.integers(2**31)))
+            members = np.flatnonzero(y_train == target)
+            own_index = np.sort(rng.choice(members, size=min(self.class_images, len(members)), replace=False))
+            own = trainer.images(context.train_x[own_index]).float() / 255
+            features[target], reached[target] = self.class_features(model, own, seeds, target)
+            own_counts[target] = len(own_index)
+        verdict = self.judge(features, own_counts, seed=int(rng.integers(2**31)))
+        verdict.details.update(details)
         verdict.details["translation_success"] = {str(c): round(reached[c], 4) for c in classes}
         verdict.details["seeds"] = count
         return verdict
