@@ -109,6 +109,28 @@ def test_gtsrb_every_kth_frame_keeps_every_track(tmp_path: Path) -> None:
     np.testing.assert_array_equal(subset.x_test, whole.x_test)
 
 
+def test_gtsrb_largest_classes_relabelled_in_index_order(tmp_path: Path) -> None:
+    """classes=N keeps the N classes with the most training images in both splits, relabelled 0..N-1."""
+    rng = np.random.default_rng(0)
+    y_train = np.repeat([0, 1, 2], [30, 60, 45])
+    arrays = {"x_train": rng.integers(0, 256, (135, 32, 32, 3), dtype=np.uint8), "y_train": y_train,
+              "x_test": rng.integers(0, 256, (9, 32, 32, 3), dtype=np.uint8), "y_test": np.arange(9) % 3,
+              "train_track": np.repeat([0, 1, 2], [30, 60, 45]).astype(np.int16),
+              "train_frame": np.concatenate([np.arange(30), np.arange(60) % 30, np.arange(45) % 30]).astype(np.int16)}
+    np.savez(tmp_path / "gtsrb.npz", **arrays)
+    two = load_dataset(default_registry(), "gtsrb:classes=2", tmp_path)
+    assert two.num_classes == 2 and two.name == "gtsrb:classes=2"
+    np.testing.assert_array_equal(np.bincount(two.y_train), [60, 45])  # old classes 1 and 2
+    np.testing.assert_array_equal(two.x_train, arrays["x_train"][30:])
+    np.testing.assert_array_equal(two.x_test, arrays["x_test"][np.arange(9) % 3 != 0])
+    np.testing.assert_array_equal(two.y_test, [0, 1, 0, 1, 0, 1])
+    both = load_dataset(default_registry(), "gtsrb:every=15,classes=2", tmp_path)
+    np.testing.assert_array_equal(np.bincount(both.y_train), [4, 3])  # frames 0 and 15 of each track
+    for bad in ("gtsrb:classes=4", "gtsrb:classes=2,classes=3", "gtsrb:classes=0"):
+        with pytest.raises(BenchbdError, match="classes"):
+            load_dataset(default_registry(), bad, tmp_path)
+
+
 @pytest.mark.parametrize(
     ("spec", "with_frames", "message"),
     [("gtsrb:every=0", True, "every=K"), ("gtsrb:half", True, "unknown argument 'half'"),

@@ -5,7 +5,8 @@
   ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is. ``gtsrb:every=K`` keeps
   every K-th frame of each training track (frames 0, K, 2K, ...): GTSRB's 39,209 training images are 1,307
   physical signs filmed in tracks of about 30 frames, so the subset keeps every sign and drops near-duplicate
-  views; the test set stays whole.
+  views; the test set stays whole. ``gtsrb:classes=N`` keeps the N classes with the most training images (both
+  splits, relabelled 0..N−1); ``gtsrb:every=K,classes=N`` does both.
 - ``cifar10``: CIFAR-10 via torchvision.
 - ``npz:PATH``: any file with x_train (N,32,32,3) uint8, y_train, x_test, y_test, and optionally ``family``
   ("gtsrb", "cifar10") to take that dataset's paper defaults.
@@ -53,18 +54,48 @@ def _torchvision_split(name: str, root: Path, train: bool) -> dict[str, np.ndarr
     return arrays
 
 
-def every_kth_frame(arrays: dict[str, np.ndarray], argument: str, cache: Path) -> dict[str, np.ndarray]:
-    """The training images of frames 0, K, 2K, ... of every track (``argument`` is ``every=K``); test set whole."""
-    key, _, value = argument.partition("=")
-    if key != "every" or not value.isdigit() or int(value) < 1:
-        raise BenchbdError(f"gtsrb: unknown argument '{argument}'; the one it takes is every=K (K ≥ 1: every K-th frame of each track)")
+GTSRB_ARGUMENTS = "every=K (every K-th frame of each track, K ≥ 1), classes=N (the N largest classes), or both: every=K,classes=N"
+
+
+def parse_gtsrb_argument(argument: str) -> dict[str, int]:
+    """``every=K``, ``classes=N`` or both, comma-separated, as {"every": K, "classes": N} (absent keys omitted)."""
+    parsed: dict[str, int] = {}
+    for part in argument.split(","):
+        key, _, value = part.strip().partition("=")
+        if key not in ("every", "classes") or key in parsed or not value.isdigit() or int(value) < 1:
+            raise BenchbdError(f"gtsrb: unknown argument '{argument}'; it takes {GTSRB_ARGUMENTS}")
+        parsed[key] = int(value)
+    return parsed
+
+
+def every_kth_frame(arrays: dict[str, np.ndarray], every: int, cache: Path) -> dict[str, np.ndarray]:
+    """The training images of frames 0, K, 2K, ... of every track; the test set whole."""
     if "train_frame" not in arrays:
         raise BenchbdError(
             f"gtsrb:every=K needs each training image's frame, and {cache} has none; re-create it with "
             f"`python shared/data/decode_gtsrb32.py {cache}`"
         )
-    keep = arrays["train_frame"] % int(value) == 0
-    return {**arrays, "x_train": arrays["x_train"][keep], "y_train": arrays["y_train"][keep]}
+    keep = arrays["train_frame"] % every == 0
+    return {**arrays, **{key: arrays[key][keep] for key in ("x_train", "y_train", "train_track", "train_frame") if key in arrays}}
+
+
+def largest_classes(arrays: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """The ``count`` classes with the most training images (ties: the lower index), both splits, relabelled
+    0..count−1 in the order of their original indices (the population of AEGIS-style model detection, where
+    every class is examined)."""
+    sizes = np.bincount(arrays["y_train"])
+    if count > len(sizes):
+        raise BenchbdError(f"gtsrb: classes={count} asks for more classes than the {len(sizes)} it has")
+    kept = np.sort(np.argsort(-sizes, kind="stable")[:count])
+    relabel = np.full(len(sizes), -1, dtype=np.int64)
+    relabel[kept] = np.arange(count)
+    out = dict(arrays)
+    for split in ("train", "test"):
+        keep = np.isin(arrays[f"y_{split}"], kept)
+        out[f"x_{split}"], out[f"y_{split}"] = arrays[f"x_{split}"][keep], relabel[arrays[f"y_{split}"][keep]]
+        if split == "train":
+            out.update({key: arrays[key][keep] for key in ("train_track", "train_frame") if key in arrays})
+    return out
 
 
 def _torchvision_dataset(name: str, num_classes: int):
@@ -85,7 +116,14 @@ def _torchvision_dataset(name: str, num_classes: int):
         arrays = load_or_prepare(cache, prepare)
         if argument is None:
             return ImageData.from_arrays(name, arrays, family=name, num_classes=num_classes)
-        return ImageData.from_arrays(f"{name}:{argument}", every_kth_frame(arrays, argument, cache), family=name, num_classes=num_classes)
+        options = parse_gtsrb_argument(argument)
+        if "every" in options:
+            arrays = every_kth_frame(arrays, options["every"], cache)
+        if "classes" in options:
+            arrays = largest_classes(arrays, options["classes"])
+        return ImageData.from_arrays(
+            f"{name}:{argument}", arrays, family=name, num_classes=options.get("classes", num_classes)
+        )
 
     return load
 
@@ -112,10 +150,10 @@ def benchbd_datasets() -> list[DatasetSpec]:
         DatasetSpec("synth-signs", "procedural GTSRB look-alike, 43 classes, no download (the default)", _load_synth_signs),
         DatasetSpec(
             "gtsrb",
-            "GTSRB, 43 classes, resized to 32x32 (torchvision download or the shared copy); gtsrb:every=K keeps every K-th frame of each track",
+            "GTSRB, 43 classes, resized to 32x32 (torchvision download or the shared copy); gtsrb:every=K keeps every K-th frame of each track, gtsrb:classes=N the N largest classes",
             _torchvision_dataset("gtsrb", 43),
             argument="optional",
-            argument_help="every=K",
+            argument_help="every=K,classes=N",
         ),
         DatasetSpec("cifar10", "CIFAR-10, 10 classes (torchvision download)", _torchvision_dataset("cifar10", 10)),
         DatasetSpec("npz", "npz:PATH, a prepared file with x_train, y_train, x_test, y_test", _load_npz, argument="required", argument_help="PATH"),
