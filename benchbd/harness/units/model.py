@@ -94,15 +94,14 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
                 "not_judged": [v.not_judged for v in verdicts]}
     scores, flags = np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts])
     result: dict[str, Any] = detection_metrics(scores[judged], flags[judged], is_backdoored[judged])
-    suspects = [v.suspect_classes if not v.not_judged else [] for v in verdicts]
-    clean_judged = int(judged[1:].sum())
-    false_classes = (len(set(suspects[0]) - targets) if judged[0] else 0) + sum(len(s) for s in suspects[1:])
-    classes_judged = (data.num_classes - len(targets)) * int(judged[0]) + data.num_classes * clean_judged
+    suspects = [v.suspect_classes if ok else [] for v, ok in zip(verdicts, judged)]
+    false_classes = len(set(suspects[0]) - targets) + sum(len(s) for s in suspects[1:])
+    classes_judged = (data.num_classes - len(targets)) * int(judged[0]) + data.num_classes * int(judged[1:].sum())
+    model_scores = [float(v.score) if ok else None for v, ok in zip(verdicts, judged)]
     result.update(
         target_found={a.name: a.target in suspects[0] for a in state.attacks} if judged[0] else {},
         class_fpr=false_classes / classes_judged if classes_judged else None,
-        model_scores={"backdoored": verdicts[0].score if judged[0] else None,
-                      "clean": [v.score if not v.not_judged else None for v in verdicts[1:]]},
+        model_scores={"backdoored": model_scores[0], "clean": model_scores[1:]},
         details=verdicts[0].details,
         not_judged=[v.not_judged for v in verdicts],
         clean_details=[v.details for v in verdicts[1:]],
