@@ -68,6 +68,13 @@ def parse_gtsrb_argument(argument: str) -> dict[str, int]:
     return parsed
 
 
+def training_subset(arrays: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays with only the training examples in the mask ``keep``: images, labels, and tracks and frames
+    where the cache has them; the test split untouched."""
+    kept = {key: arrays[key][keep] for key in ("x_train", "y_train", "train_track", "train_frame") if key in arrays}
+    return {**arrays, **kept}
+
+
 def every_kth_frame(arrays: dict[str, np.ndarray], every: int, cache: Path) -> dict[str, np.ndarray]:
     """The training images of frames 0, K, 2K, ... of every track; the test set whole."""
     if "train_frame" not in arrays:
@@ -75,8 +82,7 @@ def every_kth_frame(arrays: dict[str, np.ndarray], every: int, cache: Path) -> d
             f"gtsrb:every=K needs each training image's frame, and {cache} has none; re-create it with "
             f"`python shared/data/decode_gtsrb32.py {cache}`"
         )
-    keep = arrays["train_frame"] % every == 0
-    return {**arrays, **{key: arrays[key][keep] for key in ("x_train", "y_train", "train_track", "train_frame") if key in arrays}}
+    return training_subset(arrays, arrays["train_frame"] % every == 0)
 
 
 def largest_classes(arrays: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
@@ -89,12 +95,9 @@ def largest_classes(arrays: dict[str, np.ndarray], count: int) -> dict[str, np.n
     kept = np.sort(np.argsort(-sizes, kind="stable")[:count])
     relabel = np.full(len(sizes), -1, dtype=np.int64)
     relabel[kept] = np.arange(count)
-    out = dict(arrays)
-    for split in ("train", "test"):
-        keep = np.isin(arrays[f"y_{split}"], kept)
-        out[f"x_{split}"], out[f"y_{split}"] = arrays[f"x_{split}"][keep], relabel[arrays[f"y_{split}"][keep]]
-        if split == "train":
-            out.update({key: arrays[key][keep] for key in ("train_track", "train_frame") if key in arrays})
+    out = training_subset(arrays, np.isin(arrays["y_train"], kept))
+    test = np.isin(arrays["y_test"], kept)
+    out.update(y_train=relabel[out["y_train"]], x_test=arrays["x_test"][test], y_test=relabel[arrays["y_test"][test]])
     return out
 
 
