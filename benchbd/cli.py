@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
     matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
     matrix.add_argument("--profile", help=f"training profile (default fast): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
+    matrix.add_argument("--epochs", type=int, metavar="N", help="train every model this many epochs instead of the profile's; the tables name the profile NAME (epochs=N) (default: the profile's)")
     matrix.add_argument("--device", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
@@ -137,6 +138,7 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
         "seeds": args.seeds,
         "mode": args.mode,
         "profile": args.profile,
+        "epochs": args.epochs,
         "device": args.device,
         "out": args.out,
         "data_root": args.data_root,

@@ -89,3 +89,15 @@ def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path,
     assert 0.15 <= spectral["removed_frac"] <= 0.25 and spectral["fpr"] > 0.1
     assert 0 < spectral["clean_acc_after"] <= 1 and records["none"]["asr"] == {}
     assert "Table 0: No attack (clean training set)" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_epochs_override_the_profile_and_every_record_says_so(tiny_signs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none", "--mode", "single",
+            "--device", "cpu", "--out", str(tmp_path), "--epochs", "2"]
+    assert main(argv) == 0
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["profile"] == "fast (epochs=2)"
+    assert json.loads((tmp_path / "config.json").read_text())["profile"]["epochs"] == 2
+    progress = capsys.readouterr().err
+    assert "epoch 2/2" in progress and "epoch 1/8" not in progress
+    assert "profile fast (epochs=2)" in (tmp_path / "leaderboard.md").read_text()

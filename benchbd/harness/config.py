@@ -37,7 +37,8 @@ class MatrixConfig:
     a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one. ``multi_attacks``: the data attacks
     of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with ``all``, else the named data attacks).
     ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n, see
-    :func:`benchbd.harness.units.example.trusted_count`)."""
+    :func:`benchbd.harness.units.example.trusted_count`). ``epochs``: train every model of the matrix this many
+    epochs instead of the profile's (the profile is then recorded as ``NAME (epochs=N)``)."""
 
     dataset: str = "synth-signs"
     model: str | None = None
@@ -57,6 +58,7 @@ class MatrixConfig:
     plugins: tuple[str, ...] = ()
     clean_models: int = 4
     trusted: int | None = None
+    epochs: int | None = None
 
 
 def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
@@ -92,5 +94,7 @@ def check_config(config: MatrixConfig) -> None:
         raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
     if config.trusted is not None and config.trusted < 2:
         raise BenchbdError(f"--trusted must be at least 2; got {config.trusted}")
+    if config.epochs is not None and config.epochs < 1:
+        raise BenchbdError(f"--epochs must be at least 1; got {config.epochs}")
 
 

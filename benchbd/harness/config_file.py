@@ -26,7 +26,7 @@ from benchbd.errors import BenchbdError
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
     "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
-    "trusted": int,
+    "trusted": int, "epochs": int,
 }
 TABLES = ("attacks", "defenses", "multi_attacks", "simulation")
 

@@ -33,7 +33,7 @@ from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS,
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
-from benchbd.training.profiles import TrainingProfile, get_profile
+from benchbd.training.profiles import TrainingProfile, get_profile, with_epochs
 from benchbd.training.trainer import resolve_device
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Plan:
         check_config(config)
         self.config = config
         self.registry = registry
-        self.profile: TrainingProfile = get_profile(config.profile)
+        self.profile: TrainingProfile = with_epochs(get_profile(config.profile), config.epochs)
         self.model_name = config.model or self.profile.model
         self.model_spec = registry.model(self.model_name)
         self.device = resolve_device(config.device)
@@ -214,7 +214,8 @@ class Plan:
 
     def default_out(self) -> Path:
         dataset = Path(self.config.dataset.partition(":")[2]).stem if ":" in self.config.dataset else self.config.dataset
-        return Path("runs") / f"{dataset}-{self.model_name}-{self.profile.name}"
+        epochs = f"-{self.profile.epochs}epochs" if self.profile.name != self.config.profile else ""
+        return Path("runs") / f"{dataset}-{self.model_name}-{self.config.profile}{epochs}"
 
     def resolved_config(self) -> dict[str, Any]:
         return {

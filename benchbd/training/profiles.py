@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from benchbd.errors import BenchbdError
@@ -75,3 +75,11 @@ def get_profile(name: str) -> TrainingProfile:
         return PROFILES[name]
     except KeyError:
         raise BenchbdError(f"unknown profile '{name}'; valid: {', '.join(PROFILES)}") from None
+
+
+def with_epochs(profile: TrainingProfile, epochs: int | None) -> TrainingProfile:
+    """``profile`` trained ``epochs`` epochs (``None``: as it is), named ``NAME (epochs=N)`` so every record and
+    table says so."""
+    if epochs is None or epochs == profile.epochs:
+        return profile
+    return replace(profile, name=f"{profile.name} (epochs={epochs})", epochs=epochs)
