@@ -42,6 +42,8 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
 from benchbd.harness.servers import build_servers
 from benchbd.harness.units.example import example_context, trusted_count, trusted_sample
+from benchbd.harness.units.model import model_context
+from benchbd.harness.units.training_run import training_run_context
 from benchbd.models import ImageClassifier
 from benchbd.registry import Registry, default_registry
 from benchbd.training.profiles import PROFILES
@@ -213,12 +215,9 @@ def _context() -> tuple[ExampleContext, np.ndarray]:
 
 
 def _model_context() -> ModelContext:
+    """The context of the poisoned model of :func:`_context`; the defender's training set is the clean one."""
     context, _ = _context()
-    data = context.data
-    return ModelContext(
-        context.model, context.trainer, data.num_classes, data.x_test, data.y_test, data.x_train, data.y_train,
-        np.random.default_rng(0),
-    )
+    return model_context(tiny_data(), context.model, context.trainer, clean_stream=np.random.default_rng(0), rng=np.random.default_rng(0))
 
 
 def _training_run_context() -> TrainingRunContext:
@@ -232,10 +231,8 @@ def _training_run_context() -> TrainingRunContext:
     )
     trainer = Trainer(profile, DEVICE, seed=0)
     job = TrainingRun(trainer, _new_model(), data.x_train, data.y_train, label="client job")
-    return TrainingRunContext(
-        servers=list(servers), initial=job.checkpoint(), total_steps=job.total_steps, new_model=_new_model,
-        trainer=trainer, reference_x=data.x_test, rng=np.random.default_rng(0),
-        malicious_fraction=float(MALICIOUS.mean()),
+    return training_run_context(
+        list(servers), job, _new_model, reference_x=data.x_test, rng=np.random.default_rng(0), malicious_fraction=float(MALICIOUS.mean()),
     )
 
 

@@ -143,7 +143,8 @@ def _ordered(values: pd.Series) -> list[str]:
 
 #: Record fields that hold one value per attack, keyed by the attack's name.
 PER_ATTACK_FIELDS = (
-    "asr", "asr_after", "asr_boosted", "asr_boosted_after", "auroc_per_attack", "target_found", "targets", "clean_to_target"
+    "asr", "asr_after", "asr_boosted", "asr_boosted_after", "auroc_per_attack", "target_found", "targets", "clean_to_target",
+    "robust_acc", "robust_acc_after", "der",
 )
 
 
@@ -351,12 +352,15 @@ def _no_attack_tables(frame: pd.DataFrame) -> list[Table]:
     rows = []
     for name, label in _mitigation_rows(frame):
         selected = _select(frame, defense=name)
-        removed = "–" if label.startswith("No Defense") else cells.text(selected, lambda r: r["removed_frac"], 100)
-        rows.append([label, removed, cells.text(selected, _after("clean_acc"), 100)])
+        undefended = label.startswith("No Defense")
+        removed = "–" if undefended else cells.text(selected, lambda r: r["removed_frac"], 100)
+        lost = "–" if undefended else cells.text(selected, lambda r: r["clean_acc"] - r["clean_acc_after"], 100)
+        rows.append([label, removed, cells.text(selected, _after("clean_acc"), 100), lost])
     if not rows:
         return []
-    title = f"Table 0: {NO_ATTACK_LABEL} (clean training set): examples removed for nothing and clean accuracy after retraining (%)"
-    return [Table(title, ["Defense", "Removed", "Clean Acc."], rows, cells.footnotes())]
+    title = (f"Table 0: {NO_ATTACK_LABEL} (clean training set): examples removed for nothing, clean accuracy after "
+             "retraining, and the clean accuracy lost to the defense (%)")
+    return [Table(title, ["Defense", "Removed", "Clean Acc.", "Clean Acc. lost"], rows, cells.footnotes())]
 
 
 def _boosted_tables(

@@ -181,6 +181,21 @@ def test_boosted_asr_is_labelled_per_parameter_set(tmp_path: Path) -> None:
     assert boosted.rows == [["No Defense", "50.00", "90.00"]]
 
 
+def test_der_and_robust_accuracy_are_labelled_per_parameter_set(tmp_path: Path) -> None:
+    def with_ratio(defense: str, ratio: float, **fields) -> dict:
+        params = {"attacks": {"patch": {"ratio": ratio}}, "defense": {}}
+        return record(defense, 0, ["patch"], params=params, config_hash=f"{defense}{ratio}", **fields)
+
+    records = [
+        with_ratio("none", 0.01, robust_acc={"patch": 0.1}), with_ratio("none", 0.05, robust_acc={"patch": 0.2}),
+        with_ratio("spectral", 0.01, auroc=0.9, der={"patch": 0.6}, robust_acc_after={"patch": 0.5}, clean_acc_after=0.9, asr_after={"patch": 0.1}),
+        with_ratio("spectral", 0.05, auroc=0.9, der={"patch": 0.7}, robust_acc_after={"patch": 0.6}, clean_acc_after=0.9, asr_after={"patch": 0.1}),
+    ]
+    tables, _ = render(tmp_path, records)
+    effectiveness = table(tables, "Table 2c")
+    assert effectiveness.rows == [["No Defense", "–", "–", "10.00", "20.00"], ["spectral", "0.60", "0.70", "50.00", "60.00"]]
+
+
 def test_old_records_say_their_asr_is_the_boosted_one(tmp_path: Path) -> None:
     """Records without code digests come from before issue 15: their ``asr`` was measured boosted."""
     old = [record("none", 0, ["blend-random"], code=None), record("none", 0, ["patch", "blend-random"], code=None)]
@@ -271,7 +286,7 @@ def test_no_attack_der_and_tpr_at_fixed_fpr_have_their_tables(tmp_path: Path) ->
                asr_after={"patch": 0.1}, robust_acc_after={"patch": 0.8}, der={"patch": 0.9}, removed_frac=0.15),
     ]
     tables, _ = render(tmp_path, clean + attacked)
-    assert table(tables, "Table 0").rows == [["No Defense", "–", "90.00"], ["spectral", "15.00", "88.00"]]
+    assert table(tables, "Table 0").rows == [["No Defense", "–", "90.00", "–"], ["spectral", "15.00", "88.00", "2.00"]]
     assert table(tables, "Table 1:").columns == ["Defense", "patch"]  # the clean cells are not an attack column
     assert table(tables, "Table 1b").rows == [["spectral", "30.00", "70.00"]]
     assert table(tables, "Table 2c").rows == [["No Defense", "–", "4.00"], ["spectral", "0.90", "80.00"]]

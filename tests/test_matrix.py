@@ -14,6 +14,7 @@ import benchbd
 from benchbd.cli import main
 from benchbd.harness.environment import environment
 from benchbd.harness.results import read_records
+from benchbd.leaderboard import build_tables
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,11 @@ def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path,
     assert 0.15 <= spectral["removed_frac"] <= 0.25 and spectral["fpr"] > 0.1
     assert 0 < spectral["clean_acc_after"] <= 1 and records["none"]["asr"] == {}
     assert "Table 0: No attack (clean training set)" in (tmp_path / "leaderboard.md").read_text()
+    table = next(t for t in build_tables(list(records.values())) if t.title.startswith("Table 0"))
+    rows = {row[0]: row for row in table.rows}
+    assert rows["No Defense"][1] == "–" and rows["No Defense"][3] == "–"
+    lost = 100 * (spectral["clean_acc"] - spectral["clean_acc_after"])
+    assert rows["spectral"][1] == f"{100 * spectral['removed_frac']:.2f}" and rows["spectral"][3] == f"{lost:.2f}"
 
 
 def test_epochs_override_the_profile_and_every_record_says_so(tiny_signs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

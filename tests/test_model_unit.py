@@ -88,7 +88,7 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     # the poisoned and the two clean models, cached, each with its attacks' stats beside it
     assert len(list((tmp_path / "models").glob("*.pt"))) == 3 and len(list((tmp_path / "models").glob("*.json"))) == 3
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
-    assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00"]]
+    assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "100.00", "100.00"]]
 
 
 def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: Path, tmp_path: Path) -> None:
@@ -107,3 +107,19 @@ def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: 
     table = next(t for t in build_tables([one, every]) if t.title.startswith("Table 4"))
     refused_row = next(row for row in table.rows if row[0] == "all-refused")
     assert all(cell.startswith("n/a") for cell in refused_row[2:])  # with a note that gives the reason
+
+
+def test_with_no_attack_every_model_is_clean_and_a_flag_is_a_false_positive(tiny_signs: Path, tmp_path: Path) -> None:
+    # --attacks none (issue 20): the cell's own model is trained on the clean set too, so the defense is judged on
+    # three clean models; the known trigger sends clean models' patched images nowhere in particular.
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["none"], defenses=["known-trigger"], device="cpu",
+                          out=tmp_path, mode="single", clean_models=2)
+    summary = Matrix(config, registry_with_detector(), Progress()).run()
+    assert not summary.failed
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["status"] == "ok" and record["attacks"] == [] and record["target_found"] == {}
+    assert record["tpr"] is None and record["auroc"] is None  # nothing backdoored to find
+    assert record["fpr"] == 0.0 and len(record["model_scores"]["clean"]) == 2
+    table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
+    (row,) = table.rows
+    assert row[:2] == ["known-trigger", "No attack"] and row[4] == "0.00"  # clean models flagged

@@ -17,6 +17,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.config import build_attack
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.servers import build_servers
+from benchbd.harness.units.training_run import training_run_context
 from benchbd.registry import default_registry
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import Checkpoint, Trainer, TrainingRun
@@ -323,15 +324,8 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
     assert job.total_steps == 32
     malicious = np.array([True, False, True, False])
     servers = build_servers(data, new_attacks, malicious, make_trainer, new_model, 1.0, np.random.default_rng(1), job_seed=0)
-    context = TrainingRunContext(
-        servers=list(servers),
-        initial=job.checkpoint(),
-        total_steps=job.total_steps,
-        new_model=new_model,
-        trainer=make_trainer(0),
-        reference_x=data.x_test,
-        rng=np.random.default_rng(2),
-        malicious_fraction=0.5,
+    context = training_run_context(
+        list(servers), job, new_model, reference_x=data.x_test, rng=np.random.default_rng(2), malicious_fraction=0.5,
     )
     defense = ReplicatedTraining(sub_run_steps=4, replicated=2, earliest=0.5, reference_size=128, splits=8)
     verdict = defense.judge_servers(context)

@@ -8,6 +8,7 @@ import pytest
 
 from benchbd.cli import main
 from benchbd.harness.results import read_records
+from benchbd.leaderboard import build_tables
 
 
 def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path, tmp_path: Path) -> None:
@@ -37,3 +38,17 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
         assert record["overhead_frac"] == pytest.approx(drawn * 4 * 3 / (4 * steps))
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "Table 5: training-run detection" in markdown and "Table 2" not in markdown
+
+
+def test_with_no_attack_every_server_is_benign_and_a_flag_is_a_false_positive(tiny_signs: Path, tmp_path: Path) -> None:
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "none", "--defenses", "rttd", "--mode", "single",
+            "--device", "cpu", "--out", str(tmp_path), "-P", "rttd.sub_run_steps=4", "-P", "simulation.kernel_noise=0"]
+    assert main(argv) == 0
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["status"] == "ok" and record["malicious_servers"] == 0 and not any(record["server_malicious"])
+    assert record["tpr"] is None and record["fpr"] == sum(record["server_flagged"]) / 4
+    # Bit-identical benign replicas (kernel noise 0): a replicated benign server matches its replica exactly.
+    assert record["fpr"] == 0.0
+    table = next(t for t in build_tables([record]) if t.title.startswith("Table 5"))
+    (row,) = table.rows
+    assert row[:2] == ["rttd", "No attack (kernel_noise=0.0)"] and row[3] == "0.00"  # benign servers flagged

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from benchbd import params as plugin_params
-from benchbd.defenses import TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness import units
 from benchbd.harness.config import SIMULATION
@@ -51,8 +50,9 @@ def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
         "attacks": dict(plan.group_identity(group)["attacks"]),
         "defense": plugin_params.as_dict(instance),
     }
-    if isinstance(instance, TrainingRunDefense):
-        params[SIMULATION] = plugin_params.as_dict(plan.simulation)
+    identity = plan.cell_identity(group, defense)
+    if SIMULATION in identity:  # a training-run cell: its threat model
+        params[SIMULATION] = identity[SIMULATION]
     return {
         "dataset": plan.config.dataset,
         "family": plan.data.family,

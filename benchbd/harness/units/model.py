@@ -14,11 +14,12 @@ import numpy as np
 
 from benchbd import params as plugin_params
 from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict
+from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.plan import digest
 from benchbd.models import ImageClassifier
-from benchbd.training.trainer import cross_entropy_loss
+from benchbd.training.trainer import Trainer, cross_entropy_loss
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
 
 
@@ -34,14 +35,26 @@ COLUMNS = [
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),
+    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
+    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
 ]
-TITLE = "Table 4: model-level detection (%; AUROC over the backdoored and the clean models)"
+TITLE = "Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean models)"
 
 
 def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Up to :data:`DEFENDER_CLEAN` held-out clean images (of the test split) and their labels."""
     index = np.sort(rng.choice(len(y), size=min(DEFENDER_CLEAN, len(y)), replace=False))
     return x[index], y[index]
+
+
+def model_context(
+    data: ImageData, model: ImageClassifier, trainer: Trainer, *, clean_stream: np.random.Generator, rng: np.random.Generator
+) -> ModelContext:
+    """The :class:`ModelContext` of one judged model, as the harness, the conformance kit and the tests build it:
+    ``data`` is the clean dataset (its training split as the defender handed it over, before poisoning), the
+    defender's held-out images are :func:`defender_clean`'s draw from its test split with ``clean_stream``."""
+    clean_x, clean_y = defender_clean(data.x_test, data.y_test, clean_stream)
+    return ModelContext(model, trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train, rng)
 
 
 def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
@@ -77,12 +90,10 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
     """Judge the backdoored model and the clean ones; detection over the population, targets named."""
     plan, group, data = bench.plan, state.group, bench.data
     models = judged_models(bench, state, defense, name)
-    clean_x, clean_y = defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))
     rng = plan.stream(group, "defense", name)
     verdicts = [
-        checked(defense, defense.inspect_model(ModelContext(
-            model, state.trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train,
-            np.random.default_rng(rng.integers(2**32)),
+        checked(defense, defense.inspect_model(model_context(
+            data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"), rng=np.random.default_rng(rng.integers(2**32)),
         )))
         for model in models
     ]

@@ -8,15 +8,16 @@ client's job is the cell's clean training; the servers are :mod:`benchbd.harness
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from benchbd.defenses import TrainingRunContext, TrainingRunDefense
+from benchbd.defenses import Server, TrainingRunContext, TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.servers import build_servers
 from benchbd.harness.units.model import defender_clean
+from benchbd.models import ImageClassifier
 from benchbd.training.trainer import TrainingRun
 from benchbd.harness.workbench import PoisonedGroup, Workbench
 
@@ -31,6 +32,18 @@ COLUMNS = [
 TITLE = "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)"
 
 
+def training_run_context(
+    servers: list[Server], job: TrainingRun, new_model: Callable[[], ImageClassifier], *, reference_x: np.ndarray,
+    rng: np.random.Generator, malicious_fraction: float,
+) -> TrainingRunContext:
+    """The :class:`TrainingRunContext` of a client's ``job`` (not yet run) outsourced to ``servers``, as the
+    harness, the conformance kit and the tests build it."""
+    return TrainingRunContext(
+        servers=servers, initial=job.checkpoint(), total_steps=job.total_steps, new_model=new_model,
+        trainer=job.trainer, reference_x=reference_x, rng=rng, malicious_fraction=malicious_fraction,
+    )
+
+
 def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, name: str) -> dict[str, Any]:
     """Simulate the servers for the client's job, some running the cell's attacks, and let the defense judge them."""
     plan, group, data, simulation = bench.plan, state.group, bench.data, bench.plan.simulation
@@ -43,15 +56,10 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, n
         simulation.backdoor_lr_ratio, rng, job_seed=seed, variation=simulation.replica_variation, kernel_noise=simulation.kernel_noise,
     )
     job = TrainingRun(state.trainer, bench.fresh_model(seed), data.x_train, data.y_train, label="client job")
-    context = TrainingRunContext(
-        servers=list(servers),
-        initial=job.checkpoint(),
-        total_steps=job.total_steps,
-        new_model=lambda: bench.fresh_model(seed),
-        trainer=state.trainer,
+    context = training_run_context(
+        list(servers), job, lambda: bench.fresh_model(seed),
         reference_x=defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))[0],
-        rng=plan.stream(group, "defense", name),
-        malicious_fraction=simulation.malicious_fraction,
+        rng=plan.stream(group, "defense", name), malicious_fraction=simulation.malicious_fraction,
     )
     verdict = defense.judge_servers(context)
     scores = np.asarray(verdict.scores, dtype=np.float64)
