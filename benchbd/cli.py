@@ -22,7 +22,7 @@ from benchbd.harness.config import MatrixConfig, build_attack, load_dataset
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
 from benchbd.harness.table import load_results
-from benchbd.leaderboard import print_tables, render_run
+from benchbd.leaderboard.render import print_tables, render_run
 from benchbd.papers import PAPERS
 from benchbd.registry import CATEGORIES, default_registry
 from benchbd.training.profiles import PROFILES

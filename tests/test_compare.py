@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from benchbd.cli import main
-from benchbd.leaderboard import Table, print_tables, render_run
+from benchbd.leaderboard.cells import Table
+from benchbd.leaderboard.render import print_tables, render_run
 from benchbd.papers import paper_table
 
 SIX = ["patch", "single-pixel", "blend-random", "blend-dimple", "sinusoid", "wanet"]

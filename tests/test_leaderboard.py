@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchbd.leaderboard import OLD_ASR, print_tables, render_run
+from benchbd.leaderboard.cells import OLD_ASR
+from benchbd.leaderboard.render import print_tables, render_run
 
 
 def record(defense: str, seed: int, attacks: list[str], **fields) -> dict:

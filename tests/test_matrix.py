@@ -14,7 +14,7 @@ import benchbd
 from benchbd.cli import main
 from benchbd.harness.environment import environment
 from benchbd.harness.results import read_records
-from benchbd.leaderboard import build_tables
+from benchbd.leaderboard.tables import build_tables
 
 
 @pytest.fixture(scope="module")

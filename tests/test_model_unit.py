@@ -16,7 +16,7 @@ from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import read_records
-from benchbd.leaderboard import build_tables
+from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
 

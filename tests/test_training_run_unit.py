@@ -8,7 +8,7 @@ import pytest
 
 from benchbd.cli import main
 from benchbd.harness.results import read_records
-from benchbd.leaderboard import build_tables
+from benchbd.leaderboard.tables import build_tables
 
 
 def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path, tmp_path: Path) -> None:

@@ -1,0 +1,137 @@
+"""What one leaderboard cell says: the mean (± the 95% t-interval over seeds) of the records of one defense and
+attack set, or why it has none (footnotes), and the record fields the mitigation tables read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from benchbd.harness.metrics import FIXED_FPRS
+
+#: The unit of the undefended baseline, benchbd's ``none`` or a third party's: its rows read the poisoned model.
+NO_DEFENSE = "none"
+#: What Tables 2 and 3 show, and what Tables 2b and 3b show.
+AS_TRAINED = "ASR with the trigger as trained (BaDLoss section 5)"
+#: How the tables name the cells trained on the clean training set (``--attacks none``).
+NO_ATTACK_LABEL = "No attack"
+#: The keys of a record's ``tpr_at_fpr``.
+FIXED_FPR_LABELS = tuple(f"{limit:g}" for limit in FIXED_FPRS)
+BOOSTED = "ASR boosted ×2 at test time, as BaDLoss's reference code (the attacks with a test-time boost)"
+#: The footnote of an ASR cell with records made before benchbd recorded code digests.
+OLD_ASR = "ASR of records made before benchbd recorded code digests: boosted ×2 at test time for the blends and sinusoid"
+
+
+def made_before_code_digests(record: dict[str, Any]) -> bool:
+    """Whether the record predates issue 15's protocol: no ``code`` digests, ``asr`` boosted at test time, and
+    detection metrics counting the defender's trusted clean examples."""
+    return "code" not in record
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def markdown_escape(text: str) -> str:
+    """Escape text from plugins so that it cannot change the markdown around it."""
+    return re.sub(r"([\\`*_{}\[\]<>#+!|~])", r"\\\1", str(text))
+
+
+def mean_interval(values: list[float], scale: float) -> str:
+    """One value as it is; several (seeds) as the mean ± the half-width of its 95% t-interval, with n."""
+    array = np.asarray(values, dtype=float) * scale
+    if len(array) == 1:
+        return f"{array[0]:.2f}"
+    half = scipy.stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    return f"{array.mean():.2f} ± {half:.2f} (n={len(array)})"
+
+
+class Cells:
+    """Turns the records of one table cell (several seeds) into text, collecting footnotes for n/a and errors."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, int] = {}
+
+    def mark(self, text: str) -> str:
+        number = self.notes.setdefault(text, len(self.notes) + 1)
+        return f"({number})"
+
+    def text(
+        self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *, asr: bool = False
+    ) -> str:
+        """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in old records."""
+        if not records:
+            return "–"
+        bad = [r for r in records if r["status"] != "ok"]
+        if bad:
+            status = bad[0]["status"].replace("_", " ")
+            label = "n/a" if status == "not applicable" else "error"
+            return f"{label} {self.mark(status + ': ' + str(bad[0]['error']))}"
+        values = [value(r) for r in records]
+        if any(v is None for v in values):
+            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples')}"
+        return " ".join([mean_interval(values, scale), *self._caveats(records, asr)])
+
+    def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
+        """Marks for a defense that removed nothing, with the gate it recorded, and for old records' ASR."""
+        marks = []
+        empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
+        if empty:
+            seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
+            gate = (empty[0].get("details") or {}).get("gate")
+            marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
+        if asr and any(made_before_code_digests(r) for r in records):
+            marks.append(self.mark(OLD_ASR))
+        return marks
+
+    def footnotes(self) -> list[str]:
+        return [f"({n}) {text}" for text, n in self.notes.items()]
+
+
+def ordered(values: pd.Series) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def select(frame: pd.DataFrame, **where: Any) -> list[dict[str, Any]]:
+    mask = np.ones(len(frame), dtype=bool)
+    for key, value in where.items():
+        mask &= (frame[key] == value).to_numpy()
+    return frame.loc[mask, "record"].tolist()
+
+
+def mitigation_rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(defense, row label) of the mitigation tables: the baselines (unit ``none``) first as "No Defense", named
+    when there are several, then every defense that filters and retrains."""
+    baselines = ordered(frame.loc[frame["unit"] == NO_DEFENSE, "defense"])
+    defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
+    labels = ["No Defense"] if len(baselines) == 1 else [f"No Defense ({name})" for name in baselines]
+    return [*zip(baselines, labels), *((name, name) for name in defenses)]
+
+
+def after_field(record: dict[str, Any], field: str) -> str:
+    """The record's field holding ``field`` after mitigation: a baseline's is the poisoned model's own ``field``."""
+    return field if record["unit"] == NO_DEFENSE else f"{field}_after"
+
+
+def after(field: str) -> Callable[[dict[str, Any]], Any]:
+    """A record's ``field`` after mitigation (``clean_acc``, ``asr``), as :func:`after_field` finds it."""
+    return lambda r: r[after_field(r, field)]
+
+
+def asr_of(attack: str, field: str) -> Callable[[dict[str, Any]], float]:
+    """One attack's ASR after mitigation, from ``field`` (``asr`` or ``asr_boosted``)."""
+    return lambda r: r[after_field(r, field)].get(attack)
+
+
+def with_boosted(records: list[dict[str, Any]], attack: str) -> list[dict[str, Any]]:
+    """The records that have the attack's boosted ASR, and those that failed (their cell says why)."""
+    return [r for r in records if r["status"] != "ok" or attack in r.get(after_field(r, "asr_boosted"), {})]

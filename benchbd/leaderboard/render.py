@@ -1,0 +1,129 @@
+"""A run directory's leaderboard: the header (dataset, profile, seeds, plugins, code versions), markdown with
+heatmaps beside it, and the terminal's tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+from tabulate import tabulate
+
+from benchbd.errors import BenchbdError
+from benchbd.harness.results import RESULTS, read_records
+from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
+from benchbd.leaderboard.compare import comparison_tables
+from benchbd.leaderboard.labels import label_configurations
+from benchbd.leaderboard.tables import build_tables
+from benchbd.papers import PAPERS
+from benchbd.plots import write_heatmaps
+
+
+def to_markdown(tables: list[Table], header: str = "") -> str:
+    parts = [header] if header else []
+    for table in tables:
+        parts.append(f"### {markdown_escape(table.title)}\n")
+        rows = [[markdown_escape(cell) for cell in row] for row in table.rows]
+        parts.append(tabulate(rows, headers=[markdown_escape(c) for c in table.columns], tablefmt="pipe", disable_numparse=True))
+        if table.notes:
+            parts.append("\n" + "\n".join(f"{markdown_escape(note)}  " for note in table.notes))
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> RichTable:
+    rich_table = RichTable(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        rich_table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        rich_table.add_row(*(Text(cell) for cell in row))
+    return rich_table
+
+
+def print_tables(tables: list[Table], console: Console) -> None:
+    """Print the tables; one too wide for the terminal (many attacks, few defenses) is printed transposed, a line
+    per column, instead of squeezed into unreadable columns."""
+    for table in tables:
+        # Each column takes its widest cell, a space either side and a border; then the closing border.
+        width = sum(max(len(cell) for cell in column) + 3 for column in zip(table.columns, *table.rows)) + 1
+        if width <= console.width:
+            console.print(_rich_table(table.title, table.columns, table.rows))
+        else:
+            header, *lines = [list(line) for line in zip(table.columns, *table.rows)]
+            console.print(_rich_table(table.title, header, lines))
+        for note in table.notes:
+            console.print(note, markup=False, highlight=False)
+
+
+def run_header(records: list[dict[str, Any]]) -> str:
+    """The run's dataset, model, profile and seed count, the distributions its plugins came from (records written
+    before benchbd recorded them have none), and the notes of :func:`code_notes`. ``records`` as read, not
+    relabelled: their ``code`` digests are keyed by the plugins' own names."""
+    first = records[0]
+    seeds = sorted({r["seed"] for r in records})
+    distributions = sorted({
+        source
+        for r in records if "plugins" in r
+        for source in (*r["plugins"]["attacks"].values(), r["plugins"]["defense"], r["plugins"]["model"])
+    })
+    plugins = [f"Plugins from {', '.join(markdown_escape(d) for d in distributions)}."] if distributions else []
+    summary = (
+        f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
+        f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
+    )
+    return "\n\n".join(["# benchbd leaderboard", summary, *plugins, *code_notes(records)]) + "\n"
+
+
+def code_notes(records: list[dict[str, Any]]) -> list[str]:
+    """A note for benchbd and for every plugin whose records come from several versions of its code (several
+    digests of its source, issue 15 item 4), and one for the records made before benchbd recorded digests."""
+    digests: dict[str, set[str]] = {}
+    for r in records:
+        if made_before_code_digests(r):
+            continue
+        for name, digest in _code_versions(r):
+            digests.setdefault(name, set()).add(digest)
+    notes = [f"Records of {markdown_escape(name)} come from {len(d)} versions of its code." for name, d in digests.items()
+             if len(d) > 1]
+    old = [r for r in records if made_before_code_digests(r)]
+    if old:
+        which = "These records were" if len(old) == len(records) else f"{len(old)} of {len(records)} records were"
+        counted = any(r["unit"] == "example" for r in old)  # only example-level records have these metrics
+        detection = "detection AUROC, TPR and FPR counted the defender's trusted clean examples; " if counted else ""
+        notes.append(f"{which} made before benchbd recorded code digests (old protocol: {detection}ASR boosted ×2 at "
+                     "test time for the blends and sinusoid).")
+    return notes
+
+
+def _code_versions(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(plugin, digest) of each entry of the record's ``code``, named as ``benchbd``, ``attack patch``,
+    ``defense spectral``, ``model small-cnn``, ``dataset gtsrb``: the kind with the record's plugin of that kind."""
+    versions = []
+    for kind, value in record["code"].items():
+        if kind == "attacks":
+            versions += [(f"attack {name}", digest) for name, digest in value.items()]
+        else:
+            versions.append((f"{kind} {record[kind]}" if kind in record else kind, value))
+    return versions
+
+
+def render_run(run_dir: Path, output: Path | None = None, compare: str | None = None) -> list[Table]:
+    """Render the run directory's tables to markdown at ``output`` (default RUN_DIR/leaderboard.md), with
+    heatmap PNGs beside it, linked from the markdown, and after them the tables beside the paper ``compare``'s
+    (:func:`comparison_tables`). Returns the tables for the terminal."""
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
+    output = Path(output) if output else Path(run_dir) / "leaderboard.md"
+    read = read_records(path)
+    records = label_configurations(read)
+    tables = build_tables(records)
+    compared = comparison_tables(records, read, compare) if compare else []
+    old = "; old records: boosted ×2" if any(made_before_code_digests(r) for r in records) else ""
+    heatmaps = write_heatmaps(records, output.parent, asr_label=f"trigger as trained{old}")
+    links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())
+    beside = to_markdown(compared, f"## Beside {PAPERS[compare].title}\n") if compare else ""
+    output.write_text(to_markdown(tables, run_header(read)) + beside + ("\n" + links if links else ""))
+    return tables + compared

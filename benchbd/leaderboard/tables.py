@@ -1,0 +1,198 @@
+"""The leaderboard's tables from a run's records: Tables 0-3 (example level, in the shape of BaDLoss's), and the
+model and training-run units' Tables 4 and 5, whose columns the unit modules name."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchbd.errors import BenchbdError
+from benchbd.harness.servers import Simulation
+from benchbd.harness.units import model as model_unit, training_run as training_run_unit
+from benchbd.leaderboard.cells import (
+    AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, after_field, asr_of, mitigation_rows,
+    ordered, select, with_boosted,
+)
+
+
+def build_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """The leaderboard tables for the records of one run (records as :func:`label_configurations` returns)."""
+    if not records:
+        raise BenchbdError("no results to render: the results file has no finished cells")
+    frame = pd.DataFrame(records).assign(record=records)
+    tables: list[Table] = []
+    attacked = frame["attacks"].map(len) > 0
+    if not attacked.all():
+        tables += _no_attack_tables(frame[~attacked])
+    frame_attacked = frame[attacked]
+    single = frame_attacked[frame_attacked["mode"] == "single"]
+    multi = frame_attacked[frame_attacked["mode"] == "multi"]
+    if not single.empty:
+        tables += _single_attack_tables(single)
+    if not multi.empty:
+        tables += _multi_attack_tables(multi)
+    tables += _detection_tables(frame)
+    return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
+
+
+#: The units whose tables list detection per (defense, attack set); each unit module names its title and columns.
+DETECTION_UNITS = {"model": model_unit, "training-run": training_run_unit}
+SIMULATION_DEFAULTS = dataclasses.asdict(Simulation())
+
+
+def _attack_set(record: dict[str, Any]) -> str:
+    """The attacks of a record, with the training-run unit's threat model where it is not the default
+    (``patch (backdoor_lr_ratio=0.1)``): a different attacker, not a variant of the defense."""
+    simulation = record.get("params", {}).get("simulation", {})
+    changed = [f"{key}={value}" for key, value in simulation.items() if SIMULATION_DEFAULTS.get(key) != value]
+    attacks = "+".join(record["attacks"]) or NO_ATTACK_LABEL
+    return f"{attacks} ({', '.join(changed)})" if changed else attacks
+
+
+def _detection_tables(frame: pd.DataFrame) -> list[Table]:
+    """One row per (defense, attack set) for the model and training-run units, both modes together."""
+    frame = frame.assign(attack_set=frame["record"].map(_attack_set))
+    tables = []
+    for unit, module in DETECTION_UNITS.items():
+        title, columns = module.TITLE, module.COLUMNS
+        selected = frame[frame["unit"] == unit]
+        if selected.empty:
+            continue
+        cells = Cells()
+        rows = [
+            [name, attack_set] + [cells.text(select(selected, defense=name, attack_set=attack_set), value, scale) for _, value, scale in columns]
+            for name in ordered(selected["defense"])
+            for attack_set in ordered(selected["attack_set"])
+        ]
+        tables.append(Table(title, ["Defense", "Attacks", *(header for header, _, _ in columns)], rows, cells.footnotes()))
+    return tables
+
+
+def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
+    frame = frame.assign(attack=frame["attacks"].map(lambda a: a[0]))
+    attacks = ordered(frame["attack"])
+    example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
+    tables = []
+    if example_defenses:
+        cells = Cells()
+        rows = [
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r: r["auroc"], 1) for a in attacks]
+            for name in example_defenses
+        ]
+        tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
+        cells = Cells()
+        rows = [
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r.get("tpr_at_fpr") or {}).get(at), 100)
+                      for a in attacks for at in FIXED_FPR_LABELS]
+            for name in example_defenses
+        ]
+        columns = ["Defense", *(f"{a} @{float(at):.0%}" for a in attacks for at in FIXED_FPR_LABELS)]
+        tables.append(Table("Table 1b: one-attack TPR (%) at a fixed FPR of 1% and 5%, from the scores", columns, rows, cells.footnotes()))
+    cells = Cells()
+    rows = []
+    for name, label in mitigation_rows(frame):
+        selected = {a: select(frame, defense=name, attack=a) for a in attacks}
+        rows.append(
+            [label]
+            + [cells.text(selected[a], after("clean_acc"), 100) for a in attacks]
+            + [cells.text(selected[a], asr_of(a, "asr"), 100, asr=True) for a in attacks]
+        )
+    columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
+    title = f"Table 2: one-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
+    tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables += _effectiveness_table("Table 2c: one-attack", frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
+    title = "Table 2b: one-attack attack success rate (%) after retraining"
+    return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
+
+
+def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
+    attacks = ordered(a for combo in frame["attacks"] for a in combo)
+    tables = []
+    example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
+    if example_defenses:
+        cells = Cells()
+        rows = [
+            [name, cells.text(select(frame, defense=name), lambda r: r["auroc"], 1)]
+            + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1) for a in attacks]
+            for name in example_defenses
+        ]
+        title = "Table 3a: multi-attack detection AUROC, all poisoned examples and each attack's against the clean ones"
+        tables.append(Table(title, ["Defense", "All", *attacks], rows, cells.footnotes()))
+    cells = Cells()
+    rows = []
+    asr = after("asr")
+    for name, label in mitigation_rows(frame):
+        selected = select(frame, defense=name)
+        rows.append(
+            [label, cells.text(selected, after("clean_acc"), 100)]
+            + [cells.text(selected, asr_of(a, "asr"), 100, asr=True) for a in attacks]
+            + [cells.text(selected, lambda r: float(np.mean(list(asr(r).values()))), 100, asr=True)]
+        )
+    columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
+    title = f"Table 3: multi-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
+    tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables += _effectiveness_table("Table 3c: multi-attack", frame, attacks, lambda name, a: select(frame, defense=name))
+    title = "Table 3b: multi-attack attack success rate (%) after retraining"
+    return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name))
+
+
+def _effectiveness_table(
+    prefix: str, frame: pd.DataFrame, attacks: list[str], cell: Callable[[str, str], list[dict[str, Any]]]
+) -> list[Table]:
+    """DER per attack (example-level defenses) and robust accuracy after retraining, both with the trigger as
+    trained (:func:`benchbd.harness.metrics.defense_effectiveness`, :func:`~benchbd.harness.metrics.robust_accuracy`);
+    none for records that have neither (made before benchbd measured them)."""
+    if not any("der" in r or "robust_acc" in r for r in frame["record"]):
+        return []
+    cells = Cells()
+    rows = []
+    for name, label in mitigation_rows(frame):
+        example = name in set(frame.loc[frame["unit"] == "example", "defense"])
+        rows.append(
+            [label]
+            + [cells.text(cell(name, a), lambda r, a=a: r.get("der", {}).get(a), 1) if example else "–" for a in attacks]
+            + [cells.text(cell(name, a), lambda r, a=a: r.get(after_field(r, "robust_acc"), {}).get(a), 100) for a in attacks]
+        )
+    columns = ["Defense", *(f"DER {a}" for a in attacks), *(f"R-Acc {a}" for a in attacks)]
+    title = (f"{prefix} defense effectiveness rating (DER: 0.5 no change, 1 backdoor gone at no accuracy cost) and "
+             f"robust accuracy (%, triggered inputs kept at their true label) after retraining; trigger as trained")
+    return [Table(title, columns, rows, cells.footnotes())]
+
+
+def _no_attack_tables(frame: pd.DataFrame) -> list[Table]:
+    """What each example-level defense costs when nothing is poisoned (the clean training set, ``--attacks
+    none``): the examples it removed for nothing and the clean accuracy left after retraining."""
+    cells = Cells()
+    rows = []
+    for name, label in mitigation_rows(frame):
+        selected = select(frame, defense=name)
+        undefended = label.startswith("No Defense")
+        removed = "–" if undefended else cells.text(selected, lambda r: r["removed_frac"], 100)
+        lost = "–" if undefended else cells.text(selected, lambda r: r["clean_acc"] - r["clean_acc_after"], 100)
+        rows.append([label, removed, cells.text(selected, after("clean_acc"), 100), lost])
+    if not rows:
+        return []
+    title = (f"Table 0: {NO_ATTACK_LABEL} (clean training set): examples removed for nothing, clean accuracy after "
+             "retraining, and the clean accuracy lost to the defense (%)")
+    return [Table(title, ["Defense", "Removed", "Clean Acc.", "Clean Acc. lost"], rows, cells.footnotes())]
+
+
+def _boosted_tables(
+    title: str, frame: pd.DataFrame, attacks: list[str], cell: Callable[[str, str], list[dict[str, Any]]]
+) -> list[Table]:
+    """The table of the boosted ASR (``asr_boosted``) of the attacks that have one, the records of each cell given
+    by ``cell(defense, attack)``; no table when no record has a boosted ASR."""
+    held = {a for r in frame["record"] for a in r.get("asr_boosted", {})}
+    boosted = [a for a in attacks if a in held]
+    if not boosted:
+        return []
+    cells = Cells()
+    rows = [
+        [label] + [cells.text(with_boosted(cell(name, a), a), asr_of(a, "asr_boosted"), 100) for a in boosted]
+        for name, label in mitigation_rows(frame)
+    ]
+    return [Table(f"{title}; {BOOSTED}", ["Defense", *(f"ASR {a}" for a in boosted)], rows, cells.footnotes())]
