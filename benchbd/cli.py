@@ -219,7 +219,7 @@ COMMANDS = {"list": cmd_list, "matrix": cmd_matrix, "leaderboard": cmd_leaderboa
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
     try:
         return COMMANDS[args.command](args, console)
     except BenchbdError as exc:

@@ -14,7 +14,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     code = main(argv)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
-    return code, " ".join(captured.err.split())
+    assert len(captured.err.strip().splitlines()) <= 1, f"an error is one line, not wrapped: {captured.err!r}"
+    return code, captured.err.strip()
 
 
 @pytest.mark.parametrize(
