@@ -299,3 +299,13 @@ def test_a_run_of_training_run_defenses_has_no_empty_mitigation_tables(tmp_path:
     tables, markdown = render(tmp_path, [rttd])
     assert [t.title.split(":")[0] for t in tables] == ["Table 5"]
     assert "Table 2" not in markdown
+
+
+def test_table_4_shows_the_model_the_defense_judged(tmp_path: Path) -> None:
+    """AEGIS judges robust models it had trained: their clean accuracy and ASR, not the cell's standard model's."""
+    judged = {"clean_acc": 0.91, "asr": {"patch": 0.02}, "robust_acc": {"patch": 0.9}}
+    aegis = record("aegis", 0, ["patch"], unit="model", tpr=0.0, fpr=0.75, auroc=0.12, target_found={"patch": False},
+                   class_fpr=0.06, tpr_at_fpr={"0.01": 0.0, "0.05": 0.0}, judged_model=judged)
+    tables, _ = render(tmp_path, [aegis])
+    (row,) = table(tables, "Table 4").rows
+    assert row[-2:] == ["91.00", "2.00"]  # the cell's own model: 90.00 and 95.00

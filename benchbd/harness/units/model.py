@@ -37,8 +37,12 @@ COLUMNS = [
     ("AUROC", lambda r: r["auroc"], 1),
     ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
     ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
+    ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
+    ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
 ]
-TITLE = "Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean models)"
+TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean models); "
+         "the backdoored model judged: its clean accuracy and ASR as trained (a defense that trains its own models, "
+         "AEGIS, judges those)")
 
 
 def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
