@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchbd import BenchbdError, ImageClassifier, ModelContext
+from benchbd import BenchbdError, ImageClassifier, ModelContext, ModelVerdict
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.params import build
 from benchbd.registry import default_registry
 from benchbd.training.adversarial import adversarial_training_loss, pgd_perturb
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import StepInfo, Trainer, cross_entropy_loss
-from benchbd_builtins.defenses.aegis import AEGIS, count_clusters, extra_mass, parse_classes, translate_toward
+from benchbd_builtins.defenses.aegis import AEGIS, count_clusters, extra_mass, majority, parse_classes, translate_toward
 
 CLASSES = 4
 Signs = dict[str, np.ndarray]
@@ -249,32 +249,53 @@ def test_a_model_below_the_robustness_bar_is_not_judged(trained: ImageClassifier
     assert verdict.not_judged.startswith("not robust: adversarial accuracy")
     assert "min_adversarial_accuracy 50%" in verdict.not_judged
     assert verdict.details["adversarial_accuracy"] < min(0.5, clean_accuracy - 0.2)  # PGD took accuracy away
-    assert "cluster_counts" not in verdict.details and not verdict.flagged
+    assert "runs" not in verdict.details and not verdict.flagged
     judged = replace(check, min_adversarial_accuracy=0.0).inspect_model(model_context(trained, trainer, signs))
-    assert not judged.not_judged and judged.details["cluster_counts"].keys() == {"0"}
+    assert not judged.not_judged and judged.details["runs"][0]["cluster_counts"].keys() == {"0"}
     assert judged.details["adversarial_accuracy"] == verdict.details["adversarial_accuracy"]  # same context seed
 
 
 def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, signs: Signs) -> None:
     context = model_context(trained, trainer, signs)
-    # L2 steps of length 1, the default; no robustness required of this standard model
-    aegis = AEGIS(seeds=60, translate_steps=10, classes="0,2", class_images=30, min_adversarial_accuracy=0)
+    # L2 steps of length 1, the default; no robustness required of this standard model; two runs
+    aegis = AEGIS(seeds=60, translate_steps=10, classes="0,2", class_images=30, min_adversarial_accuracy=0, runs=2)
     verdict = aegis.inspect_model(context)
     assert not verdict.not_judged
-    assert verdict.details["clean_images"] == {"0": 30, "2": 30}  # the classes' training images, at most 30
     assert 0 <= verdict.details["adversarial_accuracy"] <= 1
-    assert set(verdict.details["cluster_counts"]) == {"0", "2"}
-    assert all(count >= 1 for count in verdict.details["cluster_counts"].values())
-    assert verdict.details["seeds"] == 60
-    assert min(verdict.details["translation_success"].values()) > 0.9
+    first, second = verdict.details["runs"]
+    for run in (first, second):
+        assert run["clean_images"] == {"0": 30, "2": 30}  # the classes' training images, at most 30
+        assert set(run["cluster_counts"]) == {"0", "2"}
+        assert all(count >= 1 for count in run["cluster_counts"].values())
+        assert run["seeds"] == 60
+        assert min(run["translation_success"].values()) > 0.9
+    assert first["class_scores"] != second["class_scores"] or first["bandwidth"] != second["bandwidth"]  # own draws
     assert np.isfinite(verdict.score)
     assert verdict.flagged == bool(verdict.suspect_classes)
     assert set(verdict.suspect_classes) <= {0, 2}
+    assert all(0 <= votes <= 2 for votes in verdict.details["flag_votes"].values())
+
+
+def test_runs_combine_by_majority() -> None:
+    """A class is flagged when more than half of the runs flag it; scores are the runs' mean."""
+    def run(suspects: list[int], scores: list[float]) -> ModelVerdict:
+        return ModelVerdict(score=max(scores), flagged=bool(suspects), suspect_classes=suspects,
+                            details={"class_scores": {str(c): s for c, s in enumerate(scores)}})
+
+    runs = [run([1], [0, 1.5, 0]), run([1, 2], [0, 1.2, 1.1]), run([], [0, 0, 0])]
+    verdict = majority(runs, [0, 1, 2])
+    assert verdict.suspect_classes == [1] and verdict.flagged  # class 2: one vote of three
+    assert verdict.details["flag_votes"] == {"0": 0, "1": 2, "2": 1}
+    assert verdict.score == pytest.approx(0.9)
+    assert not majority(runs[1:], [0, 1, 2]).flagged  # one vote of two is not a majority
+    assert majority(runs[:1], [0, 1, 2]).suspect_classes == [1]  # one run: its own verdict
 
 
 def test_parameters_are_validated_and_registered() -> None:
     with pytest.raises(BenchbdError, match="seeds"):
         build(AEGIS, {"seeds": 0})
+    with pytest.raises(BenchbdError, match="runs"):
+        build(AEGIS, {"runs": 0})
     with pytest.raises(BenchbdError, match="clusterer"):
         build(AEGIS, {"clusterer": "kmeans"})
     with pytest.raises(BenchbdError, match="classes"):

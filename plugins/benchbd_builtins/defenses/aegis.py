@@ -28,9 +28,9 @@ classes instead, for models on which clean classes do not show exactly two (ours
 Score (ours; the paper only flags): per class, its count minus its bound, plus, when that is positive, the
 fraction of the class's points outside its ``bound`` largest clusters (in [0, 1): among models with equal excess
 counts, more mass in the extra clusters ranks higher); the model's score is the largest over the examined
-classes. ``details`` keep each examined class's cluster count, bound, score, training-image count and
-bandwidth, the fraction of translations the model assigns to the class, the number of seeds and the
-adversarial accuracy.
+classes. ``details`` keep the adversarial accuracy, each examined class's mean score and the number of runs that
+flagged it, and under ``runs`` each run's cluster count, bound, score, training-image count and bandwidth per
+class, the fraction of translations the model assigns to the class, and the number of seeds.
 
 From the paper: 500 seed images per class (section IV step 1; RQ4 varies 200-800), perplexity 30, the
 translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A). Choices and deviations:
@@ -67,6 +67,12 @@ translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A
   the paper's models and embeddings, not transferable).
 - t-SNE needs more than three times the perplexity in points; for smaller sets the perplexity is lowered to
   (n − 1) / 3. scikit-learn's t-SNE runs with PCA initialisation and a seed drawn from ``context.rng``.
+- Runs (section V, RQ4 "Stability": the paper runs "the full technique five times independently" and recommends
+  "multiple runs of the AEGIS technique"): ``runs`` independent repetitions of steps 1-4, each with its own seeds,
+  class images, translations and t-SNE seed. How runs combine is ours (the paper does not say): a class is flagged
+  when more than half of the runs flag it, and its score is the mean of its per-run scores. A majority keeps one
+  run's chance split of a clean class's embedding from flagging the model, while a backdoor's extra cluster, which
+  the paper finds in 27 of 30 runs, still flags it. ``runs`` = 1 (the default) is the paper's single run.
 - HDBSCAN runs with ``min_cluster_size`` and ``allow_single_cluster=True`` (otherwise it never reports one
   cluster and a single blob's count depends on how it is broken up); its noise points belong to no cluster.
 - Cost: translation takes seeds × examined classes × ``translate_steps`` forward-backward passes, 1.29 million
@@ -206,6 +212,20 @@ def parse_classes(spec: str, num_classes: int) -> list[int]:
     return classes
 
 
+def majority(runs: list[ModelVerdict], classes: list[int]) -> ModelVerdict:
+    """Several runs' verdicts on ``classes`` as one (ours): a class is flagged when more than half of the runs flag
+    it; its score is the mean of its per-run ``class_scores``, the model's the largest of those."""
+    votes = {c: sum(c in run.suspect_classes for run in runs) for c in classes}
+    scores = {c: float(np.mean([run.details["class_scores"][str(c)] for run in runs])) for c in classes}
+    suspects = [c for c in classes if votes[c] > len(runs) / 2]
+    details = {
+        "flag_votes": {str(c): votes[c] for c in classes},
+        "class_scores": {str(c): round(scores[c], 6) for c in classes},
+        "runs": [run.details for run in runs],
+    }
+    return ModelVerdict(score=max(scores.values()), flagged=bool(suspects), suspect_classes=suspects, details=details)
+
+
 @dataclass
 class AEGIS(ModelDefense):
     name: ClassVar[str] = "aegis"
@@ -234,11 +254,12 @@ class AEGIS(ModelDefense):
     class_images: int = 500
     min_adversarial_accuracy: float = 0.2
     robustness_images: int = 500
+    runs: int = 1
 
     def __post_init__(self) -> None:
         for field in ("train_eps", "train_step_size", "translate_eps", "translate_step_size"):
             check(getattr(self, field) > 0, self.name, field, "> 0", getattr(self, field))
-        for field in ("train_steps", "translate_steps", "seeds", "clean_clusters", "class_images", "robustness_images"):
+        for field in ("train_steps", "translate_steps", "seeds", "clean_clusters", "class_images", "robustness_images", "runs"):
             check(getattr(self, field) >= 1, self.name, field, ">= 1", getattr(self, field))
         check(self.perplexity > 0, self.name, "perplexity", "> 0", self.perplexity)
         check(0 <= self.min_adversarial_accuracy <= 1, self.name, "min_adversarial_accuracy", "in [0, 1]", self.min_adversarial_accuracy)
@@ -350,6 +371,14 @@ class AEGIS(ModelDefense):
             reason = (f"not robust: adversarial accuracy {robust:.1%} under PGD ({budget}) is below "
                       f"min_adversarial_accuracy {self.min_adversarial_accuracy:.0%}; AEGIS assumes a robust model")
             return ModelVerdict(score=0.0, flagged=False, details=details, not_judged=reason)
+        verdict = majority([self.single_run(context, classes) for _ in range(self.runs)], classes)
+        verdict.details = {**details, **verdict.details}
+        return verdict
+
+    def single_run(self, context: ModelContext, classes: list[int]) -> ModelVerdict:
+        """One run of steps 1-4 on the examined ``classes``, its draws (seeds, class images, t-SNE seed) from
+        ``context.rng``."""
+        trainer, rng = context.trainer, context.rng
         y_train = np.asarray(context.train_y)
         count = min(self.seeds, len(y_train))
         seeds = trainer.images(context.train_x[np.sort(rng.choice(len(y_train), size=count, replace=False))]).float() / 255
@@ -358,14 +387,12 @@ class AEGIS(ModelDefense):
             members = np.flatnonzero(y_train == target)
             own_index = np.sort(rng.choice(members, size=min(self.class_images, len(members)), replace=False))
             own = trainer.images(context.train_x[own_index]).float() / 255
-            features[target], reached[target] = self.class_features(model, own, seeds, target)
+            features[target], reached[target] = self.class_features(context.model, own, seeds, target)
             own_counts[target] = len(own_index)
         verdict = self.judge(features, own_counts, seed=int(rng.integers(2**31)))
-        verdict.details.update(details)
         verdict.details["translation_success"] = {str(c): round(reached[c], 4) for c in classes}
         verdict.details["seeds"] = count
         return verdict
-
 
 @hookimpl
 def benchbd_defenses() -> list[type[ModelDefense]]:
