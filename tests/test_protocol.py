@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig
-from benchbd.harness.plan import Plan
+from benchbd.harness.plan import Plan, plugin_modules, source_digest
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import read_records
@@ -112,6 +112,29 @@ def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_pa
     assert first["code"]["defense"] != second["code"]["defense"] and first["code"]["attacks"] == second["code"]["attacks"]
     assert len(list((tmp_path / "run" / "models").glob("*.pt"))) == 1  # the poisoned model's code did not change
     sys.modules.pop("loudest_pixel")
+
+
+def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editing a helper module of the plugin's own package (as BaDLoss's probes.py) changes the digest; editing a
+    module it does not use, or the package's __init__, does not."""
+    package = tmp_path / "digest_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("def boost(x):\n    return 2 * x\n")
+    (package / "unused.py").write_text("VALUE = 1\n")
+    (package / "plugin.py").write_text("from digest_pkg.helper import boost\n\nclass Plugin:\n    factor = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from digest_pkg.plugin import Plugin
+
+    assert [m.__name__ for m in plugin_modules(Plugin)] == ["digest_pkg.helper", "digest_pkg.plugin"]
+    before = source_digest(Plugin)
+    (package / "unused.py").write_text("VALUE = 2\n")
+    (package / "__init__.py").write_text("# edited\n")
+    assert source_digest(Plugin) == before
+    (package / "helper.py").write_text("def boost(x):\n    return 3 * x\n")
+    assert source_digest(Plugin) != before
+    for name in [name for name in sys.modules if name.startswith("digest_pkg")]:
+        sys.modules.pop(name)
 
 
 def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:
