@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from benchbd.errors import BenchbdError
+from benchbd_builtins.defenses import probes
 from benchbd_builtins.defenses.frequency import FrequencyAnalysis, dct_spectra, train_detector, triggered_probability
 
 
@@ -58,6 +59,31 @@ def test_scores_every_training_example_and_flags_above_one_half(backdoored) -> N
     n = len(backdoored.poisoned.y)
     assert verdict.scores.shape == (n,) and ((verdict.scores >= 0) & (verdict.scores <= 1)).all()
     assert (verdict.flagged == (verdict.scores > 0.5)).all()
+
+
+def test_trains_on_the_probe_set_badloss_uses(backdoored, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Section 5.1: frequency analysis gets BaDLoss's probes, not the whole trusted set. Each defense's call of
+    inject_probes is captured and the defense stopped there."""
+    from benchbd_builtins.defenses import badloss, frequency
+
+    class Captured(Exception):
+        pass
+
+    captured = {}
+    for name, module in (("badloss", badloss), ("frequency", frequency)):
+        def capture(context, n, name=name):
+            captured[name] = probes.inject_probes(context, n)
+            raise Captured
+
+        monkeypatch.setattr(module, "inject_probes", capture)
+    for defense in (badloss.BaDLoss(), FrequencyAnalysis()):
+        with pytest.raises(Captured):
+            defense.score_examples(backdoored.context)
+    ours, theirs = captured["frequency"], captured["badloss"]
+    assert len(ours.clean) == len(ours.backdoor) > 0
+    assert all(np.array_equal(getattr(ours, part), getattr(theirs, part)) for part in ("clean", "backdoor", "mislabeled"))
+    assert np.array_equal(ours.x, theirs.x)
+    assert len(ours.clean) < len(backdoored.context.trusted_clean)  # a subset of the trusted examples
 
 
 @pytest.mark.parametrize(("params", "field"), [({"epochs": 0}, "epochs"), ({"threshold": 1.0}, "threshold")])

@@ -15,12 +15,15 @@ from sklearn.metrics import roc_auc_score
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig
-from benchbd.harness.plan import Plan, plugin_modules, source_digest
+from benchbd.harness.digests import plugin_modules, source_digest
+from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import read_records
-from benchbd.harness.units.example import detection
+from benchbd.harness.units.example import detection, trusted_count
 from benchbd.registry import Registry, default_registry, make_manager
+from benchbd_builtins.attacks.patch import PatchAttack
+from benchbd_builtins.attacks.wanet import WaNetAttack
 
 TIMING_FIELDS = {"seconds", "train_seconds"}
 
@@ -112,6 +115,21 @@ def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_pa
     assert first["code"]["defense"] != second["code"]["defense"] and first["code"]["attacks"] == second["code"]["attacks"]
     assert len(list((tmp_path / "run" / "models").glob("*.pt"))) == 1  # the poisoned model's code did not change
     sys.modules.pop("loudest_pixel")
+
+
+def test_the_trusted_set_is_badloss_2n_unless_asked_and_names_the_cell(tiny_signs: Path, tmp_path: Path) -> None:
+    """BaDLoss A.1's 2n = 500 (×3 probes against the warping attack alone, section 5.1); ``--trusted N`` takes N,
+    and a cell run with another N is computed again, not served from the run directory."""
+    assert trusted_count([PatchAttack()], single_attack=True) == 500
+    assert trusted_count([WaNetAttack()], single_attack=True) == 1500
+    assert trusted_count([WaNetAttack(), PatchAttack()], single_attack=False) == 500
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "spectral", "--mode", "single",
+            "--device", "cpu", "-P", "patch.ratio=0.1", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert main([*argv, "--trusted", "60"]) == 0
+    default, sixty = read_records(tmp_path / "run" / "results.jsonl")
+    assert default["trusted"] == 193 and sixty["trusted"] == 60  # the default capped at half of the 387 clean examples
+    assert sixty["judged"] == 430 - 60 and default["config_hash"] != sixty["config_hash"]
 
 
 def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,9 @@
 
 A cell is (attack set, seed, defense). Cells that share an attack set and seed form a :class:`Group`: one poisoned
 model that every defense of the group judges. A cell's hash names everything its record depends on: the group's
-dataset, model, profile, attacks and their parameters, the defense and its parameters, and the code of every plugin
-involved (distribution, version and a digest of its module's source; BaDLoss's released code hashes code and
-arguments the same way). A finished cell whose hash is in ``results.jsonl`` is skipped on resume; a changed plugin
+dataset, model, profile, attacks and their parameters, the defense and its parameters, what the defense's unit
+holds (trusted-set size, number of clean models, simulation), and the code of every plugin involved (distribution,
+version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in ``results.jsonl`` is skipped on resume; a changed plugin
 gets a new hash, so its cells are computed again.
 
 Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's identity (its hash
@@ -14,14 +14,9 @@ order, resumed or not, locally or on Ray.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -29,9 +24,10 @@ import numpy as np
 from benchbd import params as plugin_params
 from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import default_data_root
-from benchbd.defenses import Defense, TrainingRunDefense
+from benchbd.defenses import Defense, ExampleDefense, ModelDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
+from benchbd.harness.digests import digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
@@ -50,45 +46,6 @@ class Group:
     def label(self) -> str:
         """The attack set as the progress and error lines name it."""
         return "+".join(self.attacks) or "no attack"
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def plugin_modules(obj: Any) -> list[ModuleType]:
-    """The module that defines ``obj`` and the modules of its own top-level package it uses, directly or through
-    each other (a helper like ``probes.py``): every module named by, or defining a value named by, a module's
-    globals. Packages' ``__init__`` modules are not followed (they import every plugin of the distribution);
-    benchbd's own modules are covered by its version, not here."""
-    start = inspect.getmodule(obj)
-    if start is None:
-        return []
-    package = start.__name__.split(".")[0]
-    found = {start.__name__: start}
-    pending = [start]
-    while pending:
-        for value in list(vars(pending.pop()).values()):
-            name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
-            module = sys.modules.get(name) if isinstance(name, str) else None
-            if module is None or name in found or hasattr(module, "__path__") or name.split(".")[0] != package:
-                continue
-            found[name] = module
-            pending.append(module)
-    return [found[name] for name in sorted(found)]
-
-
-def source_digest(obj: Any) -> str:
-    """A digest of the source of :func:`plugin_modules` of ``obj`` (a plugin class or function), read now: a
-    plugin whose module or helper module is edited gets a new digest."""
-    modules = plugin_modules(obj)
-    paths = [inspect.getsourcefile(module) for module in modules]
-    if not modules or None in paths:
-        return "unknown"
-    sha = hashlib.sha256()
-    for module, path in zip(modules, paths):
-        sha.update(module.__name__.encode() + b"\0" + Path(path).read_bytes())  # type: ignore[arg-type]
-    return sha.hexdigest()[:16]
 
 
 def random_stream(seed: int, identity: Any) -> np.random.Generator:
@@ -202,9 +159,16 @@ class Plan:
         }
 
     def cell_identity(self, group: Group, defense: str) -> dict[str, Any]:
-        """What a cell's record depends on, code aside (a training-run cell also on the simulation)."""
-        identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(self.defenses[defense])]}
-        if isinstance(self.defenses[defense], TrainingRunDefense):
+        """What a cell's record depends on, code aside: the group, the defense, and what its unit's harness holds
+        (an example-level cell's trusted-set size, a model-level cell's number of clean models, a training-run cell's
+        simulation)."""
+        judge = self.defenses[defense]
+        identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(judge)]}
+        if isinstance(judge, ExampleDefense):
+            identity["trusted"] = self.config.trusted
+        elif isinstance(judge, ModelDefense):
+            identity["clean_models"] = self.config.clean_models
+        elif isinstance(judge, TrainingRunDefense):
             identity[SIMULATION] = plugin_params.as_dict(self.simulation)
         return identity
 

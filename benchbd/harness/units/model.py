@@ -17,7 +17,7 @@ from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
-from benchbd.harness.plan import digest
+from benchbd.harness.digests import digest
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
