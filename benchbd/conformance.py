@@ -41,7 +41,8 @@ from benchbd.defenses import (
 from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
 from benchbd.harness.servers import build_servers
-from benchbd.harness.units.example import example_context, trusted_count, trusted_sample
+from benchbd.harness.config import trusted_count
+from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.harness.units.model import model_context
 from benchbd.harness.units.training_run import training_run_context
 from benchbd.models import ImageClassifier

@@ -14,13 +14,14 @@ from sklearn.metrics import roc_auc_score
 
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
-from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig
-from benchbd.harness.digests import plugin_modules, source_digest
+from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig, trusted_count
+from benchbd.harness.digests import plugin_sources, source_digest
 from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import read_records
-from benchbd.harness.units.example import detection, trusted_count
+from benchbd.harness.units.example import detection
+from benchbd.leaderboard.labels import label_configurations
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack
@@ -130,29 +131,42 @@ def test_the_trusted_set_is_badloss_2n_unless_asked_and_names_the_cell(tiny_sign
     default, sixty = read_records(tmp_path / "run" / "results.jsonl")
     assert default["trusted"] == 193 and sixty["trusted"] == 60  # the default capped at half of the 387 clean examples
     assert sixty["judged"] == 430 - 60 and default["config_hash"] != sixty["config_hash"]
+    assert [r["params"]["harness"] for r in (default, sixty)] == [{"trusted": None}, {"trusted": 60}]
+    assert {r["defense"] for r in label_configurations([default, sixty])} == {"spectral (trusted=None)", "spectral (trusted=60)"}
 
 
 def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Editing a helper module of the plugin's own package (as BaDLoss's probes.py) changes the digest; editing a
-    module it does not use, or the package's __init__, does not."""
+    """Editing a module the plugin imports from its own package (as BaDLoss imports probes.py), however it imports
+    it, changes the digest; editing a module it does not import, or the package's __init__ (which imports every
+    module of the package), does not."""
     package = tmp_path / "digest_pkg"
     package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "helper.py").write_text("def boost(x):\n    return 2 * x\n")
-    (package / "unused.py").write_text("VALUE = 1\n")
-    (package / "plugin.py").write_text("from digest_pkg.helper import boost\n\nclass Plugin:\n    factor = 1\n")
+    (package / "__init__.py").write_text("from digest_pkg import unused\n")
+    helpers = {"helper": "def boost(x):\n    return 2 * x\n", "relative": "SCALE = 2\n", "dotted": "OFFSET = 1\n",
+               "late": "LATE = 1\n", "chained": "CHAINED = 1\n", "unused": "VALUE = 1\n"}
+    for name, text in helpers.items():
+        (package / f"{name}.py").write_text(text)
+    (package / "late.py").write_text("from digest_pkg.chained import CHAINED\n")  # reached through another helper
+    (package / "plugin.py").write_text(
+        "import digest_pkg.dotted\nfrom digest_pkg.helper import boost\nfrom .relative import SCALE\n\n"
+        "class Plugin:\n    def run(self):\n        from digest_pkg import late\n        return late\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    from digest_pkg.plugin import Plugin
+    try:
+        from digest_pkg.plugin import Plugin
 
-    assert [m.__name__ for m in plugin_modules(Plugin)] == ["digest_pkg.helper", "digest_pkg.plugin"]
-    before = source_digest(Plugin)
-    (package / "unused.py").write_text("VALUE = 2\n")
-    (package / "__init__.py").write_text("# edited\n")
-    assert source_digest(Plugin) == before
-    (package / "helper.py").write_text("def boost(x):\n    return 3 * x\n")
-    assert source_digest(Plugin) != before
-    for name in [name for name in sys.modules if name.startswith("digest_pkg")]:
-        sys.modules.pop(name)
+        assert list(plugin_sources(Plugin)) == [f"digest_pkg.{name}" for name in ("chained", "dotted", "helper", "late", "plugin", "relative")]
+        before = source_digest(Plugin)
+        (package / "unused.py").write_text("VALUE = 2\n")
+        (package / "__init__.py").write_text("from digest_pkg import unused  # edited\n")
+        assert source_digest(Plugin) == before
+        for name in ("helper", "relative", "dotted", "chained"):
+            (package / f"{name}.py").write_text((package / f"{name}.py").read_text() + "# edited\n")
+            assert source_digest(Plugin) != before, name
+            before = source_digest(Plugin)
+    finally:
+        for name in [name for name in sys.modules if name.startswith("digest_pkg")]:
+            del sys.modules[name]
 
 
 def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:

@@ -53,6 +53,8 @@ def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
     identity = plan.cell_identity(group, defense)
     if SIMULATION in identity:  # a training-run cell: its threat model
         params[SIMULATION] = identity[SIMULATION]
+    if settings := plan.cell_settings(group, defense):
+        params["harness"] = settings
     return {
         "dataset": plan.config.dataset,
         "family": plan.data.family,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchbd import params as plugin_params
-from benchbd.attacks import Attack
+from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.registry import Registry
@@ -31,13 +31,25 @@ SIMULATION = "simulation"
 NO_ATTACK = "none"
 
 
+#: BaDLoss appendix A.1: C holds 2n bona fide clean examples, n = 250 (section 3.2: 250 clean and 250 backdoor probes).
+PROBES_PER_SET = 250
+
+
+def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
+    """BaDLoss's 2n trusted examples: n = 250, times the attack's ``probe_multiplier`` in the one-attack setting
+    (section 5.1: three times as many probes against the warping attack)."""
+    one = attacks[0] if single_attack and attacks else None
+    multiplier = one.probe_multiplier if isinstance(one, DataPoisoningAttack) else 1
+    return 2 * PROBES_PER_SET * multiplier
+
+
 @dataclass
 class MatrixConfig:
     """Everything that defines a matrix. ``None`` for attacks or defenses is the default: all registered ones on
     a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one. ``multi_attacks``: the data attacks
     of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with ``all``, else the named data attacks).
     ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n, see
-    :func:`benchbd.harness.units.example.trusted_count`). ``epochs``: train every model of the matrix this many
+    :func:`trusted_count`). ``epochs``: train every model of the matrix this many
     epochs instead of the profile's (the profile is then recorded as ``NAME (epochs=N)``)."""
 
     dataset: str = "synth-signs"

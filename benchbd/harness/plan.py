@@ -2,8 +2,8 @@
 
 A cell is (attack set, seed, defense). Cells that share an attack set and seed form a :class:`Group`: one poisoned
 model that every defense of the group judges. A cell's hash names everything its record depends on: the group's
-dataset, model, profile, attacks and their parameters, the defense and its parameters, what the defense's unit
-holds (trusted-set size, number of clean models, simulation), and the code of every plugin involved (distribution,
+dataset, model, profile, attacks and their parameters, the defense and its parameters, what the harness gives the
+defense's unit (trusted-set size, number of clean models, simulation), and the code of every plugin involved (distribution,
 version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in ``results.jsonl`` is skipped on resume; a changed plugin
 gets a new hash, so its cells are computed again.
 
@@ -26,7 +26,10 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import default_data_root
 from benchbd.defenses import Defense, ExampleDefense, ModelDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
-from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
+from benchbd.harness.config import (
+    CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset,
+    trusted_count,
+)
 from benchbd.harness.digests import digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
@@ -147,8 +150,14 @@ class Plan:
         }
 
     def code(self, category: Literal["attacks", "defenses", "datasets", "models"], name: str) -> str:
-        """Distribution, version and source digest of one plugin: ``benchbd 0.1.0 3f2a...``."""
-        return f"{self.registry.provenance(category, name)} {source_digest(self.registry.get(category, name))}"
+        """Distribution, version and source digest of one plugin: ``benchbd 0.1.0 3f2a...`` (of a model or dataset,
+        the source of its ``build`` or ``load`` function, not of benchbd's spec class)."""
+        plugin = self.registry.get(category, name)
+        if category == "models":
+            plugin = plugin.build
+        elif category == "datasets":
+            plugin = plugin.load
+        return f"{self.registry.provenance(category, name)} {source_digest(plugin)}"
 
     def group_code(self, group: Group) -> dict[str, Any]:
         return {
@@ -159,24 +168,34 @@ class Plan:
         }
 
     def cell_identity(self, group: Group, defense: str) -> dict[str, Any]:
-        """What a cell's record depends on, code aside: the group, the defense, and what its unit's harness holds
-        (an example-level cell's trusted-set size, a model-level cell's number of clean models, a training-run cell's
+        """What a cell's random draws depend on: the group, the defense (a training-run cell also on the
         simulation)."""
-        judge = self.defenses[defense]
-        identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(judge)]}
-        if isinstance(judge, ExampleDefense):
-            identity["trusted"] = self.config.trusted
-        elif isinstance(judge, ModelDefense):
-            identity["clean_models"] = self.config.clean_models
-        elif isinstance(judge, TrainingRunDefense):
+        identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(self.defenses[defense])]}
+        if isinstance(self.defenses[defense], TrainingRunDefense):
             identity[SIMULATION] = plugin_params.as_dict(self.simulation)
         return identity
+
+    def trusted(self, group: Group) -> int:
+        """How many trusted clean examples the group's defender asks for: ``--trusted``, else BaDLoss's 2n."""
+        return self.config.trusted or trusted_count(self.attacks(group), group.mode == "single")
+
+    def cell_settings(self, group: Group, defense: str) -> dict[str, int | None]:
+        """The settings the harness gives the defense's unit beyond the cell's identity, as the user gave them:
+        an example-level cell's ``--trusted`` (``None``: BaDLoss's 2n), a model-level cell's ``--clean-models``. In
+        the hash and the record's ``params``, not in the random streams (a clean model's verdict does not change
+        with how many others are judged)."""
+        if isinstance(self.defenses[defense], ExampleDefense):
+            return {"trusted": self.config.trusted}
+        if isinstance(self.defenses[defense], ModelDefense):
+            return {"clean_models": self.config.clean_models}
+        return {}
 
     def cell_code(self, group: Group, defense: str) -> dict[str, Any]:
         return {**self.group_code(group), "defense": self.code("defenses", defense)}
 
     def cell_hash(self, group: Group, defense: str) -> str:
-        return digest({**self.cell_identity(group, defense), "code": self.cell_code(group, defense)})
+        return digest({**self.cell_identity(group, defense), **self.cell_settings(group, defense),
+                       "code": self.cell_code(group, defense)})
 
     def model_key(self, group: Group, **training: Any) -> str:
         """The model cache's key for a model trained on the group's poisoned set (``training``: how, if not the

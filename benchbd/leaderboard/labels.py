@@ -19,7 +19,7 @@ def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ``patch (ratio=0.05)`` and ``patch (ratio=0.1)``; other plugins keep their names. Records written before
     records carried their ``params`` are left as they are."""
     with_params = [r for r in records if "params" in r]
-    defense_labels = _variant_labels((r["defense"], r["params"]["defense"]) for r in with_params)
+    defense_labels = _variant_labels((r["defense"], defense_params(r["params"])) for r in with_params)
     attack_labels = _variant_labels(pair for r in with_params for pair in r["params"]["attacks"].items())
     labelled = []
     for record in records:
@@ -28,7 +28,7 @@ def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rename = {name: attack_labels.get((name, _params_key(p)), name) for name, p in params["attacks"].items()}
             record = {
                 **record,
-                "defense": defense_labels.get((record["defense"], _params_key(params["defense"])), record["defense"]),
+                "defense": defense_labels.get((record["defense"], _params_key(defense_params(params))), record["defense"]),
                 "attacks": [rename[name] for name in record["attacks"]],
                 **{
                     key: {rename.get(name, name): value for name, value in record[key].items()}
@@ -38,6 +38,12 @@ def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         labelled.append(record)
     return labelled
+
+
+def defense_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A record's defense parameters with the harness settings its unit was given (``--trusted``,
+    ``--clean-models``): runs that differ only in those get a label each."""
+    return {**params["defense"], **params.get("harness", {})}
 
 
 def _params_key(params: dict[str, Any]) -> str:

@@ -26,18 +26,6 @@ from benchbd.training.trainer import Trainer
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures
 
 
-#: BaDLoss appendix A.1: C holds 2n bona fide clean examples, n = 250 (section 3.2: 250 clean and 250 backdoor probes).
-PROBES_PER_SET = 250
-
-
-def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
-    """BaDLoss's 2n trusted examples: n = 250, times the attack's ``probe_multiplier`` in the one-attack setting
-    (section 5.1: three times as many probes against the warping attack)."""
-    one = attacks[0] if single_attack and attacks else None
-    multiplier = one.probe_multiplier if isinstance(one, DataPoisoningAttack) else 1
-    return 2 * PROBES_PER_SET * multiplier
-
-
 def trusted_sample(poisoned: PoisonedTrainingSet, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` clean examples drawn at random (fewer if the set has fewer, never over half of the clean ones)."""
     clean = np.flatnonzero(~poisoned.mask)
@@ -108,8 +96,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name:
         return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
     plan, group = bench.plan, state.group
     single = group.mode == "single"
-    count = plan.config.trusted or trusted_count(state.attacks, single)
-    trusted = trusted_sample(state.poisoned, count, plan.stream(group, "trusted"))
+    trusted = trusted_sample(state.poisoned, plan.trusted(group), plan.stream(group, "trusted"))
     context = example_context(
         bench.data, state.poisoned, state.model, state.trainer, lambda: bench.fresh_model(group.seed), state.attacks,
         rng=plan.stream(group, "defense", name), probe_seed=int(plan.stream(group, "probes").integers(2**32)),
