@@ -149,10 +149,14 @@ class ModelDefense(Defense):
     models of the same architecture and profile (``MatrixConfig.clean_models``), and reports detection over them.
 
     A defense that needs models trained its own way (AEGIS: adversarial training) overrides
-    :meth:`training_loss`; the harness then trains the backdoored and the clean models with it.
+    :meth:`training_loss`; the harness then trains the backdoored and the clean models with it. Those models are
+    cached under the source of ``training_loss`` and the fields named in ``training_fields`` (every field when it
+    is ``None``): name there the fields ``training_loss`` reads, so that changing another field (AEGIS's ``runs``)
+    or another method reuses the trained models.
     """
 
     unit: ClassVar[Unit] = "model"
+    training_fields: ClassVar[tuple[str, ...] | None] = None
 
     def training_loss(self, loss: LossComputation) -> LossComputation | None:
         """The loss the judged models must be trained with, wrapping ``loss``; ``None``: the usual training."""

@@ -277,7 +277,8 @@ def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, si
 
 
 def test_runs_combine_by_majority() -> None:
-    """A class is flagged when more than half of the runs flag it; scores are the runs' mean."""
+    """A class is flagged when more than half of the runs flag it; its score is the runs' lower median, positive
+    exactly when it is flagged."""
     def run(suspects: list[int], scores: list[float]) -> ModelVerdict:
         return ModelVerdict(score=max(scores), flagged=bool(suspects), suspect_classes=suspects,
                             details={"class_scores": {str(c): s for c, s in enumerate(scores)}})
@@ -286,8 +287,9 @@ def test_runs_combine_by_majority() -> None:
     verdict = majority(runs, [0, 1, 2])
     assert verdict.suspect_classes == [1] and verdict.flagged  # class 2: one vote of three
     assert verdict.details["flag_votes"] == {"0": 0, "1": 2, "2": 1}
-    assert verdict.score == pytest.approx(0.9)
-    assert not majority(runs[1:], [0, 1, 2]).flagged  # one vote of two is not a majority
+    assert verdict.score == 1.2 and verdict.details["class_scores"] == {"0": 0, "1": 1.2, "2": 0}
+    two = majority(runs[1:], [0, 1, 2])
+    assert not two.flagged and two.score == 0  # one vote of two is not a majority
     assert majority(runs[:1], [0, 1, 2]).suspect_classes == [1]  # one run: its own verdict
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import benchbd
-from benchbd import ModelContext, ModelDefense, ModelVerdict
+from benchbd import LossComputation, ModelContext, ModelDefense, ModelVerdict
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
@@ -63,11 +63,25 @@ class EveryModelRefused(KnownTriggerDetector):
         return ModelVerdict(score=0.0, flagged=False, not_judged="test: assumption does not hold")
 
 
+@dataclass
+class OwnTrainingDetector(KnownTriggerDetector):
+    """The known-trigger detector judging models trained with its own (scaled) loss."""
+
+    name: ClassVar[str] = "own-training"
+    description: ClassVar[str] = "test: trains the judged models its own way"
+    training_fields: ClassVar[tuple[str, ...]] = ("loss_scale",)
+    loss_scale: float = 1.0
+    threshold: float = 0.5
+
+    def training_loss(self, loss: LossComputation) -> LossComputation:
+        return lambda model, x, y, step: self.loss_scale * loss(model, x, y, step)
+
+
 def registry_with_detector() -> Registry:
     manager = make_manager()
     for name, plugin in default_registry().manager.list_name_plugin():
         manager.register(plugin, name=name)
-    defenses = [KnownTriggerDetector, SecondModelRefused, EveryModelRefused]
+    defenses = [KnownTriggerDetector, SecondModelRefused, EveryModelRefused, OwnTrainingDetector]
     manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: defenses)), name="test-plugins")
     return Registry(manager, {"test-plugins": "tests"})
 
@@ -90,6 +104,21 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     judged = [f"{100 * record['clean_acc']:.2f}", f"{100 * record['asr']['patch']:.2f}"]  # no model of its own: the cell's
     assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "100.00", "100.00", *judged]]
+
+
+def test_a_defenses_own_models_are_cached_under_its_training_fields_only(tiny_signs: Path, tmp_path: Path) -> None:
+    """Changing a field the training does not read reuses the defense's trained models; changing one it reads, or
+    the source of training_loss, trains them again."""
+    def run(**params: float) -> int:
+        config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["own-training"], device="cpu",
+                              out=tmp_path, mode="single", clean_models=1, params={"own-training": params})
+        assert not Matrix(config, registry_with_detector(), Progress()).run().failed
+        return len(list((tmp_path / "models").glob("*.pt")))
+
+    assert run() == 3  # the cell's poisoned model, and the backdoored and clean models trained the defense's way
+    assert run(threshold=0.9) == 3
+    assert run(loss_scale=2.0) == 5
+    assert len(read_records(tmp_path / "results.jsonl")) == 3
 
 
 def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: Path, tmp_path: Path) -> None:

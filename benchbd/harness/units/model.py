@@ -8,6 +8,8 @@ with attack objects of its own, the clean ones on the clean training set.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from typing import Any
 
 import numpy as np
@@ -67,11 +69,21 @@ def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
     return verdict
 
 
+def training_identity(defense: ModelDefense) -> dict[str, Any]:
+    """What a defense's own training of the judged models depends on: the source of its ``training_loss`` method
+    (the functions it calls are benchbd's, covered by its version, or the plugin's own, not followed) and the
+    fields named in ``training_fields`` (all of them when ``None``)."""
+    params = plugin_params.as_dict(defense)
+    fields = params if defense.training_fields is None else {f: params[f] for f in defense.training_fields}
+    source = inspect.getsource(type(defense).training_loss)
+    return {"defense": defense.name, "fields": fields, "training_loss": hashlib.sha256(source.encode()).hexdigest()[:16]}
+
+
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
     """The backdoored model, then the clean ones, trained as the defense needs them."""
     plan, group, data = bench.plan, state.group, bench.data
     own_loss = defense.training_loss(cross_entropy_loss)
-    training = [name, plugin_params.as_dict(defense), plan.code("defenses", name)] if own_loss is not None else "profile"
+    training = training_identity(defense) if own_loss is not None else "profile"
     backdoored = state.model
     if own_loss is not None:
         attacks, _ = bench.prepared_attacks(group)

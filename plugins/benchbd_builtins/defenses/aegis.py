@@ -28,7 +28,7 @@ classes instead, for models on which clean classes do not show exactly two (ours
 Score (ours; the paper only flags): per class, its count minus its bound, plus, when that is positive, the
 fraction of the class's points outside its ``bound`` largest clusters (in [0, 1): among models with equal excess
 counts, more mass in the extra clusters ranks higher); the model's score is the largest over the examined
-classes. ``details`` keep the adversarial accuracy, each examined class's mean score and the number of runs that
+classes. ``details`` keep the adversarial accuracy, each examined class's score and the number of runs that
 flagged it, and under ``runs`` each run's cluster count, bound, score, training-image count and bandwidth per
 class, the fraction of translations the model assigns to the class, and the number of seeds.
 
@@ -70,7 +70,8 @@ translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A
 - Runs (section V, RQ4 "Stability": the paper runs "the full technique five times independently" and recommends
   "multiple runs of the AEGIS technique"): ``runs`` independent repetitions of steps 1-4, each with its own seeds,
   class images, translations and t-SNE seed. How runs combine is ours (the paper does not say): a class is flagged
-  when more than half of the runs flag it, and its score is the mean of its per-run scores. A majority keeps one
+  when more than half of the runs flag it (``flag_votes`` in ``details``), and its score is the lower median of its
+  per-run scores (:func:`majority`). A majority keeps one
   run's chance split of a clean class's embedding from flagging the model, while a backdoor's extra cluster, which
   the paper finds in 27 of 30 runs, still flags it. ``runs`` = 1 (the default) is the paper's single run.
 - HDBSCAN runs with ``min_cluster_size`` and ``allow_single_cluster=True`` (otherwise it never reports one
@@ -214,13 +215,14 @@ def parse_classes(spec: str, num_classes: int) -> list[int]:
 
 def majority(runs: list[ModelVerdict], classes: list[int]) -> ModelVerdict:
     """Several runs' verdicts on ``classes`` as one (ours): a class is flagged when more than half of the runs flag
-    it; its score is the mean of its per-run ``class_scores``, the model's the largest of those."""
+    it; its score is the lower median of its per-run ``class_scores`` (positive exactly when more than half of the
+    runs flag it, so scores and flags agree), the model's the largest of those."""
     votes = {c: sum(c in run.suspect_classes for run in runs) for c in classes}
-    scores = {c: float(np.mean([run.details["class_scores"][str(c)] for run in runs])) for c in classes}
+    scores = {c: sorted(run.details["class_scores"][str(c)] for run in runs)[(len(runs) - 1) // 2] for c in classes}
     suspects = [c for c in classes if votes[c] > len(runs) / 2]
     details = {
         "flag_votes": {str(c): votes[c] for c in classes},
-        "class_scores": {str(c): round(scores[c], 6) for c in classes},
+        "class_scores": {str(c): scores[c] for c in classes},
         "runs": [run.details for run in runs],
     }
     return ModelVerdict(score=max(scores.values()), flagged=bool(suspects), suspect_classes=suspects, details=details)
@@ -270,6 +272,8 @@ class AEGIS(ModelDefense):
         parts = [part.strip() for part in self.classes.split(",") if part.strip()]
         valid = self.classes.strip().lower() == "all" or (bool(parts) and all(part.isdigit() for part in parts))
         check(valid, self.name, "classes", "'all' or comma-separated class indices", self.classes)
+
+    training_fields: ClassVar[tuple[str, ...]] = ("train_norm", "train_eps", "train_step_size", "train_steps")
 
     def training_loss(self, loss: LossComputation) -> LossComputation:
         return adversarial_training_loss(
@@ -345,7 +349,7 @@ class AEGIS(ModelDefense):
         details: dict[str, object] = {
             "cluster_counts": {str(c): counts[c] for c in classes},
             "bounds": {str(c): bounds[c] for c in classes},
-            "class_scores": {str(c): round(scores[c], 6) for c in classes},
+            "class_scores": {str(c): scores[c] for c in classes},
             "clean_images": {str(c): own_counts[c] for c in classes},
             "bandwidth": {str(c): (None if b is None else round(b, 6)) for c, b in bandwidths.items()},
         }
@@ -393,6 +397,7 @@ class AEGIS(ModelDefense):
         verdict.details["translation_success"] = {str(c): round(reached[c], 4) for c in classes}
         verdict.details["seeds"] = count
         return verdict
+
 
 @hookimpl
 def benchbd_defenses() -> list[type[ModelDefense]]:
