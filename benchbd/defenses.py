@@ -102,6 +102,10 @@ class ExampleDefense(Defense):
         return None
 
 
+def no_progress(what: str, done: int, total: int) -> None:
+    """A progress report that shows nothing (contexts built outside the harness)."""
+
+
 @dataclass
 class ModelContext:
     """What a model-level defense may look at: one trained model and the clean data the defender holds.
@@ -111,7 +115,8 @@ class ModelContext:
     the clean training set as the defender handed it over for training, before anyone poisoned it (the user's own
     data in AEGIS's threat model, section III: "the user has access to clean training data"); a defense whose
     paper assumes no such access must not use them. ``trainer`` runs batched inference (and training, for defenses
-    that need it) with the cell's profile on the cell's device.
+    that need it) with the cell's profile on the cell's device. ``progress(what, done, total)`` shows a long
+    judgement's progress beside the cell (AEGIS: ``progress("run 1/3: classes", 4, 10)``); it returns at once.
     """
 
     model: ImageClassifier
@@ -122,6 +127,7 @@ class ModelContext:
     train_x: np.ndarray
     train_y: np.ndarray
     rng: np.random.Generator
+    progress: Callable[[str, int, int], None] = no_progress
 
 
 @dataclass

@@ -36,6 +36,7 @@ class KnownTriggerDetector(ModelDefense):
         predictions = context.trainer.predict(context.model, (patch.trigger(x) * 255).round().to(torch.uint8))
         counts = np.bincount(predictions.cpu().numpy(), minlength=context.num_classes) / len(predictions)
         KnownTriggerDetector.seen.append(len(context.clean_y))
+        context.progress("trigger stamped", 1, 1)
         top = int(counts.argmax())
         return ModelVerdict(score=float(counts.max()), flagged=bool(counts.max() > 0.5), suspect_classes=[top] if counts.max() > 0.5 else [])
 
@@ -77,6 +78,16 @@ class OwnTrainingDetector(KnownTriggerDetector):
         return lambda model, x, y, step: self.loss_scale * loss(model, x, y, step)
 
 
+class RecordedSteps(Progress):
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[tuple[str, int, int]] = []
+
+    def step(self, label: str, done: int, total: int) -> None:
+        self.steps.append((label, done, total))
+        super().step(label, done, total)
+
+
 def registry_with_detector() -> Registry:
     manager = make_manager()
     for name, plugin in default_registry().manager.list_name_plugin():
@@ -89,10 +100,13 @@ def registry_with_detector() -> Registry:
 def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_signs: Path, tmp_path: Path) -> None:
     config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
                           mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
-    summary = Matrix(config, registry_with_detector(), Progress()).run()
+    progress = RecordedSteps()
+    summary = Matrix(config, registry_with_detector(), progress).run()
     assert not summary.failed
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["unit"] == "model" and record["status"] == "ok"
+    assert ("known-trigger on model 3/3: trigger stamped", 1, 1) in progress.steps  # the defense's own progress
+    assert ("clean model 2: epoch", 8, 8) in progress.steps  # and the trainings' epochs
     assert record["asr"]["patch"] > 0.8, "the fixture's attack must work for the test to mean anything"
     assert record["tpr"] == 1.0 and record["target_found"] == {"patch": True}
     assert record["fpr"] == 0.0 and record["class_fpr"] == 0.0

@@ -68,7 +68,7 @@ def test_live_view_names_the_cell_and_shows_eta_and_results() -> None:
     progress.start(4)
     try:
         progress.cell_started("patch / training the poisoned model / seed 0")
-        progress.epoch("poisoned model", 8, 8)
+        progress.step("poisoned model: epoch", 8, 8)
         clock.now = 10.0
         progress.cell_started("patch / none / seed 0")
         progress.cell_finished(record(["patch"], "none", "none", asr={"patch": 0.97}))
@@ -76,14 +76,14 @@ def test_live_view_names_the_cell_and_shows_eta_and_results() -> None:
         progress.cell_started("patch / spectral / seed 0")
         progress.cell_finished(record(["patch"], "spectral", "example", auroc=0.91, asr={"patch": 0.97}, asr_after={"patch": 0.05}))
         progress.cell_started("patch / activation-clustering / seed 0")
-        progress.epoch("retrain after activation-clustering", 2, 8)
+        progress.step("retrain after activation-clustering: epoch", 2, 8)
         text = rendered(progress.renderable())
     finally:
         progress.finish()
     lines = text.splitlines()
     assert lines[0].strip() == "cell patch / activation-clustering / seed 0"
     assert re.search(r"^cells .* 2/4 .*ETA 0:00:30", lines[1])
-    assert re.search(r"^retrain after activation-clustering .* 2/8", lines[2])
+    assert re.search(r"^retrain after activation-clustering: epoch .* 2/8", lines[2])
     assert "finished cells" in text
     assert re.search(r"^ *defense +patch *$", text, re.MULTILINE)
     assert re.search(r"^ *none +97% *$", text, re.MULTILINE)

@@ -24,7 +24,7 @@ Work = list[tuple[Group, list[str]]]
 
 def run_local(plan: Plan, run_dir: RunDirectory, work: Work, progress: Progress) -> Iterator[dict[str, Any]]:
     """Run the groups one after another in this process; yield each record as it is finished."""
-    bench = Workbench(plan, run_dir, on_epoch=progress.epoch)
+    bench = Workbench(plan, run_dir, step=progress.step)
     for group, pending in work:
         yield from run_group(bench, group, pending, progress)
 

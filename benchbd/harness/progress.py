@@ -30,7 +30,8 @@ def cell_name(record: dict[str, Any]) -> str:
 
 
 class Progress:
-    """Plain log lines on stderr: one when a cell starts, per epoch, and when a cell ends (with the matrix's ETA)."""
+    """Plain log lines on stderr: one when a cell starts, per step of long work in it (a training's epochs, a
+    defense's own loop), and when a cell ends (with the matrix's ETA)."""
 
     def __init__(self, clock: Clock = time.perf_counter) -> None:
         self.clock = clock
@@ -69,8 +70,9 @@ class Progress:
     def cell_started(self, description: str) -> None:
         self._log(description)
 
-    def epoch(self, label: str, epoch: int, epochs: int) -> None:
-        self._log(f"  {label}: epoch {epoch}/{epochs}")
+    def step(self, label: str, done: int, total: int) -> None:
+        """Long work inside the current cell: a training's epochs, a defense's own loop."""
+        self._log(f"  {label} {done}/{total}")
 
     def cell_finished(self, record: dict[str, Any]) -> None:
         self.completed += 1
@@ -193,8 +195,8 @@ class RichProgress(Progress):
         self.current_cell = description
         self.bars.reset(self.epochs, description="", total=None, visible=False)
 
-    def epoch(self, label: str, epoch: int, epochs: int) -> None:
-        self.bars.update(self.epochs, description=label, completed=epoch, total=epochs, visible=True)
+    def step(self, label: str, done: int, total: int) -> None:
+        self.bars.update(self.epochs, description=label, completed=done, total=total, visible=True)
 
     def cell_finished(self, record: dict[str, Any]) -> None:
         super().cell_finished(record)

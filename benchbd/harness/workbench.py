@@ -18,6 +18,7 @@ import torch
 
 from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
+from benchbd.defenses import no_progress
 from benchbd.harness.metrics import attack_success_rates, clean_accuracy, robust_accuracy, target_rate
 from benchbd.harness.plan import Group, Plan
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
@@ -74,15 +75,19 @@ class PoisonedGroup:
 class Workbench:
     """Builds, trains and caches the models of a plan's groups in one run directory."""
 
-    def __init__(self, plan: Plan, run_dir: RunDirectory, on_epoch: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(self, plan: Plan, run_dir: RunDirectory, step: Callable[[str, int, int], None] = no_progress) -> None:
+        """``step(label, done, total)`` shows long work in the current cell (the progress display's ``step``)."""
         self.plan = plan
         self.data = plan.data
         self.run_dir = run_dir
-        self.on_epoch = on_epoch
+        self.step = step
         self._trained: dict[str, tuple[ImageClassifier, dict[str, Any]]] = {}
 
     def trainer(self, seed: int) -> Trainer:
-        return Trainer(self.plan.profile, self.plan.device, seed, on_epoch=self.on_epoch)
+        return Trainer(self.plan.profile, self.plan.device, seed, on_epoch=self.epoch)
+
+    def epoch(self, label: str, epoch: int, epochs: int) -> None:
+        self.step(f"{label}: epoch", epoch, epochs)
 
     def fresh_model(self, seed: int) -> ImageClassifier:
         torch.manual_seed(seed)

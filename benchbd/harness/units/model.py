@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from benchbd import params as plugin_params
-from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict
+from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progress
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
@@ -54,13 +54,14 @@ def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tu
 
 
 def model_context(
-    data: ImageData, model: ImageClassifier, trainer: Trainer, *, clean_stream: np.random.Generator, rng: np.random.Generator
+    data: ImageData, model: ImageClassifier, trainer: Trainer, *, clean_stream: np.random.Generator, rng: np.random.Generator,
+    progress: Callable[[str, int, int], None] = no_progress,
 ) -> ModelContext:
     """The :class:`ModelContext` of one judged model, as the harness, the conformance kit and the tests build it:
     ``data`` is the clean dataset (its training split as the defender handed it over, before poisoning), the
     defender's held-out images are :func:`defender_clean`'s draw from its test split with ``clean_stream``."""
     clean_x, clean_y = defender_clean(data.x_test, data.y_test, clean_stream)
-    return ModelContext(model, trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train, rng)
+    return ModelContext(model, trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train, rng, progress)
 
 
 def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
@@ -107,12 +108,14 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
     plan, group, data = bench.plan, state.group, bench.data
     models = judged_models(bench, state, defense, name)
     rng = plan.stream(group, "defense", name)
-    verdicts = [
-        checked(defense, defense.inspect_model(model_context(
-            data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"), rng=np.random.default_rng(rng.integers(2**32)),
-        )))
-        for model in models
-    ]
+    verdicts = []
+    for i, model in enumerate(models):
+        def progress(what: str, done: int, total: int, label: str = f"{name} on model {i + 1}/{len(models)}") -> None:
+            bench.step(f"{label}: {what}", done, total)
+
+        context = model_context(data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"),
+                                rng=np.random.default_rng(rng.integers(2**32)), progress=progress)
+        verdicts.append(checked(defense, defense.inspect_model(context)))
     targets = {a.target for a in state.attacks}
     is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean
     judged = np.array([not v.not_judged for v in verdicts])

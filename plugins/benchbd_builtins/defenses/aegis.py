@@ -375,19 +375,20 @@ class AEGIS(ModelDefense):
             reason = (f"not robust: adversarial accuracy {robust:.1%} under PGD ({budget}) is below "
                       f"min_adversarial_accuracy {self.min_adversarial_accuracy:.0%}; AEGIS assumes a robust model")
             return ModelVerdict(score=0.0, flagged=False, details=details, not_judged=reason)
-        verdict = majority([self.single_run(context, classes) for _ in range(self.runs)], classes)
+        verdict = majority([self.single_run(context, classes, f"run {r + 1}/{self.runs}") for r in range(self.runs)], classes)
         verdict.details = {**details, **verdict.details}
         return verdict
 
-    def single_run(self, context: ModelContext, classes: list[int]) -> ModelVerdict:
+    def single_run(self, context: ModelContext, classes: list[int], label: str) -> ModelVerdict:
         """One run of steps 1-4 on the examined ``classes``, its draws (seeds, class images, t-SNE seed) from
-        ``context.rng``."""
+        ``context.rng``; ``label`` names it in the progress reports."""
         trainer, rng = context.trainer, context.rng
         y_train = np.asarray(context.train_y)
         count = min(self.seeds, len(y_train))
         seeds = trainer.images(context.train_x[np.sort(rng.choice(len(y_train), size=count, replace=False))]).float() / 255
         features, own_counts, reached = {}, {}, {}
-        for target in classes:
+        for done, target in enumerate(classes):
+            context.progress(f"{label}, classes translated", done, len(classes))
             members = np.flatnonzero(y_train == target)
             own_index = np.sort(rng.choice(members, size=min(self.class_images, len(members)), replace=False))
             own = trainer.images(context.train_x[own_index]).float() / 255
