@@ -22,6 +22,7 @@ from benchbd.defenses import (
     TrainingRunContext,
     TrainingRunDefense,
     TrainingRunVerdict,
+    no_progress,
 )
 from benchbd.errors import BenchbdError
 from benchbd.harness.table import load_results
@@ -67,4 +68,5 @@ __all__ = [
     "load_npz",
     "load_or_prepare",
     "load_results",
+    "no_progress",
 ]

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, ImageClassifier, ModelContext, ModelDefense, ModelVerdict, hookimpl
+from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, ImageClassifier, ModelContext, ModelDefense, ModelVerdict, hookimpl, no_progress
 from benchbd.params import check
 
 #: Scale making the median absolute deviation a consistent estimator of a normal distribution's deviation.
@@ -108,9 +108,11 @@ def reverse_engineer_triggers(
     patience: int = 5,
     success_threshold: float = 0.99,
     seed: int = 0,
+    progress: Callable[[str, int, int], None] = no_progress,
 ) -> ReversedTriggers:
     """Reverse-engineer the minimal trigger of every class (or of ``classes``) on float images ``x_clean``
-    in [0, 1], shape (N, C, H, W), on the model's device; all classes in one batched optimisation."""
+    in [0, 1], shape (N, C, H, W), on the model's device; all classes in one batched optimisation. ``progress``
+    hears of every 10th mini-batch."""
     model.eval()
     device = x_clean.device
     targets = torch.as_tensor(list(range(num_classes)) if classes is None else classes, device=device)
@@ -125,7 +127,9 @@ def reverse_engineer_triggers(
     best_mask = torch.empty(k, 1, height, width, device=device)
     best_pattern = torch.empty(k, channels, height, width, device=device)
     kept_success, success = np.zeros(k), np.zeros(k)
-    for _ in range(steps):
+    for step in range(steps):
+        if step % 10 == 0:
+            progress("reverse engineering, mini-batches", step, steps)
         index = torch.randint(len(x_clean), (min(batch_size, len(x_clean)),), generator=generator).to(device)
         mask, pattern = _unit_interval(mask_raw), _unit_interval(pattern_raw)
         stamped = stamp(x_clean[index][None], mask[:, None], pattern[:, None])  # (K, B, C, H, W)
@@ -215,7 +219,10 @@ class TriggerReversal:
         check(self.cost_multiplier > 1, name, "cost_multiplier", "> 1", self.cost_multiplier)
         check(0 < self.success_threshold <= 1, name, "success_threshold", "in (0, 1]", self.success_threshold)
 
-    def reverse(self, model: ImageClassifier, x_clean: torch.Tensor, num_classes: int, seed: int) -> ReversedTriggers:
+    def reverse(
+        self, model: ImageClassifier, x_clean: torch.Tensor, num_classes: int, seed: int,
+        progress: Callable[[str, int, int], None] = no_progress,
+    ) -> ReversedTriggers:
         """:func:`reverse_engineer_triggers` for every class with this defense's parameters."""
         return reverse_engineer_triggers(
             model,
@@ -229,6 +236,7 @@ class TriggerReversal:
             patience=self.patience,
             success_threshold=self.success_threshold,
             seed=seed,
+            progress=progress,
         )
 
 
@@ -291,7 +299,7 @@ class NeuralCleanseModel(TriggerReversal, ModelDefense):
     def inspect_model(self, context: ModelContext) -> ModelVerdict:
         chosen = context.rng.choice(len(context.clean_y), size=min(self.clean_count, len(context.clean_y)), replace=False)
         x_clean = context.trainer.images(context.clean_x[chosen]).float() / 255
-        triggers = self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)))
+        triggers = self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)), context.progress)
         index = anomaly_index(triggers.norms)
         infected = [int(c) for c in triggers.classes[index > self.anomaly_threshold]]
         return ModelVerdict(
