@@ -83,7 +83,6 @@ def test_trains_on_the_probe_set_badloss_uses(backdoored, monkeypatch: pytest.Mo
     assert len(ours.clean) == len(ours.backdoor) > 0
     assert all(np.array_equal(getattr(ours, part), getattr(theirs, part)) for part in ("clean", "backdoor", "mislabeled"))
     assert np.array_equal(ours.x, theirs.x)
-    assert len(ours.clean) < len(backdoored.context.trusted_clean)  # a subset of the trusted examples
 
 
 @pytest.mark.parametrize(("params", "field"), [({"epochs": 0}, "epochs"), ({"threshold": 1.0}, "threshold")])
