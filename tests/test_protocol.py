@@ -143,10 +143,10 @@ def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monk
     package.mkdir()
     (package / "__init__.py").write_text("from digest_pkg import unused\n")
     helpers = {"helper": "def boost(x):\n    return 2 * x\n", "relative": "SCALE = 2\n", "dotted": "OFFSET = 1\n",
-               "late": "LATE = 1\n", "chained": "CHAINED = 1\n", "unused": "VALUE = 1\n"}
+               "late": "from digest_pkg.chained import CHAINED\n",  # chained is reached through another helper
+               "chained": "CHAINED = 1\n", "unused": "VALUE = 1\n"}
     for name, text in helpers.items():
         (package / f"{name}.py").write_text(text)
-    (package / "late.py").write_text("from digest_pkg.chained import CHAINED\n")  # reached through another helper
     (package / "plugin.py").write_text(
         "import digest_pkg.dotted\nfrom digest_pkg.helper import boost\nfrom .relative import SCALE\n\n"
         "class Plugin:\n    def run(self):\n        from digest_pkg import late\n        return late\n"

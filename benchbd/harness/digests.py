@@ -20,7 +20,7 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
     """Every name an ``import`` statement of ``source`` (the text of ``module``) could import, anywhere in it
     (function bodies too): ``import a.b`` gives ``a.b``; ``from a import b`` gives ``a`` and ``a.b``; relative
     imports are resolved against ``module``'s package."""
-    package = module if is_package else module.rpartition(".")[0]
+    package = (module if is_package else module.rpartition(".")[0]).split(".")
     names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -28,7 +28,7 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parent = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                parent = ".".join(package[: len(package) - node.level + 1])
                 base = f"{parent}.{base}" if base else parent
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)

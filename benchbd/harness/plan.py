@@ -3,9 +3,9 @@
 A cell is (attack set, seed, defense). Cells that share an attack set and seed form a :class:`Group`: one poisoned
 model that every defense of the group judges. A cell's hash names everything its record depends on: the group's
 dataset, model, profile, attacks and their parameters, the defense and its parameters, what the harness gives the
-defense's unit (trusted-set size, number of clean models, simulation), and the code of every plugin involved (distribution,
-version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in ``results.jsonl`` is skipped on resume; a changed plugin
-gets a new hash, so its cells are computed again.
+defense's unit (trusted-set size, number of clean models, simulation), and the code of every plugin involved
+(distribution, version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in
+``results.jsonl`` is skipped on resume; a changed plugin or setting gets a new hash, so its cells are computed again.
 
 Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's identity (its hash
 without the code digests) and the draw's purpose: a cell's record is the same whatever else runs, in whatever
@@ -26,10 +26,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import default_data_root
 from benchbd.defenses import Defense, ExampleDefense, ModelDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
-from benchbd.harness.config import (
-    CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset,
-    trusted_count,
-)
+from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
 from benchbd.harness.digests import digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
@@ -174,10 +171,6 @@ class Plan:
         if isinstance(self.defenses[defense], TrainingRunDefense):
             identity[SIMULATION] = plugin_params.as_dict(self.simulation)
         return identity
-
-    def trusted(self, group: Group) -> int:
-        """How many trusted clean examples the group's defender asks for: ``--trusted``, else BaDLoss's 2n."""
-        return self.config.trusted or trusted_count(self.attacks(group), group.mode == "single")
 
     def cell_settings(self, group: Group, defense: str) -> dict[str, int | None]:
         """The settings the harness gives the defense's unit beyond the cell's identity, as the user gave them:

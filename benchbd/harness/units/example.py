@@ -19,6 +19,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.defenses import ExampleContext, ExampleDefense, ExampleVerdict
 from benchbd.errors import BenchbdError
+from benchbd.harness.config import trusted_count
 from benchbd.harness.metrics import defense_effectiveness, detection_metrics, per_attack_auroc
 from benchbd.harness.poisoning import CLEAN, PoisonedTrainingSet
 from benchbd.models import ImageClassifier
@@ -96,7 +97,8 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name:
         return {"status": "not_applicable", "error": "no poisoned examples: the attack does not touch the training data"}
     plan, group = bench.plan, state.group
     single = group.mode == "single"
-    trusted = trusted_sample(state.poisoned, plan.trusted(group), plan.stream(group, "trusted"))
+    count = plan.config.trusted or trusted_count(state.attacks, single)
+    trusted = trusted_sample(state.poisoned, count, plan.stream(group, "trusted"))
     context = example_context(
         bench.data, state.poisoned, state.model, state.trainer, lambda: bench.fresh_model(group.seed), state.attacks,
         rng=plan.stream(group, "defense", name), probe_seed=int(plan.stream(group, "probes").integers(2**32)),

@@ -8,7 +8,6 @@ with attack objects of its own, the clean ones on the clean training set.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from typing import Any, Callable
 
@@ -70,14 +69,18 @@ def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
     return verdict
 
 
+def labelled(step: Callable[[str, int, int], None], label: str) -> Callable[[str, int, int], None]:
+    """``step`` with every report's text prefixed by ``label``."""
+    return lambda what, done, total: step(f"{label}: {what}", done, total)
+
+
 def training_identity(defense: ModelDefense) -> dict[str, Any]:
     """What a defense's own training of the judged models depends on: the source of its ``training_loss`` method
     (the functions it calls are benchbd's, covered by its version, or the plugin's own, not followed) and the
     fields named in ``training_fields`` (all of them when ``None``)."""
     params = plugin_params.as_dict(defense)
     fields = params if defense.training_fields is None else {f: params[f] for f in defense.training_fields}
-    source = inspect.getsource(type(defense).training_loss)
-    return {"defense": defense.name, "fields": fields, "training_loss": hashlib.sha256(source.encode()).hexdigest()[:16]}
+    return {"defense": defense.name, "fields": fields, "training_loss": inspect.getsource(type(defense).training_loss)}
 
 
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
@@ -110,11 +113,9 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
     rng = plan.stream(group, "defense", name)
     verdicts = []
     for i, model in enumerate(models):
-        def progress(what: str, done: int, total: int, label: str = f"{name} on model {i + 1}/{len(models)}") -> None:
-            bench.step(f"{label}: {what}", done, total)
-
         context = model_context(data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"),
-                                rng=np.random.default_rng(rng.integers(2**32)), progress=progress)
+                                rng=np.random.default_rng(rng.integers(2**32)),
+                                progress=labelled(bench.step, f"{name} on model {i + 1}/{len(models)}"))
         verdicts.append(checked(defense, defense.inspect_model(context)))
     targets = {a.target for a in state.attacks}
     is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean

@@ -234,6 +234,7 @@ class AEGIS(ModelDefense):
     description: ClassVar[str] = (
         "robust (PGD-trained) models: extra feature clusters of class translations (Soremekun et al. 2023)"
     )
+    training_fields: ClassVar[tuple[str, ...]] = ("train_norm", "train_eps", "train_step_size", "train_steps")
 
     train_norm: Norm = "linf"
     train_eps: float = 8 / 255
@@ -272,8 +273,6 @@ class AEGIS(ModelDefense):
         parts = [part.strip() for part in self.classes.split(",") if part.strip()]
         valid = self.classes.strip().lower() == "all" or (bool(parts) and all(part.isdigit() for part in parts))
         check(valid, self.name, "classes", "'all' or comma-separated class indices", self.classes)
-
-    training_fields: ClassVar[tuple[str, ...]] = ("train_norm", "train_eps", "train_step_size", "train_steps")
 
     def training_loss(self, loss: LossComputation) -> LossComputation:
         return adversarial_training_loss(
