@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchbd",
         description="Benchmark backdoor attacks and defenses on image classifiers.",
-        epilog="Quick start: `benchbd matrix` runs on the embedded synth-signs dataset: every attack and defense on a "
-        "GPU, patch against spectral signatures in a few minutes on a CPU (--attacks all --defenses all for everything).",
+        epilog="Quick start: `benchbd matrix` runs on the embedded synth-signs dataset: every attack against every "
+        "defense on a GPU; on a CPU the demo, every attack and defense of the three units in about a quarter of an "
+        "hour at a demo scale (10 classes; --attacks all --defenses all for the whole product).",
     )
     parser.add_argument(
         "-p", dest="plugins", action="append", default=[], metavar="NAME",
@@ -71,20 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         "directory. Re-running the same command resumes: finished cells are skipped.",
     )
     matrix.add_argument("--config", type=Path, metavar="FILE.toml", help="read these options and plugin parameters from a TOML file; flags override it")
-    matrix.add_argument("--dataset", help="synth-signs (default, offline), gtsrb, cifar10, or npz:PATH")
+    matrix.add_argument("--dataset", help="synth-signs (default, offline; the CPU demo: synth-signs:classes=10), gtsrb, cifar10, or npz:PATH")
     matrix.add_argument("--model", help="model architecture (default: the profile's model; see `benchbd list models`)")
-    matrix.add_argument("--attacks", help="comma-separated attack names, or all (default: all on a GPU, patch on a CPU)")
-    matrix.add_argument("--defenses", help="comma-separated defense names, or all; none is the undefended row (default: all on a GPU, none,spectral on a CPU)")
+    matrix.add_argument("--attacks", help="comma-separated attack names, or all (default all; on a CPU with neither --attacks nor --defenses, the demo's)")
+    matrix.add_argument("--defenses", help="comma-separated defense names, or all; none is the undefended row (default all; on a CPU with neither --attacks nor --defenses, the demo's)")
     matrix.add_argument("--multi-attacks", metavar="A,B,...", help="the data attacks of the multi-attack cell (default: BaDLoss section 3.3's six with --attacks all, else the data attacks named in --attacks)")
     matrix.add_argument("--trusted", type=int, metavar="N", help="known-clean training examples the defender holds, never judged (default: BaDLoss's 2n = 500; 1,500 against the warping attack alone)")
     matrix.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
     matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
-    matrix.add_argument("--profile", help=f"training profile (default fast): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
+    matrix.add_argument("--profile", help=f"training profile (default fast; the CPU demo: cpu): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
     matrix.add_argument("--epochs", type=int, metavar="N", help="train every model this many epochs instead of the profile's; the tables name the profile NAME (epochs=N) (default: the profile's)")
     matrix.add_argument("--device", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
-    matrix.add_argument("--clean-models", type=int, metavar="N", help="clean models that model-level defenses (neural-cleanse-model, aegis) are also judged on, for their false-positive rate (default 4)")
+    matrix.add_argument("--clean-models", type=int, metavar="N", help="clean models that model-level defenses (neural-cleanse-model, aegis) are also judged on, for their false-positive rate (default 4; the CPU demo: 2)")
     matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
     matrix.add_argument("--executor", choices=("local", "ray"), help="run cells in this process (default) or as Ray tasks")
     matrix.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")

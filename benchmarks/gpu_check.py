@@ -254,16 +254,6 @@ def run_child(name: str, settings: Settings, out: Path) -> int:
 
 
 # -- section 3: the matrix -----------------------------------------------------------------------------------------
-def planned_cells(config: dict[str, Any]) -> int:
-    """The matrix's cell count from its config.json, grouped as :class:`benchbd.harness.plan.Plan` groups them."""
-    groups = 0
-    if config["mode"] in ("single", "both"):
-        groups += len(config["attacks"]) + bool(config["no_attack"])
-    if config["mode"] in ("multi", "both") and len(config["multi_attacks"]) >= 2:
-        groups += 1
-    return config["seeds"] * groups * len(config["defenses"])
-
-
 def phase_seconds(records: list[dict[str, Any]], wall: float) -> dict[str, float]:
     """Poisoned-model training (each group's ``train_seconds``, once per group), each defense's cells (their
     ``seconds``: judging and any retraining), and the rest of the wall time."""
@@ -278,7 +268,7 @@ def phase_seconds(records: list[dict[str, Any]], wall: float) -> dict[str, float
 def matrix_figures(run_dir: Path, wall: float) -> dict[str, Any]:
     records = read_records(run_dir / RESULTS)
     config_file = run_dir / "config.json"
-    total = planned_cells(json.loads(config_file.read_text())) if config_file.is_file() else None
+    total = json.loads(config_file.read_text())["cells"] if config_file.is_file() else None
     figures: dict[str, Any] = {
         "wall": figure(wall, "s"),
         "cells_finished": len(records),

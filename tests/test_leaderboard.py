@@ -309,3 +309,13 @@ def test_table_4_shows_the_model_the_defense_judged(tmp_path: Path) -> None:
     tables, _ = render(tmp_path, [aegis])
     (row,) = table(tables, "Table 4").rows
     assert row[-2:] == ["91.00", "2.00"]  # the cell's own model: 90.00 and 95.00
+
+
+def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:
+    _, synthetic = render(tmp_path, [record("none", 0, ["patch"])])
+    assert "Demo scale: synth-signs is benchbd's generated stand-in for GTSRB" in synthetic
+    assert "the CPU demo's" not in synthetic
+    _, demo = render(tmp_path, [record("none", 0, ["patch"], dataset="synth-signs:classes=10")])
+    assert "synth-signs:classes=10 is the CPU demo's" in demo
+    _, real = render(tmp_path, [record("none", 0, ["patch"], dataset="gtsrb")])
+    assert "Demo scale" not in real

@@ -59,23 +59,37 @@ def class_counts(n: int) -> np.ndarray:
     return counts + floor
 
 
-def generate_synth_signs(seed: int = 0, n_train: int = 8600, n_test: int = 2580) -> dict[str, np.ndarray]:
+def largest_classes(count: int) -> np.ndarray:
+    """The ``count`` classes with the most GTSRB training images (ties: the lower index), in index order: those
+    ``gtsrb:classes=N`` keeps, so that ``synth-signs:classes=N`` stands in for it."""
+    if not 2 <= count <= NUM_CLASSES:
+        raise ValueError(f"classes must be between 2 and {NUM_CLASSES}, got {count}")
+    return np.sort(np.argsort(-GTSRB_TRAIN_COUNTS, kind="stable")[:count])
+
+
+def generate_synth_signs(
+    seed: int = 0, n_train: int = 8600, n_test: int = 2580, classes: int | None = None
+) -> dict[str, np.ndarray]:
     """Generate synth-signs with n_train/n_test images (seed >= 0).
 
     Returns {"x_train": uint8 (n_train, 32, 32, 3), "y_train": int64 (n_train,),
     "x_test": uint8 (n_test, 32, 32, 3), "y_test": int64 (n_test,)}. Both splits
     share the class templates but draw their jitter from independent streams.
+    ``classes``: only the images of the :func:`largest_classes` of the n_train/n_test
+    split (each class as many as in the whole split), relabelled 0..classes-1 in
+    index order; the other classes' signs still appear as neighbouring distractors.
     """
     templates = _render_templates(np.random.default_rng([seed, 0]))
     distractors = [t for variants in templates for t in variants] + _plates()
+    kept = np.arange(NUM_CLASSES) if classes is None else largest_classes(classes)
     data = {}
     for stream, split, n in ((1, "train", n_train), (2, "test", n_test)):
         rng = np.random.default_rng([seed, stream])
-        labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES, dtype=np.int64), class_counts(n)))
+        labels = rng.permutation(np.repeat(kept, class_counts(n)[kept]))
         data[f"x_{split}"] = np.concatenate(
-            [_render_chunk(rng, labels[i : i + _CHUNK], templates, distractors) for i in range(0, n, _CHUNK)]
+            [_render_chunk(rng, labels[i : i + _CHUNK], templates, distractors) for i in range(0, len(labels), _CHUNK)]
         )
-        data[f"y_{split}"] = labels
+        data[f"y_{split}"] = np.searchsorted(kept, labels).astype(np.int64)
     return data
 
 

@@ -3,7 +3,7 @@ and loading the dataset and building attacks as the matrix and ``benchbd show-at
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,10 +14,6 @@ from benchbd.errors import BenchbdError
 from benchbd.registry import Registry
 
 Mode = Literal["single", "multi", "both"]
-
-#: What a matrix runs when no attacks or defenses are named and there is no GPU: a few minutes on 2 CPU cores.
-#: With a GPU the default is every registered attack and defense.
-CPU_DEFAULTS: dict[str, list[str]] = {"attacks": ["patch"], "defenses": ["none", "spectral"]}
 
 #: The multi-attack training set of BaDLoss section 3.3, each attack at its per-dataset ratio: the multi-attack
 #: cell of ``--attacks all`` (and of the GPU default). Other data attacks join a multi-attack set only when named.
@@ -43,23 +39,39 @@ def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
     return 2 * PROBES_PER_SET * multiplier
 
 
+@dataclass(frozen=True)
+class Block:
+    """One attack × defense product of a matrix: each attack of ``attacks`` alone (mode ``single``), the data
+    attacks in one training set (``multi``; ``multi_attacks`` chooses them), or both, against every defense of
+    ``defenses``. A matrix is one block (the flags) or several (:data:`CPU_DEMO`, a TOML file's ``[[blocks]]``);
+    an attack set that several blocks name is one poisoned model that all their defenses judge."""
+
+    attacks: tuple[str, ...]
+    defenses: tuple[str, ...]
+    mode: Mode = "single"
+    multi_attacks: tuple[str, ...] | None = None
+
+
 @dataclass
 class MatrixConfig:
-    """Everything that defines a matrix. ``None`` for attacks or defenses is the default: all registered ones on
-    a GPU, :data:`CPU_DEFAULTS` on a CPU; ``["all"]`` is every registered one. ``multi_attacks``: the data attacks
-    of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with ``all``, else the named data attacks).
-    ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n, see
-    :func:`trusted_count`). ``epochs``: train every model of the matrix this many
-    epochs instead of the profile's (the profile is then recorded as ``NAME (epochs=N)``)."""
+    """Everything that defines a matrix. ``None`` is the default. With a GPU: ``synth-signs``, the ``fast``
+    profile, every registered attack and defense (``["all"]``), mode ``both``, 4 clean models. On a CPU with
+    neither attacks, defenses nor blocks named: :data:`CPU_DEMO`; with some named, as on a GPU.
+    ``multi_attacks``: the data attacks of the multi-attack cell (default: :data:`PAPER_MULTI_ATTACKS` with
+    ``all``, else the named data attacks). ``blocks``: several products instead of ``attacks`` × ``defenses``
+    (:class:`Block`). ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n,
+    see :func:`trusted_count`). ``epochs``: train every model of the matrix this many epochs instead of the
+    profile's (the profile is then recorded as ``NAME (epochs=N)``)."""
 
-    dataset: str = "synth-signs"
+    dataset: str | None = None
     model: str | None = None
     attacks: list[str] | None = None
     defenses: list[str] | None = None
     multi_attacks: list[str] | None = None
+    blocks: list[Block] | None = None
     seeds: int = 1
-    mode: Mode = "both"
-    profile: str = "fast"
+    mode: Mode | None = None
+    profile: str | None = None
     device: str = "auto"
     out: Path | None = None
     data_root: Path | None = None
@@ -68,9 +80,66 @@ class MatrixConfig:
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     plugins: tuple[str, ...] = ()
-    clean_models: int = 4
+    clean_models: int | None = None
     trusted: int | None = None
     epochs: int | None = None
+
+
+#: The defaults on a GPU (and on a CPU once attacks or defenses are named).
+DEFAULTS: dict[str, Any] = {"dataset": "synth-signs", "profile": "fast", "mode": "both", "clean_models": 4}
+
+#: ``benchbd matrix`` with nothing named on a CPU: every built-in attack and defense of the three units on 10
+#: synth-signs classes in minutes on 2 cores, a demo scale that the tables' header names (docs/findings.md has
+#: the measurements behind it). One-attack tables: patch and the multi-attack set of BaDLoss's six against every
+#: example-level defense; each other attack undefended; patch, distributed-patch and blind against the model
+#: defenses (2 clean models); patch and blind against RTTD.
+CPU_DEMO = MatrixConfig(
+    dataset="synth-signs:classes=10",
+    profile="cpu",
+    clean_models=2,
+    blocks=[
+        Block(("patch",), ("none", "badloss", "neural-cleanse", "activation-clustering", "spectral", "frequency", "abl"),
+              "both", PAPER_MULTI_ATTACKS),
+        Block(("single-pixel", "blend-random", "blend-dimple", "sinusoid", "wanet", "invisible", "distributed-patch", "blind"), ("none",)),
+        Block(("patch", "distributed-patch", "blind"), ("neural-cleanse-model",)),
+        Block(("patch", "distributed-patch"), ("aegis",)),
+        Block(("patch", "blind"), ("rttd",)),
+    ],
+    params={
+        # The attacks, not the defenses, are set for the scale: the papers' ratios poison 42-170 of these images, too
+        # few for most triggers to be learned in 8 epochs; ratios and the blends' alpha raised until each is
+        # (docs/findings.md), the six together 37% of the set. The defenses run at their papers' settings but for
+        # AEGIS's budget:
+        "patch": {"ratio": 0.03}, "single-pixel": {"ratio": 0.08}, "distributed-patch": {"ratio": 0.02},
+        "blend-random": {"ratio": 0.05, "alpha": 0.15}, "blend-dimple": {"ratio": 0.05, "alpha": 0.05},
+        "wanet": {"strength": 2.0, "ratio": 0.15}, "invisible": {"ratio": 0.1}, "blind": {"mgda_every": 10},
+        # its PGD-7 training and 500 seeds a class take about 10 min a cell here (3.5 min of training measured, the
+        # translations projected from the first classes); one step (FGSM with a random start, step 1.25 ε, Wong et
+        # al. 2020) and 50 seeds a class. Blind balances its losses by MGDA every 10th batch, not every batch.
+        "aegis": {"train_steps": 1, "train_step_size": 10 / 255, "seeds": 50, "class_images": 50},
+    },
+)
+
+
+def with_defaults(config: MatrixConfig, gpu: bool) -> MatrixConfig:
+    """``config`` with every ``None`` default filled in: :data:`CPU_DEMO` on a CPU when it names neither attacks,
+    defenses nor blocks (its plugin parameters under the user's), else :data:`DEFAULTS` and ``["all"]``."""
+    if config.blocks is not None and (config.attacks or config.defenses or config.multi_attacks or config.mode):
+        raise BenchbdError("blocks replace attacks, defenses, multi_attacks and mode; give one or the other")
+    if not gpu and config.attacks is None and config.defenses is None and config.blocks is None:
+        if config.mode or config.multi_attacks:
+            raise BenchbdError("--mode and --multi-attacks need --attacks or --defenses on a CPU: without them the "
+                               "matrix is the CPU demo, which sets its own")
+        demo = {key: getattr(CPU_DEMO, key) for key in ("dataset", "profile", "clean_models") if getattr(config, key) is None}
+        params = {name: {**CPU_DEMO.params.get(name, {}), **config.params.get(name, {})} for name in {*CPU_DEMO.params, *config.params}}
+        return replace(config, blocks=CPU_DEMO.blocks, params=params, **demo)
+    defaults: dict[str, Any] = dict(DEFAULTS)
+    if config.blocks is None:
+        defaults.update(attacks=["all"], defenses=["all"])
+    else:
+        del defaults["mode"]
+    filled = {key: value for key, value in defaults.items() if getattr(config, key) is None}
+    return replace(config, **filled)
 
 
 def load_dataset(registry: Registry, spec: str, data_root: Path) -> ImageData:
@@ -98,9 +167,9 @@ def check_config(config: MatrixConfig) -> None:
         raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
     if config.executor not in ("local", "ray"):
         raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
-    if config.mode not in ("single", "multi", "both"):
+    if config.mode not in (None, "single", "multi", "both"):
         raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
-    if config.clean_models < 1:
+    if config.clean_models is not None and config.clean_models < 1:
         raise BenchbdError(f"--clean-models must be at least 1; got {config.clean_models}")
     if config.cell_timeout is not None and config.cell_timeout <= 0:
         raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")

@@ -12,6 +12,21 @@
     [simulation]                        # the training-run unit's simulated servers
     servers = 8
 
+Instead of one attacks × defenses product, a file may give several, each a ``[[blocks]]`` table (``attacks``,
+``defenses``, optional ``mode``, default single, and ``multi_attacks``); plugin parameters then go in a
+``[params.NAME]`` table:
+
+    [[blocks]]
+    attacks = ["patch"]
+    defenses = ["none", "badloss", "spectral"]
+    mode = "both"
+    multi_attacks = ["patch", "wanet"]
+    [[blocks]]
+    attacks = ["patch", "blind"]
+    defenses = ["rttd"]
+    [params.patch]
+    ratio = 0.05
+
 Command-line flags override the file.
 """
 
@@ -22,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.config import Block
 
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
     "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
     "trusted": int, "epochs": int,
 }
-TABLES = ("attacks", "defenses", "multi_attacks", "simulation")
+TABLES = ("attacks", "defenses", "multi_attacks", "simulation", "blocks", "params")
+BLOCK_KEYS = ("attacks", "defenses", "mode", "multi_attacks")
 
 
 def _plugins(table: dict[str, Any], key: str, params: dict[str, dict[str, Any]]) -> list[str] | None:
@@ -80,5 +97,34 @@ def read_config(path: Path) -> dict[str, Any]:
         if not isinstance(table["simulation"], dict):
             raise BenchbdError(f"{path}: [simulation] must be a table of parameters; got {table['simulation']!r}")
         params["simulation"] = dict(table["simulation"])
+    if "blocks" in table:
+        config["blocks"] = _blocks(path, table["blocks"])
+    for name, values in table.get("params", {}).items():
+        if not isinstance(values, dict):
+            raise BenchbdError(f"{path}: [params.{name}] must be a table of parameters; got {values!r}")
+        params.setdefault(name, {}).update(values)
     config["params"] = params
     return config
+
+
+def _names(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+        raise BenchbdError(f"{path}: {where} must be a non-empty list of names; got {value!r}")
+    return tuple(value)
+
+
+def _blocks(path: Path, blocks: Any) -> list[Block]:
+    """The ``[[blocks]]`` tables as :class:`~benchbd.harness.config.Block`s."""
+    if not (isinstance(blocks, list) and blocks and all(isinstance(b, dict) for b in blocks)):
+        raise BenchbdError(f"{path}: 'blocks' must be [[blocks]] tables")
+    out = []
+    for i, block in enumerate(blocks, 1):
+        unknown = sorted(set(block) - set(BLOCK_KEYS))
+        if unknown or "attacks" not in block or "defenses" not in block:
+            raise BenchbdError(f"{path}: block {i} needs attacks and defenses and may have mode and multi_attacks; got {', '.join(sorted(block))}")
+        mode = block.get("mode", "single")
+        if mode not in ("single", "multi", "both"):
+            raise BenchbdError(f"{path}: block {i}'s mode must be single, multi or both; got {mode!r}")
+        multi = _names(path, f"block {i}'s multi_attacks", block["multi_attacks"]) if "multi_attacks" in block else None
+        out.append(Block(_names(path, f"block {i}'s attacks", block["attacks"]), _names(path, f"block {i}'s defenses", block["defenses"]), mode, multi))
+    return out

@@ -33,12 +33,11 @@ class Matrix:
     """Plans the cells of a :class:`MatrixConfig` (refusing bad input before any training) and runs them."""
 
     def __init__(self, config: MatrixConfig, registry: Registry, progress: Progress) -> None:
-        self.config = config
         self.plan = Plan(config, registry)
         self.progress = progress
 
     def run(self) -> RunSummary:
-        run_dir = RunDirectory(self.config.out or self.plan.default_out())
+        run_dir = RunDirectory(self.plan.config.out or self.plan.default_out())
         try:
             return self._run(run_dir)
         finally:
@@ -53,8 +52,8 @@ class Matrix:
         skipped = plan.total_cells - sum(len(pending) for _, pending in work)
         self.progress.start(plan.total_cells)
         self.progress.skip(skipped)
-        if self.config.executor == "ray":
-            records = run_on_ray(self.config, run_dir.path, work, use_gpu=plan.device.type == "cuda")
+        if plan.config.executor == "ray":
+            records = run_on_ray(plan.config, run_dir.path, work, use_gpu=plan.device.type == "cuda")
         else:
             records = run_local(plan, run_dir, work, self.progress)
         done, failed = 0, []

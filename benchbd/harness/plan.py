@@ -26,7 +26,9 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import default_data_root
 from benchbd.defenses import Defense, ExampleDefense, ModelDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
-from benchbd.harness.config import CPU_DEFAULTS, NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, MatrixConfig, build_attack, check_config, load_dataset
+from benchbd.harness.config import (
+    NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, Block, MatrixConfig, build_attack, check_config, load_dataset, with_defaults,
+)
 from benchbd.harness.digests import digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
@@ -62,19 +64,20 @@ class Plan:
 
     def __init__(self, config: MatrixConfig, registry: Registry) -> None:
         check_config(config)
-        self.config = config
         self.registry = registry
+        self.device = resolve_device(config.device)
+        self.config = config = with_defaults(config, gpu=self.device.type == "cuda")
         self.profile: TrainingProfile = with_epochs(get_profile(config.profile), config.epochs)
         self.model_name = config.model or self.profile.model
         self.model_spec = registry.model(self.model_name)
-        self.device = resolve_device(config.device)
-        self.attack_names = self._names("attacks", config.attacks)
-        self.defense_names = self._names("defenses", config.defenses)
-        self.multi_attacks = self._multi_attacks()
+        given = config.blocks or [Block(tuple(config.attacks), tuple(config.defenses), config.mode,
+                                        tuple(config.multi_attacks) if config.multi_attacks else None)]
+        self.blocks = [self._resolved(block) for block in given]
+        self.attack_names = list(dict.fromkeys(n for b in self.blocks for n in (*b.attacks, *(b.multi_attacks or ()))))
+        self.defense_names = list(dict.fromkeys(n for b in self.blocks for n in b.defenses))
         if NO_ATTACK in config.params:
             raise BenchbdError(f"'{NO_ATTACK}' (no attack) takes no parameters")
-        known = {*self.attack_names, *self.multi_attacks, *self.defense_names, SIMULATION}
-        unknown = sorted(set(config.params) - known)
+        unknown = sorted(set(config.params) - {*self.attack_names, *self.defense_names, SIMULATION})
         if unknown:
             raise BenchbdError(f"parameters given for {', '.join(unknown)}, which are not in this matrix")
         self.simulation = plugin_params.build(Simulation, config.params.get(SIMULATION, {}))
@@ -84,16 +87,16 @@ class Plan:
         self.defenses: dict[str, Defense] = {
             name: plugin_params.build(registry.defense(name), config.params.get(name, {})) for name in self.defense_names
         }
-        self.groups = self._plan()
+        self.cells = self._plan()
+        self.groups = list(self.cells)
         for group in self.groups:  # every attack builds, and finds the examples its ratio needs
             attacks = self.attacks(group)
             assign_targets(attacks, self.data)
             check_eligible([a for a in attacks if isinstance(a, DataPoisoningAttack)], self.data.y_train)
 
-    def _names(self, category: Literal["attacks", "defenses"], names: list[str] | None) -> list[str]:
-        """The named plugins, checked; ``none`` among attacks is :data:`NO_ATTACK`, the clean training set."""
-        if names is None:
-            names = ["all"] if self.device.type == "cuda" else CPU_DEFAULTS[category]
+    def _names(self, category: Literal["attacks", "defenses"], names: list[str]) -> list[str]:
+        """The named plugins, checked; ``all`` is every registered one; ``none`` among attacks is
+        :data:`NO_ATTACK`, the clean training set."""
         if names == ["all"]:
             return self.registry.names(category)
         if not names:
@@ -103,32 +106,38 @@ class Plan:
                 self.registry.get(category, name)
         return list(dict.fromkeys(names))
 
-    def _multi_attacks(self) -> tuple[str, ...]:
-        """The data attacks of the multi-attack cell (:class:`MatrixConfig`'s ``multi_attacks``)."""
-        if self.config.multi_attacks:
-            names = [n for n in self._names("attacks", self.config.multi_attacks) if n != NO_ATTACK]
-        elif self.config.attacks is None or self.config.attacks == ["all"]:
-            names = [name for name in PAPER_MULTI_ATTACKS if name in self.attack_names]
+    def _resolved(self, block: Block) -> Block:
+        """``block`` with its names checked and ``all`` expanded, and its multi-attack set: the block's
+        ``multi_attacks``, else :data:`PAPER_MULTI_ATTACKS` with ``all``, else its data attacks."""
+        attacks = self._names("attacks", list(block.attacks))
+        if block.multi_attacks:
+            multi = [n for n in self._names("attacks", list(block.multi_attacks)) if n != NO_ATTACK]
+        elif block.attacks == ("all",):
+            multi = [name for name in PAPER_MULTI_ATTACKS if name in attacks]
         else:
-            names = [name for name in self.attack_names if name != NO_ATTACK]
-        return tuple(name for name in names if issubclass(self.registry.attack(name), DataPoisoningAttack))
-
-    def _plan(self) -> list[Group]:
-        mode = self.config.mode
-        multi = self.multi_attacks
-        if self.config.multi_attacks and len(multi) < 2:
+            multi = [name for name in attacks if name != NO_ATTACK]
+        multi = [name for name in multi if issubclass(self.registry.attack(name), DataPoisoningAttack)]
+        if block.multi_attacks and len(multi) < 2:
             raise BenchbdError("--multi-attacks needs at least two data-poisoning attacks")
-        if mode == "multi" and NO_ATTACK in self.attack_names:
+        if block.mode == "multi" and NO_ATTACK in attacks:
             raise BenchbdError(f"--attacks {NO_ATTACK} needs --mode single or both: no attack has nothing to put in one training set")
-        if mode == "multi" and len(multi) < 2:
+        if block.mode == "multi" and len(multi) < 2:
             raise BenchbdError("--mode multi needs at least two data-poisoning attacks")
-        groups = []
+        return Block(tuple(attacks), tuple(self._names("defenses", list(block.defenses))), block.mode,
+                     tuple(multi) if block.mode != "single" and len(multi) >= 2 else None)
+
+    def _plan(self) -> dict[Group, list[str]]:
+        """Each group and the defenses that judge it, seed by seed and block by block; a group that several
+        blocks share is one group."""
+        cells: dict[Group, list[str]] = {}
         for seed in range(self.config.seeds):
-            if mode in ("single", "both"):
-                groups += [Group(() if name == NO_ATTACK else (name,), "single", seed) for name in self.attack_names]
-            if mode in ("multi", "both") and len(multi) >= 2:
-                groups.append(Group(multi, "multi", seed))
-        return groups
+            for block in self.blocks:
+                groups = [Group(() if name == NO_ATTACK else (name,), "single", seed) for name in block.attacks] if block.mode != "multi" else []
+                if block.multi_attacks:
+                    groups.append(Group(block.multi_attacks, "multi", seed))
+                for group in groups:
+                    cells[group] = list(dict.fromkeys([*cells.get(group, []), *block.defenses]))
+        return cells
 
     # -- what a cell is --------------------------------------------------------------------------------------
     def attacks(self, group: Group) -> list[Attack]:
@@ -207,19 +216,20 @@ class Plan:
     # -- the whole matrix --------------------------------------------------------------------------------------
     @property
     def total_cells(self) -> int:
-        return len(self.groups) * len(self.defense_names)
+        return sum(len(defenses) for defenses in self.cells.values())
 
     def pending(self, finished: set[str]) -> list[tuple[Group, list[str]]]:
         """The groups with cells whose hash is not in ``finished``, and those cells' defenses."""
         work = []
-        for group in self.groups:
-            names = [d for d in self.defense_names if self.cell_hash(group, d) not in finished]
+        for group, defenses in self.cells.items():
+            names = [d for d in defenses if self.cell_hash(group, d) not in finished]
             if names:
                 work.append((group, names))
         return work
 
     def default_out(self) -> Path:
-        dataset = Path(self.config.dataset.partition(":")[2]).stem if ":" in self.config.dataset else self.config.dataset
+        name, _, argument = self.config.dataset.partition(":")
+        dataset = Path(argument).stem if name == "npz" else self.config.dataset.replace(":", "-").replace(",", "-")
         epochs = f"-{self.profile.epochs}epochs" if self.profile.name != self.config.profile else ""
         return Path("runs") / f"{dataset}-{self.model_name}-{self.config.profile}{epochs}"
 
@@ -233,12 +243,13 @@ class Plan:
                 for n in self.attack_names if n != NO_ATTACK
             },
             "no_attack": NO_ATTACK in self.attack_names,
-            "multi_attacks": list(self.multi_attacks),
             "defenses": {n: plugin_params.as_dict(d) for n, d in self.defenses.items()},
+            "blocks": [{"attacks": list(b.attacks), "defenses": list(b.defenses), "mode": b.mode,
+                        "multi_attacks": list(b.multi_attacks or ())} for b in self.blocks],
+            "cells": self.total_cells,
             SIMULATION: plugin_params.as_dict(self.simulation),
             "trusted": self.config.trusted,
             "clean_models": self.config.clean_models,
             "seeds": self.config.seeds,
-            "mode": self.config.mode,
             "device": str(self.device),
         }

@@ -12,6 +12,7 @@ from rich.text import Text
 from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.results import RESULTS, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
@@ -73,7 +74,21 @@ def run_header(records: list[dict[str, Any]]) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *plugins, *code_notes(records)]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records)]) + "\n"
+
+
+def scale_notes(records: list[dict[str, Any]]) -> list[str]:
+    """What a synth-signs run is: a demo scale, not the papers' setting (issue 19)."""
+    datasets = {r["dataset"] for r in records}
+    if not any(d.startswith("synth-signs") for d in datasets):
+        return []
+    note = ("Demo scale: synth-signs is benchbd's generated stand-in for GTSRB, not the papers' data; these figures "
+            "show what benchbd measures, not the papers' setting.")
+    if CPU_DEMO.dataset in datasets:
+        note += (f" {CPU_DEMO.dataset} is the CPU demo's (`benchbd matrix` with nothing named on a CPU): 10 classes, "
+                 "narrow-cnn, 8 epochs, poisoning ratios above the papers' and a smaller AEGIS budget so that the whole "
+                 "field runs in minutes (each record's params say which).")
+    return [note]
 
 
 def code_notes(records: list[dict[str, Any]]) -> list[str]:

@@ -1,6 +1,8 @@
 """Built-in datasets, all 32×32 RGB, prepared once into ``DATA_ROOT/NAME.npz`` (see benchbd.data.images).
 
-- ``synth-signs``: procedurally generated GTSRB look-alike, needs no network (the default).
+- ``synth-signs``: procedurally generated GTSRB look-alike, needs no network (the default). ``synth-signs:classes=N``
+  keeps the N classes that GTSRB has the most images of, as ``gtsrb:classes=N`` does, with as many images each as
+  in the whole set (10 classes: 4,246 training and 1,234 test images).
 - ``gtsrb``: German Traffic Sign Recognition Benchmark via torchvision, resized to 32×32. Offline, the shared
   ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is. ``gtsrb:every=K`` keeps
   every K-th frame of each training track (frames 0, K, 2K, ...): GTSRB's 39,209 training images are 1,307
@@ -55,15 +57,16 @@ def _torchvision_split(name: str, root: Path, train: bool) -> dict[str, np.ndarr
 
 
 GTSRB_ARGUMENTS = "every=K (every K-th frame of each track, K ≥ 1), classes=N (the N largest classes), or both: every=K,classes=N"
+SYNTH_ARGUMENTS = f"classes=N (the N classes GTSRB has most images of, 2 ≤ N ≤ {SYNTH_CLASSES})"
 
 
-def parse_gtsrb_argument(argument: str) -> dict[str, int]:
-    """``every=K``, ``classes=N`` or both, comma-separated, as {"every": K, "classes": N} (absent keys omitted)."""
+def parse_arguments(name: str, argument: str, keys: tuple[str, ...], help_text: str) -> dict[str, int]:
+    """``KEY=N`` pairs (``every=5,classes=10``), comma-separated, each key at most once, as {"every": 5, ...}."""
     parsed: dict[str, int] = {}
     for part in argument.split(","):
         key, _, value = part.strip().partition("=")
-        if key not in ("every", "classes") or key in parsed or not value.isdigit() or int(value) < 1:
-            raise BenchbdError(f"gtsrb: unknown argument '{argument}'; it takes {GTSRB_ARGUMENTS}")
+        if key not in keys or key in parsed or not value.isdigit() or int(value) < 1:
+            raise BenchbdError(f"{name}: unknown argument '{argument}'; it takes {help_text}")
         parsed[key] = int(value)
     return parsed
 
@@ -119,7 +122,7 @@ def _torchvision_dataset(name: str, num_classes: int):
         arrays = load_or_prepare(cache, prepare)
         if argument is None:
             return ImageData.from_arrays(name, arrays, family=name, num_classes=num_classes)
-        options = parse_gtsrb_argument(argument)
+        options = parse_arguments(name, argument, ("every", "classes"), GTSRB_ARGUMENTS)
         if "every" in options:
             arrays = every_kth_frame(arrays, options["every"], cache)
         if "classes" in options:
@@ -132,8 +135,15 @@ def _torchvision_dataset(name: str, num_classes: int):
 
 
 def _load_synth_signs(argument: str | None, data_root: Path) -> ImageData:
-    arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}.npz", generate_synth_signs)
-    return ImageData.from_arrays("synth-signs", arrays, family="gtsrb", num_classes=SYNTH_CLASSES)
+    if argument is None:
+        arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}.npz", generate_synth_signs)
+        return ImageData.from_arrays("synth-signs", arrays, family="gtsrb", num_classes=SYNTH_CLASSES)
+    classes = parse_arguments("synth-signs", argument, ("classes",), SYNTH_ARGUMENTS)["classes"]
+    if not 2 <= classes <= SYNTH_CLASSES:
+        raise BenchbdError(f"synth-signs: classes={classes}; it takes {SYNTH_ARGUMENTS}")
+    arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}-classes{classes}.npz",
+                             lambda: generate_synth_signs(classes=classes))
+    return ImageData.from_arrays(f"synth-signs:{argument}", arrays, family="gtsrb", num_classes=classes)
 
 
 def _load_npz(argument: str | None, data_root: Path) -> ImageData:
@@ -150,7 +160,13 @@ def _load_npz(argument: str | None, data_root: Path) -> ImageData:
 @hookimpl
 def benchbd_datasets() -> list[DatasetSpec]:
     return [
-        DatasetSpec("synth-signs", "procedural GTSRB look-alike, 43 classes, no download (the default)", _load_synth_signs),
+        DatasetSpec(
+            "synth-signs",
+            "procedural GTSRB look-alike, 43 classes, no download (the default); synth-signs:classes=N keeps the N classes GTSRB has most images of (the CPU demo's synth-signs:classes=10)",
+            _load_synth_signs,
+            argument="optional",
+            argument_help="classes=N",
+        ),
         DatasetSpec(
             "gtsrb",
             "GTSRB, 43 classes, resized to 32x32 (torchvision download or the shared copy); gtsrb:every=K keeps every K-th frame of each track, gtsrb:classes=N the N largest classes",
