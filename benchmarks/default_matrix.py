@@ -34,7 +34,7 @@ def figures(records: list[dict[str, Any]], registry: Any) -> list[str]:
     baselines = [r for r in records if r["defense"] == "none" and r["mode"] == "single" and r["status"] == "ok"]
     lines = [f"cells ok: {sum(r['status'] == 'ok' for r in records)} of {len(records)}"
              f" ({sum(r['status'] == 'not_applicable' for r in records)} not applicable)"]
-    lowest = min((r for r in baselines), key=lambda r: r["clean_acc"], default=None)
+    lowest = min(baselines, key=lambda r: r["clean_acc"], default=None)
     if lowest:
         lines.append(f"undefended clean accuracy: {100 * lowest['clean_acc']:.1f}% at the lowest ({lowest['attacks'][0]}), "
                      f"target >= 90%: {'met' if lowest['clean_acc'] >= 0.9 else 'missed'}")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchbd.data.synth_signs import class_counts, largest_classes
+from benchbd.data.images import largest_indices
+from benchbd.data.synth_signs import GTSRB_TRAIN_COUNTS, class_counts
 from benchbd.defenses import ExampleDefense
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO, PAPER_MULTI_ATTACKS, Block, MatrixConfig, load_dataset, with_defaults
@@ -77,7 +78,7 @@ def test_the_cpu_demo_judges_every_builtin_plugin(tmp_path: Path) -> None:
 
 def test_synth_signs_largest_classes(tmp_path: Path) -> None:
     two = load_dataset(default_registry(), "synth-signs:classes=2", tmp_path)
-    kept = largest_classes(2)
+    kept = largest_indices(GTSRB_TRAIN_COUNTS, 2)
     assert list(kept) == [1, 2]  # GTSRB's 2,220 and 2,250 training images
     assert (two.num_classes, two.name, two.family) == (2, "synth-signs:classes=2", "gtsrb")
     np.testing.assert_array_equal(np.bincount(two.y_train), class_counts(8600)[kept])

@@ -75,6 +75,12 @@ class ImageData:
         return cls(name, x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), classes, family)
 
 
+def largest_indices(sizes: np.ndarray, count: int) -> np.ndarray:
+    """The indices of the ``count`` largest ``sizes`` (ties: the lower index), in index order: the classes that
+    ``gtsrb:classes=N`` and ``synth-signs:classes=N`` keep."""
+    return np.sort(np.argsort(-np.asarray(sizes), kind="stable")[:count])
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the four arrays of a prepared .npz and those of :data:`OPTIONAL_KEYS` it holds (``family``, a string
     naming the paper setting whose attack defaults apply), with an error that says what is wrong with the file."""

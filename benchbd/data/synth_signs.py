@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from benchbd.data.images import largest_indices
+
 NUM_CLASSES = 43
 #: Bump when the generator's output changes: prepared caches are named by it, so stale ones are not reused.
 VERSION = 1
@@ -59,14 +61,6 @@ def class_counts(n: int) -> np.ndarray:
     return counts + floor
 
 
-def largest_classes(count: int) -> np.ndarray:
-    """The ``count`` classes with the most GTSRB training images (ties: the lower index), in index order: those
-    ``gtsrb:classes=N`` keeps, so that ``synth-signs:classes=N`` stands in for it."""
-    if not 2 <= count <= NUM_CLASSES:
-        raise ValueError(f"classes must be between 2 and {NUM_CLASSES}, got {count}")
-    return np.sort(np.argsort(-GTSRB_TRAIN_COUNTS, kind="stable")[:count])
-
-
 def generate_synth_signs(
     seed: int = 0, n_train: int = 8600, n_test: int = 2580, classes: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -75,13 +69,16 @@ def generate_synth_signs(
     Returns {"x_train": uint8 (n_train, 32, 32, 3), "y_train": int64 (n_train,),
     "x_test": uint8 (n_test, 32, 32, 3), "y_test": int64 (n_test,)}. Both splits
     share the class templates but draw their jitter from independent streams.
-    ``classes``: only the images of the :func:`largest_classes` of the n_train/n_test
-    split (each class as many as in the whole split), relabelled 0..classes-1 in
-    index order; the other classes' signs still appear as neighbouring distractors.
+    ``classes``: only the images of the ``classes`` classes GTSRB has most images of
+    (those ``gtsrb:classes=N`` keeps) of the n_train/n_test split (each class as many
+    as in the whole split), relabelled 0..classes-1 in index order; the other classes'
+    signs still appear as neighbouring distractors.
     """
+    if classes is not None and not 2 <= classes <= NUM_CLASSES:
+        raise ValueError(f"classes must be between 2 and {NUM_CLASSES}, got {classes}")
     templates = _render_templates(np.random.default_rng([seed, 0]))
     distractors = [t for variants in templates for t in variants] + _plates()
-    kept = np.arange(NUM_CLASSES) if classes is None else largest_classes(classes)
+    kept = np.arange(NUM_CLASSES) if classes is None else largest_indices(GTSRB_TRAIN_COUNTS, classes)
     data = {}
     for stream, split, n in ((1, "train", n_train), (2, "test", n_test)):
         rng = np.random.default_rng([seed, stream])

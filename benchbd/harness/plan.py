@@ -88,7 +88,6 @@ class Plan:
             name: plugin_params.build(registry.defense(name), config.params.get(name, {})) for name in self.defense_names
         }
         self.cells = self._plan()
-        self.groups = list(self.cells)
         for group in self.groups:  # every attack builds, and finds the examples its ratio needs
             attacks = self.attacks(group)
             assign_targets(attacks, self.data)
@@ -138,6 +137,11 @@ class Plan:
                 for group in groups:
                     cells[group] = list(dict.fromkeys([*cells.get(group, []), *block.defenses]))
         return cells
+
+    @property
+    def groups(self) -> list[Group]:
+        """The groups in the order they run: seed by seed, block by block."""
+        return list(self.cells)
 
     # -- what a cell is --------------------------------------------------------------------------------------
     def attacks(self, group: Group) -> list[Attack]:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from benchbd import DatasetSpec, ImageData, hookimpl
-from benchbd.data.images import load_npz, load_or_prepare
+from benchbd.data.images import largest_indices, load_npz, load_or_prepare
 from benchbd.data.synth_signs import NUM_CLASSES as SYNTH_CLASSES
 from benchbd.data.synth_signs import VERSION as SYNTH_VERSION
 from benchbd.data.synth_signs import generate_synth_signs
@@ -95,7 +95,7 @@ def largest_classes(arrays: dict[str, np.ndarray], count: int) -> dict[str, np.n
     sizes = np.bincount(arrays["y_train"])
     if count > len(sizes):
         raise BenchbdError(f"gtsrb: classes={count} asks for more classes than the {len(sizes)} it has")
-    kept = np.sort(np.argsort(-sizes, kind="stable")[:count])
+    kept = largest_indices(sizes, count)
     relabel = np.full(len(sizes), -1, dtype=np.int64)
     relabel[kept] = np.arange(count)
     out = training_subset(arrays, np.isin(arrays["y_train"], kept))
