@@ -5,13 +5,13 @@ the wall time of the GTSRB matrix, in at most 8 minutes on one H200.
     python benchmarks/gpu_check.py --quick --device cpu --out /tmp/quick.json  # tiny sizes: about a minute on 2 cores
 
 Targets (issue 21): a preact-resnet18 epoch over GTSRB in ≤ 0.25 s; the fast profile at ≥ 98% clean accuracy in
-≤ 2 s; the GTSRB matrix in ≤ 10 minutes. Issue 21 item 1's gain from stacked training is not measured: stacked
-training does not exist yet.
+≤ 2 s; the GTSRB matrix in ≤ 10 minutes; and the gain of stacked training (issue 21 item 1), which decides where
+the matrix stacks (``Workbench.stacks_populations``).
 
 Each section runs in a child process under its own time budget (``--loop-budget``, ``--accuracy-budget``,
-``--matrix-budget``: 90 + 60 + 300 s by default; give the whole command 480 s). A section that overruns is killed
-and keeps the figures it had finished; one that fails is recorded with its error; either way the next section
-starts. It needs benchbd installed (the built-in plugins register through entry points) and, for sections 2 and 3,
+``--stacked-budget``, ``--matrix-budget``: 90 + 60 + 30 + 270 s by default; give the whole command 480 s). A
+section that overruns is killed and keeps the figures it had finished; one that fails is recorded with its error;
+either way the next section starts. It needs benchbd installed (the built-in plugins register through entry points) and, for sections 2 and 4,
 the prepared ``DATA_ROOT/gtsrb.npz``.
 
 1. ``loop``: the BackdoorBench-style loop of ``benchmarks/loop_vs_trainer.py`` (DataLoader, per-sample transforms,
@@ -25,7 +25,9 @@ the prepared ``DATA_ROOT/gtsrb.npz``.
    after every epoch: the training time, evaluations left out, until it first reaches ``--accuracy-target`` (after
    a warm-up epoch on 1,024 images, the data already on the device).
    Skipped, with the reason, without the cache (nothing is downloaded).
-3. ``matrix``: ``benchbd matrix`` (``python -m benchbd.cli``) on GTSRB, six attacks × seven defenses, both modes,
+3. ``stacked``: ``benchmarks/stacked_training.py``'s measurement for each of section 1's models: 4 trainings of one
+   epoch over section 1's images, one after another and stacked as one model, seconds of each and the gain.
+4. ``matrix``: ``benchbd matrix`` (``python -m benchbd.cli``) on GTSRB, six attacks × seven defenses, both modes,
    one seed, in a fresh run directory: the wall time, the cells finished of all, and each phase's share of the wall
    time (poisoned-model training: each group's ``train_seconds``; each defense: its cells' ``seconds``; the rest:
    start-up, data, evaluations, the leaderboard, and after a timeout the unfinished cell). Skipped like section 2
@@ -37,7 +39,7 @@ keeps what had finished. Beside it: each section's log (``NAME.SECTION.log``) an
 version, benchbd's git commit) is benchbd's own record of it (``benchbd.harness.environment``).
 
 ``--quick`` runs the same code on tiny sizes: the cpu profile (narrow-cnn, no augmentation) throughout, 512 images
-in section 1, a generated synth-signs file of 430 training and 215 test images (``npz:PATH``) in sections 2 and 3,
+in sections 1 and 3, a generated synth-signs file of 430 training and 215 test images (``npz:PATH``) in sections 2 and 4,
 an accuracy target of 4% (chance: 2.3%), and the matrix cut to two attacks and two defenses.
 """
 
@@ -71,6 +73,7 @@ from benchbd.registry import default_registry
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import EpochEnd, Trainer, resolve_device
 from loop_vs_trainer import baseline_epoch, bf16_ceiling, synchronize, training_flops
+from stacked_training import measure as measure_stacked_training
 
 GTSRB_TRAIN_IMAGES = 39209
 GTSRB_CLASSES = 43
@@ -78,6 +81,7 @@ WARM_UP_IMAGES = 1024
 MATRIX_ATTACKS = "patch,single-pixel,blend-random,blend-dimple,sinusoid,wanet"
 MATRIX_DEFENSES = "none,badloss,neural-cleanse,activation-clustering,spectral,frequency,abl"
 POLL_SECONDS = 5.0
+STACKED_MODELS = 4
 
 #: The sizes of a full run and of ``--quick``; the options of the same names override them.
 FULL = {"profile": "fast", "images": GTSRB_TRAIN_IMAGES, "models": "preact-resnet18,small-cnn", "workers": 4,
@@ -233,7 +237,23 @@ def measure_accuracy(settings: Settings, record: Record) -> None:
     trainer.fit(model, x, y, callbacks=[clock])
 
 
-CHILD_SECTIONS: dict[str, Callable[[Settings, Record], None]] = {"loop": measure_loops, "accuracy": measure_accuracy}
+# -- section 3: stacked training ------------------------------------------------------------------------------------
+def measure_stacking(settings: Settings, record: Record) -> None:
+    device = resolve_device(settings.device)
+    models: dict[str, dict[str, Any]] = {}
+    for name in settings.models:
+        result = measure_stacked_training(device, name, settings.profile, STACKED_MODELS, settings.images)
+        models[name] = {
+            "one_after_another": figure(result["sequential_s"], f"s for {STACKED_MODELS} epochs"),
+            "stacked": figure(result["stacked_s"], f"s for {STACKED_MODELS} epochs"),
+            "gain": figure(result["gain"], "x (one after another / stacked)"),
+        }
+        record(models=models, trainings=STACKED_MODELS, images=settings.images)
+
+
+CHILD_SECTIONS: dict[str, Callable[[Settings, Record], None]] = {
+    "loop": measure_loops, "accuracy": measure_accuracy, "stacked": measure_stacking,
+}
 
 
 def run_child(name: str, settings: Settings, out: Path) -> int:
@@ -253,7 +273,7 @@ def run_child(name: str, settings: Settings, out: Path) -> int:
     return 0
 
 
-# -- section 3: the matrix -----------------------------------------------------------------------------------------
+# -- section 4: the matrix -----------------------------------------------------------------------------------------
 def phase_seconds(records: list[dict[str, Any]], wall: float) -> dict[str, float]:
     """Poisoned-model training (each group's ``train_seconds``, once per group), each defense's cells (their
     ``seconds``: judging and any retraining), and the rest of the wall time."""
@@ -383,6 +403,7 @@ def sections(args: argparse.Namespace, settings: Settings, work: Path) -> list[S
     return [
         child_section("loop", args.loop_budget, settings_file, work),
         replace(child_section("accuracy", args.accuracy_budget, settings_file, work), skip=missing),
+        child_section("stacked", args.stacked_budget, settings_file, work),
         replace(matrix_section(settings, args.matrix_budget, work), skip=missing),
     ]
 
@@ -453,6 +474,14 @@ def accuracy_lines(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def stacked_lines(entry: dict[str, Any]) -> list[str]:
+    return [
+        f"  {name}: {entry.get('trainings')} trainings one after another {fmt(value(m, 'one_after_another'), '.2f')} s, "
+        f"stacked {fmt(value(m, 'stacked'), '.2f')} s, gain {fmt(value(m, 'gain'), '.2f')}x"
+        for name, m in entry.get("models", {}).items()
+    ] + ["  a gain above 1 is where the matrix should stack (Workbench.stacks_populations)"]
+
+
 def matrix_lines(entry: dict[str, Any]) -> list[str]:
     lines = [
         f"  wall {fmt(value(entry, 'wall'), '.1f')} s, {entry.get('cells_finished')} of {entry.get('cells_total')} cells, "
@@ -465,7 +494,7 @@ def matrix_lines(entry: dict[str, Any]) -> list[str]:
 def print_summary(report: dict[str, Any], out: Path) -> None:
     env = report["environment"]
     print(f"device {env['device_name']}, torch {env['torch']}, commit {env['git_commit']}")
-    for name, lines in (("loop", loop_lines), ("accuracy", accuracy_lines), ("matrix", matrix_lines)):
+    for name, lines in (("loop", loop_lines), ("accuracy", accuracy_lines), ("stacked", stacked_lines), ("matrix", matrix_lines)):
         entry = report["sections"][name]
         print(f"{name}: {entry['status']}, {fmt(value(entry, 'elapsed'), '.1f')} s of {fmt(value(entry, 'budget'), 'g')} s")
         if entry["status"] not in ("pending", "skipped"):
@@ -489,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accuracy-target", type=float, help="section 2's test accuracy (default 0.98; 0.04 with --quick)")
     parser.add_argument("--loop-budget", type=float, default=90.0, help="seconds for section 1 (default 90)")
     parser.add_argument("--accuracy-budget", type=float, default=60.0, help="seconds for section 2 (default 60)")
-    parser.add_argument("--matrix-budget", type=float, default=300.0, help="seconds for section 3 (default 300)")
+    parser.add_argument("--stacked-budget", type=float, default=30.0, help="seconds for section 3 (default 30)")
+    parser.add_argument("--matrix-budget", type=float, default=270.0, help="seconds for section 4 (default 270)")
     parser.add_argument("--section", choices=sorted(CHILD_SECTIONS), help=argparse.SUPPRESS)
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--section-out", type=Path, help=argparse.SUPPRESS)

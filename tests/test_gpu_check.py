@@ -33,7 +33,7 @@ def test_the_quick_check_writes_every_sections_figures(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     sections = report["sections"]
-    assert {name: entry["status"] for name, entry in sections.items()} == {"loop": "ok", "accuracy": "ok", "matrix": "ok"}, sections
+    assert {name: entry["status"] for name, entry in sections.items()} == {"loop": "ok", "accuracy": "ok", "stacked": "ok", "matrix": "ok"}, sections
     assert report["environment"]["torch"] and "git_commit" in report["environment"]
 
     narrow = sections["loop"]["models"]["narrow-cnn"]
@@ -53,6 +53,10 @@ def test_the_quick_check_writes_every_sections_figures(tmp_path: Path) -> None:
     assert accuracy["time_to_target"]["value"] == training[reached - 1]
     assert [e["test_accuracy"]["value"] >= target for e in epochs[:reached]] == [False] * (reached - 1) + [True]
 
+    stacked = sections["stacked"]["models"]["narrow-cnn"]
+    assert sections["stacked"]["trainings"] == 4 and stacked["stacked"]["value"] > 0
+    assert stacked["gain"]["value"] == pytest.approx(stacked["one_after_another"]["value"] / stacked["stacked"]["value"])
+
     matrix = sections["matrix"]
     assert matrix["wall"]["value"] > 0 and matrix["cells_total"] == matrix["cells_finished"] == 6  # 3 groups × 2 defenses
     assert matrix["cells_failed"] == [] and "projected_wall" not in matrix
@@ -62,7 +66,7 @@ def test_the_quick_check_writes_every_sections_figures(tmp_path: Path) -> None:
     assert sum(p["share"]["value"] for p in phases.values()) == pytest.approx(1)
 
     assert (tmp_path / "check.matrix.jsonl").is_file() and (tmp_path / "check.loop.log").is_file()
-    assert "loop: ok" in result.stdout and "matrix: ok" in result.stdout
+    assert "loop: ok" in result.stdout and "stacked: ok" in result.stdout and "matrix: ok" in result.stdout
 
 
 def test_a_section_past_its_budget_is_stopped_and_keeps_what_it_wrote(gpu_check: ModuleType, tmp_path: Path) -> None:

@@ -167,3 +167,33 @@ def test_with_no_attack_every_model_is_clean_and_a_flag_is_a_false_positive(tiny
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     (row,) = table.rows
     assert row[:2] == ["known-trigger", "No attack"] and row[4] == "0.00"  # clean models flagged
+
+
+def test_a_stacked_clean_population_is_judged_cached_and_trained_whole(tiny_signs: Path, tmp_path: Path, monkeypatch) -> None:
+    """The CUDA path of the clean population (Workbench.stacks_populations), forced on the CPU (3 epochs, for time):
+    the two clean models train as one stacked model, are judged and cached; a resume loads them and makes the same
+    record; with one of them lost, both train again (a population always trains whole)."""
+    from benchbd.harness import workbench
+
+    trainings: list[int] = []
+    stacked = workbench.fit_stacked
+    monkeypatch.setattr(workbench.Workbench, "stacks_populations", property(lambda self: True))
+    monkeypatch.setattr(workbench, "fit_stacked", lambda trainers, models, *a, **k: (trainings.append(len(models)), stacked(trainers, models, *a, **k)))
+
+    def run() -> dict:
+        config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
+                              mode="single", clean_models=2, epochs=3, params={"patch": {"ratio": 0.2, "target": 3}})
+        assert not Matrix(config, registry_with_detector(), Progress()).run().failed
+        (record,) = read_records(tmp_path / "results.jsonl")
+        return {key: value for key, value in record.items() if key not in ("seconds", "train_seconds")}
+
+    record = run()
+    assert trainings == [2]
+    assert record["status"] == "ok" and record["model_scores"]["clean"][1] is not None and len(list((tmp_path / "models").glob("*.pt"))) == 3
+    (tmp_path / "results.jsonl").unlink()
+    assert run() == record and trainings == [2]  # loaded from the cache
+    clean_models = sorted((tmp_path / "models").glob("*.pt"), key=lambda p: p.stat().st_mtime)[-2:]
+    clean_models[0].unlink()
+    (tmp_path / "results.jsonl").unlink()
+    run()
+    assert trainings == [2, 2]

@@ -92,6 +92,9 @@ class RunDirectory:
     def write_json(self, name: str, obj: Any) -> None:
         write_json_atomic(self.path / name, obj)
 
+    def has_model(self, key: str) -> bool:
+        return (self.models / f"{key}.pt").is_file()
+
     def cached_model(self, key: str, model: torch.nn.Module) -> dict[str, Any] | None:
         """Load the cached weights for ``key`` into ``model`` and return what the attacks measured about that
         training (their ``stats()``, stored beside the weights); None if nothing is cached."""

@@ -24,6 +24,7 @@ from benchbd.harness.plan import Group, Plan
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
 from benchbd.harness.results import RunDirectory
 from benchbd.models import ImageClassifier
+from benchbd.training.stacked import fit_stacked
 from benchbd.training.trainer import LossComputation, Trainer, cross_entropy_loss
 
 
@@ -83,6 +84,13 @@ class Workbench:
         self.step = step
         self._trained: dict[str, tuple[ImageClassifier, dict[str, Any]]] = {}
 
+    @property
+    def stacks_populations(self) -> bool:
+        """Whether a population of honest trainings (the clean models) trains as one stacked model
+        (:meth:`trained_together`): on CUDA only, since on the CPU it is slower (benchmarks/stacked_training.py;
+        docs/findings.md, "Stacked training")."""
+        return self.plan.device.type == "cuda"
+
     def trainer(self, seed: int) -> Trainer:
         return Trainer(self.plan.profile, self.plan.device, seed, on_epoch=self.epoch)
 
@@ -125,6 +133,19 @@ class Workbench:
                 self.run_dir.cache_model(key, model, stats)
             self._trained[key] = (model, stats)
         return self._trained[key]
+
+    def trained_together(self, keys: Sequence[str], seeds: Sequence[int], x: np.ndarray, y: np.ndarray, label: str) -> list[ImageClassifier]:
+        """The models cached under ``keys``, trained honestly on (x, y) with ``seeds``. Unless every one is cached,
+        all are trained at once as one stacked model (:func:`fit_stacked`) and cached: a population always trains
+        whole, so its weights never depend on which of its models a killed run had cached."""
+        if all(key in self._trained or self.run_dir.has_model(key) for key in keys):
+            return [self.trained_model(key, seed, x, y, cross_entropy_loss, label)[0] for key, seed in zip(keys, seeds)]
+        models = [self.fresh_model(seed) for seed in seeds]
+        fit_stacked([self.trainer(seed) for seed in seeds], models, x, y, label=label)
+        for key, model in zip(keys, models):
+            self.run_dir.cache_model(key, model, {})
+            self._trained[key] = (model, {})
+        return models
 
     def poisoned_group(self, group: Group) -> PoisonedGroup:
         """Poison the training set and train (or load) the model every defense of the group judges."""

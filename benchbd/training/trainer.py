@@ -16,7 +16,7 @@ import copy
 import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -161,16 +161,30 @@ class Trainer:
         run.advance(run.total_steps)
         return model
 
-    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def _optimizer(self, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         p = self.profile
         if p.optimizer == "adamw":
-            return torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=0.9, nesterov=True, weight_decay=p.weight_decay)
+            return torch.optim.AdamW(parameters, lr=p.lr, weight_decay=p.weight_decay)
+        return torch.optim.SGD(parameters, lr=p.lr, momentum=0.9, nesterov=True, weight_decay=p.weight_decay)
 
     def _scheduler(self, optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
         if self.profile.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.profile.lr, total_steps=steps)
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    def epoch_order(self, epoch: int, n: int) -> torch.Tensor:
+        """The order in which epoch ``epoch`` visits ``n`` training examples: a function of the seed and epoch alone."""
+        generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(n, generator=generator).to(self.device)
+
+    def training_batch(self, x: torch.Tensor, index: torch.Tensor, step: int, generator: torch.Generator) -> torch.Tensor:
+        """The float images of ``x[index]`` as optimiser step ``step`` (0-based) trains on them: in [0, 1], shifted by
+        the profile's augmentation with offsets seeded by the seed and the step (``generator`` is reseeded)."""
+        xb = x[index].float().div_(255)
+        if self.profile.shift:
+            generator.manual_seed(self.seed * 1_000_003 + step + 1)
+            xb = random_shift(xb, self.profile.shift, generator)
+        return xb
 
     # -- batched inference ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -258,33 +272,26 @@ class TrainingRun:
         self.batch_size = trainer.profile.batch_size
         self.batches = math.ceil(self.n / self.batch_size)
         self.total_steps = self.epochs * self.batches
-        self.optimizer = trainer._optimizer(model)
+        self.optimizer = trainer._optimizer(model.parameters())
         self.scheduler = trainer._scheduler(self.optimizer, self.total_steps)
         self.step = 0
         self._order: torch.Tensor | None = None
         self._augment = torch.Generator(device=trainer.device)
         self._loss_sum = torch.zeros((), device=trainer.device)
 
-    def _epoch_order(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator(device="cpu").manual_seed(self.trainer.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=generator).to(self.trainer.device)
-
     def advance(self, steps: int) -> None:
         """Run the next ``steps`` optimiser steps (fewer if the run ends first); the model is left in eval mode."""
-        trainer, profile = self.trainer, self.trainer.profile
+        trainer = self.trainer
         end = min(self.step + steps, self.total_steps)
         while self.step < end:
             epoch, b = divmod(self.step, self.batches)
             if b == 0 or self._order is None:
-                self._order = self._epoch_order(epoch)
+                self._order = trainer.epoch_order(epoch, self.n)
             if b == 0:
                 self._loss_sum.zero_()
             self.model.train()
             index = self._order[b * self.batch_size : (b + 1) * self.batch_size]
-            xb = self.x[index].float().div_(255)
-            if profile.shift:
-                self._augment.manual_seed(self.trainer.seed * 1_000_003 + self.step + 1)
-                xb = random_shift(xb, profile.shift, self._augment)
+            xb = trainer.training_batch(self.x, index, self.step, self._augment)
             info = StepInfo(epoch, self.epochs, b, self.batches, index)
             with nullcontext() if self.observer is None else self.observer.step(info):
                 with trainer._autocast():

@@ -97,12 +97,17 @@ def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense,
             f"backdoored model for {name}", attacks,
         )
     code = {key: value for key, value in plan.group_code(group).items() if key != "attacks"}
-    clean = []
-    for i in range(plan.config.clean_models):
-        key = digest({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.as_dict(),
-                      "clean_model": i, "training": training, "code": code})
-        model, _ = bench.trained_model(key, CLEAN_MODEL_SEED + i, data.x_train, data.y_train, own_loss or cross_entropy_loss, f"clean model {i + 1}")
-        clean.append(model)
+    count = plan.config.clean_models
+    stacked = own_loss is None and bench.stacks_populations
+    keys = [digest({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.as_dict(),
+                    "clean_model": i, "training": training, "code": code, **({"stacked": count} if stacked else {})})
+            for i in range(count)]
+    seeds = [CLEAN_MODEL_SEED + i for i in range(count)]
+    if stacked:
+        return [backdoored, *bench.trained_together(keys, seeds, data.x_train, data.y_train, "clean models")]
+    loss = own_loss or cross_entropy_loss
+    clean = [bench.trained_model(key, seed, data.x_train, data.y_train, loss, f"clean model {i + 1}")[0]
+             for i, (key, seed) in enumerate(zip(keys, seeds))]
     return [backdoored, *clean]
 
 
