@@ -30,7 +30,7 @@ from benchbd.harness.config import build_attack, load_dataset
 from benchbd.harness.poisoning import CLEAN, assign_targets, poison_training_set
 from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.registry import default_registry
-from benchbd.training.profiles import get_profile, with_epochs
+from benchbd.training.profiles import get_profile, with_options
 from benchbd.training.trainer import Trainer
 from benchbd_builtins.defenses.badloss import BaDLoss, loss_trajectories, neighbour_votes
 from benchbd_builtins.defenses.frequency import FrequencyAnalysis
@@ -75,7 +75,7 @@ def main() -> None:
         attack.prepare(data.x_train, data.y_train, data.num_classes, rng)
     poisoned = poison_training_set(data, attacks, rng)
     single = len(attacks) == 1
-    profile = with_epochs(get_profile(args.profile), args.epochs)
+    profile = with_options(get_profile(args.profile), args.epochs)
     for item in args.overrides:
         key, value = item.split("=", 1)
         kind = type(getattr(profile, key))

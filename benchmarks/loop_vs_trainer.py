@@ -1,10 +1,13 @@
 """benchbd's trainer against the loop other suites use, on one device, same model and data.
 
-    python benchmarks/loop_vs_trainer.py [--device auto] [--model preact-resnet18] [--quick] [--data PATH.npz]
+    python benchmarks/loop_vs_trainer.py [--device auto] [--model preact-resnet18] [--quick] [--data PATH.npz] \
+        [--precision auto|fp32|bf16]
 
 The baseline is a BackdoorBench-style epoch: a torch DataLoader over uint8 images with per-sample torchvision
 transforms (ToTensor, ±2 px random crop, Normalize), fp32, batch 128. benchbd's trainer keeps the data on the
-device, augments in one batched op, uses bf16 autocast and channels_last on CUDA, with the profile's batch size.
+device, augments in one batched op, uses channels_last and the precision of ``--precision`` (default ``auto``: bf16
+autocast on CUDA, fp32 on a CPU; ``bf16`` on a CPU with AMX is the trainer's fastest CPU setting), with the
+profile's batch size.
 Prints seconds per epoch and images/s of both, and the fraction of the device's bf16 matmul ceiling that
 benchbd's epoch reaches (CUDA only); the last line is the speed-up ratio.
 """
@@ -25,7 +28,7 @@ from torchvision import transforms
 from benchbd.data.images import load_npz
 from benchbd.models import INPUT_MEAN, INPUT_STD
 from benchbd.registry import default_registry
-from benchbd.training.profiles import PROFILES
+from benchbd.training.profiles import PRECISIONS, PROFILES
 from benchbd.training.trainer import Trainer, resolve_device
 
 
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,048 images and small-cnn: a minute or two on CPU")
     parser.add_argument("--data", help="a prepared .npz (default: random GTSRB-shaped images)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the baseline")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the trainer's precision (the baseline stays fp32)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -113,7 +117,7 @@ def main() -> None:
     baseline_epoch(build(43), x[:1024], y[:1024], device, args.workers)  # warm-up
     baseline = min(baseline_epoch(build(43), x, y, device, args.workers) for _ in range(2))
 
-    trainer = Trainer(replace(PROFILES[args.profile], epochs=1), device, seed=0)
+    trainer = Trainer(replace(PROFILES[args.profile], epochs=1, precision=args.precision), device, seed=0)
     trainer.fit(build(43), x[:1024], y[:1024])  # warm-up
     times = []
     for _ in range(3):
@@ -127,7 +131,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device {name}; model {model_name}; {len(y)} images")
     print(f"baseline loop (DataLoader, per-sample transforms, fp32, batch 128): {baseline:.3f} s/epoch, {len(y) / baseline:,.0f} images/s")
-    print(f"benchbd trainer (profile {args.profile}, batch {trainer.profile.batch_size}): {ours:.3f} s/epoch, {len(y) / ours:,.0f} images/s")
+    print(f"benchbd trainer (profile {args.profile}, batch {trainer.profile.batch_size}, {'bf16 autocast' if trainer.use_bf16 else 'fp32'}): "
+          f"{ours:.3f} s/epoch, {len(y) / ours:,.0f} images/s")
     if device.type == "cuda":
         achieved = training_flops(build(43), device, 64) * len(y) / ours
         print(f"arithmetic: {achieved / 1e12:.1f} TFLOP/s, {100 * achieved / bf16_ceiling(device):.1f}% of the measured bf16 matmul ceiling")

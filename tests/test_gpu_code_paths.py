@@ -16,8 +16,9 @@ from benchbd_builtins.models import small_cnn
 def test_training_and_inference_run_under_bf16_autocast(colour_data: ImageData) -> None:
     """The CUDA path's autocast on the CPU: the convolutions compute in bfloat16, the weights stay float32, and the
     model still learns the four colours (chance is 25%)."""
-    trainer = Trainer(replace(PROFILES["fast"], epochs=3), torch.device("cpu"), seed=0, bf16=True)
-    assert Trainer(PROFILES["fast"], torch.device("cpu"), seed=0).use_bf16 is False  # off on a CPU unless asked
+    trainer = Trainer(replace(PROFILES["fast"], epochs=3, precision="bf16"), torch.device("cpu"), seed=0)
+    assert Trainer(PROFILES["fast"], torch.device("cpu"), seed=0).use_bf16 is False  # "auto": off on a CPU
+    assert PROFILES["fast"].uses_bf16("cuda") and not replace(PROFILES["fast"], precision="fp32").uses_bf16("cuda")
     model = trainer.place(small_cnn(colour_data.num_classes))
     seen: list[torch.dtype] = []
     model.backbone[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))

@@ -11,10 +11,15 @@ import pytest
 import torch
 
 import benchbd
+from benchbd import BenchbdError
 from benchbd.cli import main
+from benchbd.harness.config import MatrixConfig
+from benchbd.harness.plan import Plan
 from benchbd.harness.environment import environment
 from benchbd.harness.results import read_records
 from benchbd.leaderboard.tables import build_tables
+from benchbd.registry import default_registry
+from benchbd.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +102,18 @@ def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path,
     assert rows["spectral"][1] == f"{100 * spectral['removed_frac']:.2f}" and rows["spectral"][3] == f"{lost:.2f}"
 
 
-def test_epochs_override_the_profile_and_every_record_says_so(tiny_signs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_epochs_and_precision_override_the_profile_and_every_record_says_so(tiny_signs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none", "--mode", "single",
-            "--device", "cpu", "--out", str(tmp_path), "--epochs", "2"]
+            "--device", "cpu", "--out", str(tmp_path), "--epochs", "2", "--precision", "bf16"]
     assert main(argv) == 0
     (record,) = read_records(tmp_path / "results.jsonl")
-    assert record["profile"] == "fast (epochs=2)"
-    assert json.loads((tmp_path / "config.json").read_text())["profile"]["epochs"] == 2
+    assert record["profile"] == "fast (epochs=2, precision=bf16)"
+    profile = json.loads((tmp_path / "config.json").read_text())["profile"]
+    assert profile["epochs"] == 2 and profile["precision"] == "bf16"
     progress = capsys.readouterr().err
     assert "epoch 2/2" in progress and "epoch 1/8" not in progress
-    assert "profile fast (epochs=2)" in (tmp_path / "leaderboard.md").read_text()
+    assert "profile fast (epochs=2, precision=bf16)" in (tmp_path / "leaderboard.md").read_text()
+    plan = Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["none"], device="cpu", precision="bf16"), default_registry())
+    assert plan.default_out().name.endswith("-fast-bf16") and Trainer(plan.profile, plan.device, 0).use_bf16
+    with pytest.raises(BenchbdError, match="precision must be auto, fp32, bf16; got 'fp16'"):  # a TOML file's value
+        Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", device="cpu", precision="fp16"), default_registry())

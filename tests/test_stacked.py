@@ -25,7 +25,7 @@ from benchbd_builtins.models import narrow_cnn
 SEEDS = (3, 4, 5)
 
 
-def trained_alone_and_stacked(data: ImageData, profile: TrainingProfile, n: int, bf16: bool = False) -> tuple[list, list]:
+def trained_alone_and_stacked(data: ImageData, profile: TrainingProfile, n: int) -> tuple[list, list]:
     x, y = data.x_train[:n], data.y_train[:n]
     alone, stacked = [], []
     for seed in SEEDS:
@@ -33,8 +33,8 @@ def trained_alone_and_stacked(data: ImageData, profile: TrainingProfile, n: int,
         model = narrow_cnn(data.num_classes)
         stacked.append(narrow_cnn(data.num_classes))
         stacked[-1].load_state_dict(model.state_dict())
-        alone.append(Trainer(profile, torch.device("cpu"), seed, bf16=bf16).fit(model, x, y))
-    fit_stacked([Trainer(profile, torch.device("cpu"), seed, bf16=bf16) for seed in SEEDS], stacked, x, y)
+        alone.append(Trainer(profile, torch.device("cpu"), seed).fit(model, x, y))
+    fit_stacked([Trainer(profile, torch.device("cpu"), seed) for seed in SEEDS], stacked, x, y)
     return alone, stacked
 
 
@@ -67,8 +67,9 @@ def test_stacked_models_equal_the_models_trained_alone(colour_data: ImageData, o
 def test_stacked_models_classify_as_the_models_trained_alone(colour_data: ImageData, bf16: bool) -> None:
     """Three epochs of 600 images (a short last batch each epoch), in float32 and under the CUDA path's bf16
     autocast: each stacked model learns the colours and labels the test images as its lone twin does."""
-    alone, stacked = trained_alone_and_stacked(colour_data, profile_with("sgd", 3), 600, bf16=bf16)
-    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), 0, bf16=bf16)
+    profile = replace(profile_with("sgd", 3), precision="bf16" if bf16 else "fp32")
+    alone, stacked = trained_alone_and_stacked(colour_data, profile, 600)
+    trainer = Trainer(profile, torch.device("cpu"), 0)
     for one, other in zip(alone, stacked):
         assert not other.training
         mine, theirs = (trainer.predict(m, colour_data.x_test).numpy() for m in (one, other))

@@ -12,6 +12,7 @@ from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.registry import Registry
+from benchbd.training.profiles import PRECISIONS, Precision
 
 Mode = Literal["single", "multi", "both"]
 
@@ -61,7 +62,8 @@ class MatrixConfig:
     ``all``, else the named data attacks). ``blocks``: several products instead of ``attacks`` × ``defenses``
     (:class:`Block`). ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n,
     see :func:`trusted_count`). ``epochs``: train every model of the matrix this many epochs instead of the
-    profile's (the profile is then recorded as ``NAME (epochs=N)``)."""
+    profile's (the profile is then recorded as ``NAME (epochs=N)``). ``precision``: ``auto``, ``fp32`` or ``bf16``
+    instead of the profile's (recorded as ``NAME (precision=P)``; :class:`TrainingProfile`)."""
 
     dataset: str | None = None
     model: str | None = None
@@ -83,6 +85,7 @@ class MatrixConfig:
     clean_models: int | None = None
     trusted: int | None = None
     epochs: int | None = None
+    precision: Precision | None = None
 
 
 #: The defaults on a GPU (and on a CPU once attacks or defenses are named).
@@ -177,5 +180,7 @@ def check_config(config: MatrixConfig) -> None:
         raise BenchbdError(f"--trusted must be at least 2; got {config.trusted}")
     if config.epochs is not None and config.epochs < 1:
         raise BenchbdError(f"--epochs must be at least 1; got {config.epochs}")
+    if config.precision not in (None, *PRECISIONS):
+        raise BenchbdError(f"precision must be {', '.join(PRECISIONS)}; got {config.precision!r}")
 
 

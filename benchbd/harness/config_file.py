@@ -42,7 +42,7 @@ from benchbd.harness.config import Block
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
     "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
-    "trusted": int, "epochs": int,
+    "trusted": int, "epochs": int, "precision": str,
 }
 TABLES = ("attacks", "defenses", "multi_attacks", "simulation", "blocks", "params")
 BLOCK_KEYS = ("attacks", "defenses", "mode", "multi_attacks")

@@ -33,7 +33,7 @@ from benchbd.harness.digests import digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
-from benchbd.training.profiles import TrainingProfile, get_profile, with_epochs
+from benchbd.training.profiles import TrainingProfile, get_profile, with_options
 from benchbd.training.trainer import resolve_device
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Plan:
         self.registry = registry
         self.device = resolve_device(config.device)
         self.config = config = with_defaults(config, gpu=self.device.type == "cuda")
-        self.profile: TrainingProfile = with_epochs(get_profile(config.profile), config.epochs)
+        self.profile: TrainingProfile = with_options(get_profile(config.profile), config.epochs, config.precision)
         self.model_name = config.model or self.profile.model
         self.model_spec = registry.model(self.model_name)
         given = config.blocks or [Block(tuple(config.attacks), tuple(config.defenses), config.mode,
@@ -234,8 +234,13 @@ class Plan:
     def default_out(self) -> Path:
         name, _, argument = self.config.dataset.partition(":")
         dataset = Path(argument).stem if name == "npz" else self.config.dataset.replace(":", "-").replace(",", "-")
-        epochs = f"-{self.profile.epochs}epochs" if self.profile.name != self.config.profile else ""
-        return Path("runs") / f"{dataset}-{self.model_name}-{self.config.profile}{epochs}"
+        base = get_profile(self.config.profile)
+        options = "".join(
+            suffix for suffix, changed in ((f"-{self.profile.epochs}epochs", self.profile.epochs != base.epochs),
+                                           (f"-{self.profile.precision}", self.profile.precision != base.precision))
+            if changed
+        )
+        return Path("runs") / f"{dataset}-{self.model_name}-{self.config.profile}{options}"
 
     def resolved_config(self) -> dict[str, Any]:
         return {

@@ -8,9 +8,16 @@ from typing import Literal
 from benchbd.errors import BenchbdError
 
 
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainingProfile:
-    """How a model is trained. ``shift`` is the random translation of the ±shift-pixel augmentation (0: none)."""
+    """How a model is trained. ``shift`` is the random translation of the ±shift-pixel augmentation (0: none).
+    ``precision``: ``auto`` runs the forward passes under bf16 autocast on CUDA and in fp32 on a CPU; ``bf16`` and
+    ``fp32`` do so on every device (on a CPU, bf16 pays where the processor multiplies bf16 in hardware, e.g. AMX:
+    docs/findings.md, "The trainer on a CPU")."""
 
     name: str
     description: str
@@ -22,9 +29,14 @@ class TrainingProfile:
     weight_decay: float
     schedule: Literal["onecycle", "cosine"]
     shift: int
+    precision: Precision = "auto"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def uses_bf16(self, device_type: str) -> bool:
+        """Whether training and inference on a device of ``device_type`` ("cuda", "cpu") run under bf16 autocast."""
+        return self.precision == "bf16" or (self.precision == "auto" and device_type == "cuda")
 
 
 PROFILES: dict[str, TrainingProfile] = {
@@ -77,9 +89,12 @@ def get_profile(name: str) -> TrainingProfile:
         raise BenchbdError(f"unknown profile '{name}'; valid: {', '.join(PROFILES)}") from None
 
 
-def with_epochs(profile: TrainingProfile, epochs: int | None) -> TrainingProfile:
-    """``profile`` trained ``epochs`` epochs (``None``: as it is), named ``NAME (epochs=N)`` so every record and
-    table says so."""
-    if epochs is None or epochs == profile.epochs:
+def with_options(profile: TrainingProfile, epochs: int | None = None, precision: Precision | None = None) -> TrainingProfile:
+    """``profile`` trained ``epochs`` epochs at ``precision`` (``None``: as the profile says), named
+    ``NAME (epochs=N, precision=P)`` with what differs, so every record and table says so."""
+    changes = {key: value for key, value in (("epochs", epochs), ("precision", precision))
+               if value is not None and value != getattr(profile, key)}
+    if not changes:
         return profile
-    return replace(profile, name=f"{profile.name} (epochs={epochs})", epochs=epochs)
+    label = ", ".join(f"{key}={value}" for key, value in changes.items())
+    return replace(profile, name=f"{profile.name} ({label})", **changes)

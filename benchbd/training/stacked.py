@@ -44,8 +44,8 @@ def fit_stacked(
     if not models or len(models) != len(trainers):
         raise BenchbdError(f"{label}: {len(models)} models for {len(trainers)} trainers")
     lead = trainers[0]
-    if any(t.profile != lead.profile or t.device != lead.device or t.use_bf16 != lead.use_bf16 for t in trainers):
-        raise BenchbdError(f"{label}: stacked trainings must share one profile, device and precision")
+    if any(t.profile != lead.profile or t.device != lead.device for t in trainers):
+        raise BenchbdError(f"{label}: stacked trainings must share one profile and device")
     x_device, y_device = lead.images(x), lead.labels(y)
     n, batch_size, epochs = len(y_device), lead.profile.batch_size, lead.profile.epochs
     if n == 0:

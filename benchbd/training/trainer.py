@@ -1,4 +1,4 @@
-"""The trainer: the whole dataset resident on the device as uint8 tensors, batched augmentation, bf16 on CUDA.
+"""The trainer: the whole dataset resident on the device as uint8 tensors, batched augmentation, bf16 autocast.
 
 No per-sample Python transforms and no DataLoader: batches are index slices of device tensors, converted to
 float and shifted in one batched operation. Hooks for the methods that need them:
@@ -104,10 +104,8 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 class Trainer:
-    """Trains and evaluates models with one :class:`TrainingProfile` on one device, deterministically per seed.
-
-    ``bf16``: forward passes under bfloat16 autocast; unset, on CUDA only (a CPU test sets it to run the GPU's path).
-    """
+    """Trains and evaluates models with one :class:`TrainingProfile` on one device, deterministically per seed;
+    forward passes under bfloat16 autocast where the profile's precision says (:meth:`TrainingProfile.uses_bf16`)."""
 
     def __init__(
         self,
@@ -115,13 +113,12 @@ class Trainer:
         device: torch.device,
         seed: int,
         on_epoch: Callable[[str, int, int], None] | None = None,
-        bf16: bool | None = None,
     ) -> None:
         self.profile = profile
         self.device = device
         self.seed = seed
         self.on_epoch = on_epoch
-        self.use_bf16 = device.type == "cuda" if bf16 is None else bf16
+        self.use_bf16 = profile.uses_bf16(device.type)
 
     # -- data -----------------------------------------------------------------------------------------------
     def images(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
