@@ -25,8 +25,9 @@ the prepared ``DATA_ROOT/gtsrb.npz``.
    after every epoch: the training time, evaluations left out, until it first reaches ``--accuracy-target`` (after
    a warm-up epoch on 1,024 images, the data already on the device).
    Skipped, with the reason, without the cache (nothing is downloaded).
-3. ``stacked``: ``benchmarks/stacked_training.py``'s measurement for each of section 1's models: 4 trainings of one
-   epoch over section 1's images, one after another and stacked as one model, seconds of each and the gain.
+3. ``stacked``: ``benchmarks/stacked_training.py``'s measurement for the profile's model (the one whose clean
+   population the matrix would stack): 4 trainings of one epoch over section 1's images, one after another and
+   stacked as one model, seconds of each and the gain.
 4. ``matrix``: ``benchbd matrix`` (``python -m benchbd.cli``) on GTSRB, six attacks × seven defenses, both modes,
    one seed, in a fresh run directory: the wall time, the cells finished of all, and each phase's share of the wall
    time (poisoned-model training: each group's ``train_seconds``; each defense: its cells' ``seconds``; the rest:
@@ -240,15 +241,13 @@ def measure_accuracy(settings: Settings, record: Record) -> None:
 # -- section 3: stacked training ------------------------------------------------------------------------------------
 def measure_stacking(settings: Settings, record: Record) -> None:
     device = resolve_device(settings.device)
-    models: dict[str, dict[str, Any]] = {}
-    for name in settings.models:
-        result = measure_stacked_training(device, name, settings.profile, STACKED_MODELS, settings.images)
-        models[name] = {
-            "one_after_another": figure(result["sequential_s"], f"s for {STACKED_MODELS} epochs"),
-            "stacked": figure(result["stacked_s"], f"s for {STACKED_MODELS} epochs"),
-            "gain": figure(result["gain"], "x (one after another / stacked)"),
-        }
-        record(models=models, trainings=STACKED_MODELS, images=settings.images)
+    name = get_profile(settings.profile).model
+    result = measure_stacked_training(device, name, settings.profile, STACKED_MODELS, settings.images)
+    record(trainings=STACKED_MODELS, images=settings.images, models={name: {
+        "one_after_another": figure(result["sequential_s"], f"s for {STACKED_MODELS} epochs"),
+        "stacked": figure(result["stacked_s"], f"s for {STACKED_MODELS} epochs"),
+        "gain": figure(result["gain"], "x (one after another / stacked)"),
+    }})
 
 
 CHILD_SECTIONS: dict[str, Callable[[Settings, Record], None]] = {
