@@ -319,3 +319,21 @@ def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:
     assert "synth-signs:classes=10 is the CPU demo's" in demo
     _, real = render(tmp_path, [record("none", 0, ["patch"], dataset="gtsrb")])
     assert "Demo scale" not in real
+
+
+def test_a_cell_computed_again_shows_its_latest_record_not_two_seeds(tmp_path: Path) -> None:
+    """A resume after a change of code or settings appends a second record of the same seed and parameters:
+    the table shows the later one, not the mean of both as n=2, and the header says one was left out."""
+    params = {"attacks": {"patch": {"ratio": 0.02}}, "defense": {}}
+    first = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5}, params=params)
+    again = record("spectral", 0, ["patch"], auroc=0.7, clean_acc_after=0.8, asr_after={"patch": 0.5}, params=params,
+                   code={**first["code"], "defense": "d2"})
+    seed_1 = record("spectral", 1, ["patch"], auroc=0.9, clean_acc_after=0.8, asr_after={"patch": 0.5}, params=params)
+    baseline = record("none", 0, ["patch"], params=params)
+    _, markdown = render(tmp_path, [baseline, first, again])
+    assert "| spectral | 0.70 " in markdown.replace("  ", " ").replace("  ", " ") and "n=2" not in markdown
+    assert "1 earlier record(s) of a cell computed again here" in markdown
+    _, markdown = render(tmp_path, [baseline, first, again, seed_1])
+    assert "0.80 ± 1.27 (n=2)" in markdown  # the latest of seed 0 (0.7) and seed 1 (0.9)
+    _, markdown = render(tmp_path, [baseline, first, seed_1])
+    assert "computed again" not in markdown

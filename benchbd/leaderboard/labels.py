@@ -14,6 +14,19 @@ PER_ATTACK_FIELDS = (
 )
 
 
+def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The records with each experiment's seed kept once, and how many were dropped. A cell computed again in the
+    same run directory (its code or a setting of the harness changed, so its hash did) appends a second record of
+    the same seed and parameters; the one written last stands, since two records of one seed are not two seeds."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        key = _params_key([record["mode"], record["attacks"], record["defense"], record["seed"], record.get("params")])
+        latest.pop(key, None)
+        latest[key] = record
+    kept = list(latest.values())
+    return kept, len(records) - len(kept)
+
+
 def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records with every plugin that appears under several parameter sets renamed per set, e.g.
     ``patch (ratio=0.05)`` and ``patch (ratio=0.1)``; other plugins keep their names. Records written before
@@ -46,7 +59,7 @@ def defense_params(params: dict[str, Any]) -> dict[str, Any]:
     return {**params["defense"], **params.get("harness", {})}
 
 
-def _params_key(params: dict[str, Any]) -> str:
+def _params_key(params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 

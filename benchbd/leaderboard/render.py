@@ -4,7 +4,7 @@ heatmaps beside it, and the terminal's tables."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -16,7 +16,7 @@ from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.results import RESULTS, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
-from benchbd.leaderboard.labels import label_configurations
+from benchbd.leaderboard.labels import label_configurations, latest_per_seed
 from benchbd.leaderboard.tables import build_tables
 from benchbd.papers import PAPERS
 from benchbd.plots import write_heatmaps
@@ -58,10 +58,10 @@ def print_tables(tables: list[Table], console: Console) -> None:
             console.print(note, markup=False, highlight=False)
 
 
-def run_header(records: list[dict[str, Any]]) -> str:
+def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
     """The run's dataset, model, profile and seed count, the distributions its plugins came from (records written
-    before benchbd recorded them have none), and the notes of :func:`code_notes`. ``records`` as read, not
-    relabelled: their ``code`` digests are keyed by the plugins' own names."""
+    before benchbd recorded them have none), the notes of :func:`code_notes`, then ``notes``. ``records`` as read,
+    not relabelled: their ``code`` digests are keyed by the plugins' own names."""
     first = records[0]
     seeds = sorted({r["seed"] for r in records})
     distributions = sorted({
@@ -74,7 +74,7 @@ def run_header(records: list[dict[str, Any]]) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records)]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records), *notes]) + "\n"
 
 
 def scale_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -132,7 +132,7 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
-    read = read_records(path)
+    read, superseded = latest_per_seed(read_records(path))
     records = label_configurations(read)
     tables = build_tables(records)
     compared = comparison_tables(records, read, compare) if compare else []
@@ -140,5 +140,7 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     heatmaps = write_heatmaps(records, output.parent, asr_label=f"trigger as trained{old}")
     links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())
     beside = to_markdown(compared, f"## Beside {PAPERS[compare].title}\n") if compare else ""
-    output.write_text(to_markdown(tables, run_header(read)) + beside + ("\n" + links if links else ""))
+    recomputed = [f"{superseded} earlier record(s) of a cell computed again here (its code or settings changed) are left "
+                  "out: each seed shows its latest record."] if superseded else []
+    output.write_text(to_markdown(tables, run_header(read, recomputed)) + beside + ("\n" + links if links else ""))
     return tables + compared
