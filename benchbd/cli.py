@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
     matrix.add_argument("--profile", help=f"training profile (default fast; the CPU demo: cpu): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
     matrix.add_argument("--epochs", type=int, metavar="N", help="train every model this many epochs instead of the profile's; the tables name the profile NAME (epochs=N) (default: the profile's)")
-    matrix.add_argument("--precision", choices=PRECISIONS, help="auto (default): bf16 autocast on CUDA, fp32 on a CPU; bf16 or fp32 on every device. On a CPU with bf16 matrix units (Intel AMX) bf16 trains about 1.9x faster; the tables name the profile NAME (precision=P)")
+    matrix.add_argument("--precision", choices=PRECISIONS, help="auto (default): bf16 autocast on CUDA, fp32 on a CPU; bf16 or fp32 on every device. On a CPU with bf16 matrix units (Intel AMX) bf16 trains 1.5-1.9x faster (docs/findings.md); the tables name the profile NAME (precision=P)")
     matrix.add_argument("--device", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
