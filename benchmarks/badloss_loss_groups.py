@@ -25,6 +25,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 from benchbd import ExampleContext
+from benchbd.cli import _parse_params
 from benchbd.data.images import default_data_root
 from benchbd.harness.config import build_attack, load_dataset
 from benchbd.harness.poisoning import CLEAN, assign_targets, poison_training_set
@@ -57,16 +58,12 @@ def main() -> None:
     parser.add_argument("--frequency", action="store_true", help="also train the frequency detector on the probes")
     parser.add_argument("--frequency-epochs", type=int, default=FrequencyAnalysis.epochs, help="the frequency detector's epochs")
     parser.add_argument("--no-badloss", action="store_true", help="skip BaDLoss's probationary run")
-    parser.add_argument("-P", dest="params", action="append", default=[], help="ATTACK.FIELD=VALUE (numbers only)")
+    parser.add_argument("-P", dest="params", action="append", default=[], help="ATTACK.PARAM=VALUE, as benchbd matrix's -P")
     args = parser.parse_args()
 
     registry = default_registry()
     data = load_dataset(registry, args.dataset, default_data_root())
-    values: dict[str, dict[str, float]] = {}
-    for item in args.params:
-        key, value = item.split("=", 1)
-        plugin, field = key.split(".", 1)
-        values.setdefault(plugin, {})[field] = float(value) if "." in value or "e" in value else int(value)
+    values = _parse_params(args.params)
     names = args.attacks.split(",")
     attacks = [build_attack(registry, name, data, values.get(name, {})) for name in names]
     assign_targets(attacks, data)
