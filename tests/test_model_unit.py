@@ -1,4 +1,5 @@
-"""The harness's model unit: a backdoored model and a clean population judged by a model-level defense."""
+"""The harness's model unit: a backdoored model and a clean population judged by a model-level defense (matrices on
+the cpu profile's narrow-cnn: the unit's records are under test, not the model)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def registry_with_detector() -> Registry:
 
 
 def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_signs: Path, tmp_path: Path) -> None:
-    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
                           mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
     progress = RecordedSteps()
     summary = Matrix(config, registry_with_detector(), progress).run()
@@ -124,7 +125,7 @@ def test_a_defenses_own_models_are_cached_under_its_training_fields_only(tiny_si
     """Changing a field the training does not read reuses the defense's trained models; changing one it reads, or
     the source of training_loss, trains them again."""
     def run(**params: float) -> int:
-        config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["own-training"], device="cpu",
+        config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["own-training"], device="cpu",
                               out=tmp_path, mode="single", clean_models=1, params={"own-training": params})
         assert not Matrix(config, registry_with_detector(), Progress()).run().failed
         return len(list((tmp_path / "models").glob("*.pt")))
@@ -136,8 +137,8 @@ def test_a_defenses_own_models_are_cached_under_its_training_fields_only(tiny_si
 
 
 def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: Path, tmp_path: Path) -> None:
-    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["second-refused", "all-refused"], device="cpu",
-                          out=tmp_path, mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["second-refused", "all-refused"],
+                          device="cpu", out=tmp_path, mode="single", clean_models=2, params={"patch": {"ratio": 0.2, "target": 3}})
     SecondModelRefused.shown = 0
     summary = Matrix(config, registry_with_detector(), Progress()).run()
     assert not summary.failed
@@ -156,7 +157,7 @@ def test_models_a_defense_cannot_judge_are_left_out_with_the_reason(tiny_signs: 
 def test_with_no_attack_every_model_is_clean_and_a_flag_is_a_false_positive(tiny_signs: Path, tmp_path: Path) -> None:
     # --attacks none (issue 20): the cell's own model is trained on the clean set too, so the defense is judged on
     # three clean models; the known trigger sends clean models' patched images nowhere in particular.
-    config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["none"], defenses=["known-trigger"], device="cpu",
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["none"], defenses=["known-trigger"], device="cpu",
                           out=tmp_path, mode="single", clean_models=2)
     summary = Matrix(config, registry_with_detector(), Progress()).run()
     assert not summary.failed
@@ -181,7 +182,7 @@ def test_a_stacked_clean_population_is_judged_cached_and_trained_whole(tiny_sign
     monkeypatch.setattr(workbench, "fit_stacked", lambda trainers, models, *a, **k: (trainings.append(len(models)), stacked(trainers, models, *a, **k)))
 
     def run() -> dict:
-        config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
+        config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["known-trigger"], device="cpu", out=tmp_path,
                               mode="single", clean_models=2, epochs=3, params={"patch": {"ratio": 0.2, "target": 3}})
         assert not Matrix(config, registry_with_detector(), Progress()).run().failed
         (record,) = read_records(tmp_path / "results.jsonl")

@@ -1,6 +1,7 @@
 """The protocol's guarantees ("Numbers you can trust"): a cell's record does not depend on what else ran, detection is
 measured over the examples a defense judges, cells and caches follow the plugins' code, fresh attack state per
-training, and the paper's multi-attack set."""
+training, and the paper's multi-attack set. Matrices train the cpu profile's narrow-cnn: these are the harness's
+guarantees, not a model's."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def records_of(out: Path, defense: str) -> list[dict]:
 
 def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: Path, tmp_path: Path) -> None:
     """BaDLoss draws its probes and the harness its trusted set: neither may depend on the cells run before."""
-    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--mode", "single", "--device", "cpu", "-P", "patch.ratio=0.1"]
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--mode", "single", "--device", "cpu", "--profile", "cpu",
+            "-P", "patch.ratio=0.1"]
     assert main([*argv, "--defenses", "badloss", "--out", str(tmp_path / "alone")]) == 0
     assert main([*argv, "--defenses", "none,spectral,badloss", "--out", str(tmp_path / "after")]) == 0
     assert main([*argv, "--defenses", "none,spectral", "--out", str(tmp_path / "resumed")]) == 0
@@ -106,7 +108,7 @@ def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_pa
     manager.register(loudest_pixel, name="loudest-pixel")
     registry = Registry(manager, {"loudest-pixel": "loudest-pixel"})
     config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["loudest-pixel"], mode="single",
-                          device="cpu", out=tmp_path / "run")
+                          device="cpu", profile="cpu", out=tmp_path / "run")
     assert Matrix(config, registry, SilentProgress()).run().done == 1
     assert Matrix(config, registry, SilentProgress()).run().skipped == 1
     source.write_text(source.read_text() + "\n# a changed plugin\n")
@@ -125,7 +127,7 @@ def test_the_trusted_set_is_badloss_2n_unless_asked_and_names_the_cell(tiny_sign
     assert trusted_count([WaNetAttack()], single_attack=True) == 1500
     assert trusted_count([WaNetAttack(), PatchAttack()], single_attack=False) == 500
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "spectral", "--mode", "single",
-            "--device", "cpu", "-P", "patch.ratio=0.1", "--out", str(tmp_path / "run")]
+            "--device", "cpu", "--profile", "cpu", "-P", "patch.ratio=0.1", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     assert main([*argv, "--trusted", "60"]) == 0
     default, sixty = read_records(tmp_path / "run" / "results.jsonl")
@@ -171,7 +173,7 @@ def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monk
 
 def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:
     """What the blind attack measured about its training comes back with the cached model."""
-    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind", "--device", "cpu"]
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind", "--device", "cpu", "--profile", "cpu"]
     assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "fresh")]) == 0
     assert main([*argv, "--defenses", "spectral", "--out", str(tmp_path / "resumed")]) == 0  # trains and caches
     assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "resumed")]) == 0  # loads the cached model

@@ -19,18 +19,21 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray that declares one GPU it does not have: tasks asking for one are scheduled (one at a time) as
-    on a GPU machine, and run on the CPU."""
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    on a GPU machine, and run on the CPU. Its workers inherit OMP_NUM_THREADS=1 whatever the caller set (Ray
+    passes a set value on, and sets 1 only when there is none): torch on one thread, as every test (conftest.py)."""
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("OMP_NUM_THREADS", "1")
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_path: Path, local_ray, capsys) -> None:
     """BaDLoss draws its probes, the harness the trusted set: a Ray worker's cell streams are the local ones."""
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none,badloss",
-            "--mode", "single", "--device", "cpu", "-P", "patch.ratio=0.1"]
+            "--mode", "single", "--device", "cpu", "--profile", "cpu", "-P", "patch.ratio=0.1"]
     assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
-    # Ray workers run torch on one thread, as every test does (conftest.py): float reductions match bit for bit.
+    # Ray workers run torch on one thread (local_ray), as this process does: float reductions match bit for bit.
     assert main([*argv, "--out", str(tmp_path / "local")]) == 0
     timing = {"seconds", "train_seconds"}
     by_ray, local = (
@@ -49,7 +52,7 @@ def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_pat
 def test_ray_tasks_that_request_a_gpu_are_scheduled_and_run(tiny_signs: Path, tmp_path: Path, local_ray) -> None:
     """The executor's GPU branch (each group a task of one GPU) on a CPU-only Ray that declares one."""
     config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch", "single-pixel"], defenses=["none"], mode="single",
-                          device="cpu", executor="ray", out=tmp_path)
+                          device="cpu", profile="cpu", executor="ray", out=tmp_path)
     plan = Plan(config, default_registry())
     work = plan.pending(set())
     assert len(work) == 2

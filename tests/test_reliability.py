@@ -31,7 +31,7 @@ TIMING_FIELDS = {"seconds", "train_seconds"}
 
 def matrix_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["matrix", "--dataset", f"npz:{data}", "--attacks", "patch", "--defenses", "none,spectral",
-            "--device", "cpu", "--out", str(out), *extra]
+            "--device", "cpu", "--profile", "cpu", "--out", str(out), *extra]
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tiny_signs: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The harness's training-run unit: `benchbd matrix --attacks blind,patch --defenses rttd` on tiny data."""
+"""The harness's training-run unit: `benchbd matrix --attacks blind,patch --defenses rttd` on tiny data, with the cpu
+profile's narrow-cnn: these tests are about the unit's records, not about how well a model learns."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
     # reference pair's are different pairs, whose spread the split-level KS test does not model, and a benign
     # primary is flagged on some machines' rounding (issue 17 measures RTTD against realistic replicas).
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind,patch", "--defenses", "rttd", "--mode", "single",
-            "--device", "cpu", "--out", str(tmp_path), "-P", "patch.ratio=0.1", "-P", "rttd.sub_run_steps=4",
+            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path), "-P", "patch.ratio=0.1", "-P", "rttd.sub_run_steps=4",
             "-P", "simulation.kernel_noise=0"]
     assert main(argv) == 0
     records = {r["attacks"][0]: r for r in read_records(tmp_path / "results.jsonl")}
@@ -42,7 +43,7 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
 
 def test_with_no_attack_every_server_is_benign_and_a_flag_is_a_false_positive(tiny_signs: Path, tmp_path: Path) -> None:
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "none", "--defenses", "rttd", "--mode", "single",
-            "--device", "cpu", "--out", str(tmp_path), "-P", "rttd.sub_run_steps=4", "-P", "simulation.kernel_noise=0"]
+            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path), "-P", "rttd.sub_run_steps=4", "-P", "simulation.kernel_noise=0"]
     assert main(argv) == 0
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["status"] == "ok" and record["malicious_servers"] == 0 and not any(record["server_malicious"])
