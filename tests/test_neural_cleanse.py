@@ -7,14 +7,23 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from benchbd import ImageData
 from benchbd.errors import BenchbdError
+from benchbd.harness.poisoning import poison_training_set
+from benchbd.harness.units.model import model_context
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import Trainer
+from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.defenses.neural_cleanse import (
     NeuralCleanse,
+    NeuralCleanseModel,
     ReversedTriggers,
     anomaly_index,
+    median_anomaly_index,
     outlier_gate,
     reverse_engineer_triggers,
 )
+from benchbd_builtins.models import small_cnn
 
 
 def test_anomaly_index_flags_only_a_small_outlier() -> None:
@@ -25,6 +34,34 @@ def test_anomaly_index_flags_only_a_small_outlier() -> None:
     assert np.flatnonzero(index > 2).tolist() == [7]
     norms[7], norms[9] = 100, 300  # a large outlier is on the wrong side to be a trigger
     assert (anomaly_index(norms) <= 2).all() and anomaly_index(norms)[9] < -2
+
+
+def test_the_median_over_draws_keeps_an_outlier_only_if_most_draws_find_it() -> None:
+    norms = np.random.default_rng(0).uniform(95, 105, (3, 43))
+    norms[0, 5] = 30  # one draw's chance outlier
+    norms[[0, 2], 7] = 30  # an outlier in two draws of three
+    assert np.flatnonzero(anomaly_index(norms[0]) > 2).tolist() == [5, 7]
+    assert np.flatnonzero(median_anomaly_index(norms) > 2).tolist() == [7]
+    assert np.array_equal(median_anomaly_index(norms[0]), anomaly_index(norms[0]))  # one draw: the paper's index
+
+
+def test_model_mode_scores_a_backdoored_model_above_a_clean_one(colour_data: ImageData) -> None:
+    """Patch at 20% in the colour classes: the backdoored small-cnn's largest median index (two draws) is its
+    target's, and above the clean model's largest."""
+    attack = PatchAttack(target=0, ratio=0.2)
+    attack.prepare(colour_data.x_train, colour_data.y_train, colour_data.num_classes, np.random.default_rng(0))
+    poisoned = poison_training_set(colour_data, [attack], np.random.default_rng(0))
+    trainer = Trainer(PROFILES["fast"], torch.device("cpu"), seed=0)
+    verdicts = {}
+    for name, (x, y) in {"backdoored": (poisoned.x, poisoned.y), "clean": (colour_data.x_train, colour_data.y_train)}.items():
+        torch.manual_seed(0)
+        model = trainer.fit(small_cnn(colour_data.num_classes), x, y)
+        context = model_context(colour_data, model, trainer, clean_stream=np.random.default_rng(0), rng=np.random.default_rng(1))
+        verdicts[name] = NeuralCleanseModel(draws=2).inspect_model(context)
+    backdoored, clean = verdicts["backdoored"], verdicts["clean"]
+    assert int(np.argmax(backdoored.details["anomaly_index"])) == attack.target
+    assert backdoored.score > clean.score, (backdoored.details, clean.details)
+    assert len(backdoored.details["mask_l1_per_draw"]) == 2
 
 
 def test_the_gate_records_why_nothing_is_flagged() -> None:
@@ -102,3 +139,5 @@ def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
 def test_bad_parameters_name_the_field(params: dict, field: str) -> None:
     with pytest.raises(BenchbdError, match=field):
         NeuralCleanse(**params)
+    with pytest.raises(BenchbdError, match="draws"):
+        NeuralCleanseModel(draws=0)
