@@ -26,19 +26,21 @@ from benchbd_builtins.attacks.patch import PatchAttack
 torch.set_num_threads(1)
 
 # pytest-xdist hands whole files to its workers in collection order (pyproject.toml's addopts). The longest files,
-# as measured on the 2-core CI machine, go first: the two of about 5 minutes then run side by side from the start
-# and the quick files fill in around the rest, instead of one long file starting last and running alone.
+# as measured on the 2-core CI machine, go first, and the quick files fill in around them, instead of one long file
+# starting last and running alone. test_badloss.py leads: it also trains the session's backdoored fixture, which
+# several later files load.
 LONGEST_FILES_FIRST = (
-    "test_blind.py",
-    "test_training_run_unit.py",
     "test_badloss.py",
+    "test_model_unit.py",
+    "test_training_run_unit.py",
+    "test_ray.py",
+    "test_protocol.py",
+    "test_gpu_check.py",
+    "test_neural_cleanse.py",
+    "test_blind.py",
     "test_matrix.py",
     "test_reliability.py",
-    "test_protocol.py",
-    "test_ray.py",
     "test_conformance.py",
-    "test_neural_cleanse.py",
-    "test_model_unit.py",
 )
 
 
