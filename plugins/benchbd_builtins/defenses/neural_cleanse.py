@@ -301,8 +301,9 @@ class NeuralCleanseModel(TriggerReversal, ModelDefense):
 
     ``draws`` (ours; the paper reverse-engineers once): independent reverse engineerings, each on its own draw of
     clean images and its own random start; a class's index is the median of its index in each draw
-    (:func:`median_anomaly_index`). One draw's indices of one clean model can span 1 to 3.5 (docs/findings.md), so
-    a single draw's verdict near the threshold is partly chance. 1, the paper's, by default."""
+    (:func:`median_anomaly_index`), so that a verdict near the threshold does not rest on one draw's clean images
+    and start (docs/findings.md measures how far one model's index moves between draws). 1, the paper's, by
+    default."""
 
     name: ClassVar[str] = "neural-cleanse-model"
     description: ClassVar[str] = "anomaly index of reversed-trigger norms flags backdoored models (Wang et al. 2019)"
