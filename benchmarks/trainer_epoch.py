@@ -1,9 +1,11 @@
 """Seconds per training epoch of benchbd's trainer, on GTSRB-shaped data (39,209 images, 32×32, 43 classes).
 
-    python benchmarks/trainer_epoch.py [--device auto] [--model small-cnn] [--quick] [--data PATH.npz]
+    python benchmarks/trainer_epoch.py [--device auto] [--model small-cnn] [--quick] [--data PATH.npz] [--precision P]
 
 Random images by default (speed does not depend on content); ``--data`` times a real prepared file instead.
-``--quick`` uses 4,096 images so that a CPU run takes a minute or two.
+``--quick`` uses 4,096 images so that a CPU run takes a minute or two. On a CPU, ``ONEDNN_MAX_CPU_ISA`` (oneDNN's
+instruction-set cap: ``AVX512_CORE_AMX``, ``AVX512_CORE_BF16``, ``AVX512_CORE``, ``AVX2``) times the same machine
+as one without AMX or without bf16 arithmetic, e.g. what ``--precision bf16`` costs there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 from benchbd.data.images import load_npz
 from benchbd.registry import default_registry
-from benchbd.training.profiles import PROFILES
+from benchbd.training.profiles import PRECISIONS, PROFILES, with_options
 from benchbd.training.trainer import Trainer, resolve_device
 
 
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--quick", action="store_true", help="4,096 images instead of 39,209")
     parser.add_argument("--data", help="a prepared .npz to time instead of random images")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="instead of the profile's (auto: bf16 on CUDA only)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -42,7 +45,7 @@ def main() -> None:
     if args.quick:
         x, y = x[:4096], y[:4096]
     build = default_registry().model(args.model).build
-    profile = replace(PROFILES[args.profile], epochs=1)
+    profile = with_options(replace(PROFILES[args.profile], epochs=1), precision=args.precision)
     trainer = Trainer(profile, device, seed=0)
     trainer.fit(build(43), x, y)  # warm-up: allocations, cuDNN autotuning
     times = []
@@ -57,7 +60,7 @@ def main() -> None:
         times.append(time.perf_counter() - started)
     best, median = min(times), float(np.median(times))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; model {args.model}; profile {args.profile}; batch {profile.batch_size}; {len(y)} images")
+    print(f"device: {name}; model {args.model}; profile {profile.name}; batch {profile.batch_size}; {len(y)} images")
     print(f"seconds per epoch: median {median:.3f}, best {best:.3f} over {args.epochs} epochs")
     print(f"images/s: {len(y) / median:,.0f}")
 
