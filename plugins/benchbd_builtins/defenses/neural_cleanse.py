@@ -319,8 +319,11 @@ class NeuralCleanseModel(TriggerReversal, ModelDefense):
         for draw in range(self.draws):
             chosen = context.rng.choice(len(context.clean_y), size=min(self.clean_count, len(context.clean_y)), replace=False)
             x_clean = context.trainer.images(context.clean_x[chosen]).float() / 255
-            progress = context.progress if self.draws == 1 else (
-                lambda what, done, total, draw=draw: context.progress(f"draw {draw + 1}/{self.draws}, {what}", done, total))
+            label = f"draw {draw + 1}/{self.draws}, " if self.draws > 1 else ""
+
+            def progress(what: str, done: int, total: int) -> None:
+                context.progress(label + what, done, total)
+
             norms.append(self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)), progress).norms)
         index = median_anomaly_index(np.array(norms))
         infected = [int(c) for c in np.flatnonzero(index > self.anomaly_threshold)]
