@@ -7,8 +7,10 @@ import json
 import warnings
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from benchbd.errors import BenchbdError
 from benchbd.leaderboard.cells import OLD_ASR
 from benchbd.leaderboard.render import print_tables, render_run
 
@@ -337,3 +339,12 @@ def test_a_cell_computed_again_shows_its_latest_record_not_two_seeds(tmp_path: P
     assert "0.80 ± 1.27 (n=2)" in markdown  # the latest of seed 0 (0.7) and seed 1 (0.9)
     _, markdown = render(tmp_path, [baseline, first, seed_1])
     assert "computed again" not in markdown
+
+
+def test_records_of_two_profiles_are_not_averaged_into_one_table(tmp_path: Path) -> None:
+    """A run directory is one dataset, model and profile: the same cell at 8 and 16 epochs is two results, which one
+    table would show as one (the later, or their mean); rendering refuses and names both settings."""
+    records = [record("none", 0, ["patch"]), record("none", 0, ["patch"], profile="fast (epochs=16)")]
+    with pytest.raises(BenchbdError, match=r"2 settings \(dataset synth-signs, model small-cnn, profile fast; .*profile fast \(epochs=16\)\)"):
+        render(tmp_path, records)
+    assert not (tmp_path / "leaderboard.md").exists()

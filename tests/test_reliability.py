@@ -74,6 +74,18 @@ def test_a_second_matrix_on_the_same_directory_is_refused(tmp_path: Path) -> Non
     RunDirectory(tmp_path).close()
 
 
+def test_a_run_directory_of_another_setting_is_refused_before_any_training(tiny_signs: Path, tmp_path: Path, capsys) -> None:
+    """One run directory, one dataset, model and profile: a matrix at another profile is refused (exit 2, one line)
+    before it trains or overwrites the directory's config.json."""
+    assert main(matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single")) == 0
+    config = (tmp_path / "config.json").read_text()
+    capsys.readouterr()
+    assert main(matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single", "--epochs", "1")) == 2
+    error = capsys.readouterr().err
+    assert "holds records of dataset" in error and "profile cpu (epochs=1)" in error and "epoch 1/1" not in error
+    assert (tmp_path / "config.json").read_text() == config and len(read_records(tmp_path / "results.jsonl")) == 1
+
+
 def test_same_seed_same_records_whether_run_at_once_or_resumed(tiny_signs: Path, tmp_path: Path) -> None:
     """Run b is resumed: its spectral cell judges the poisoned model loaded from the run's cache, not one just trained."""
     assert main(matrix_argv(tiny_signs, tmp_path / "a")) == 0

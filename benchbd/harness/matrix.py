@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchbd.errors import BenchbdError
 from benchbd.harness.environment import environment
 from benchbd.harness.executors import run_local, run_on_ray
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
-from benchbd.harness.results import RunDirectory
+from benchbd.harness.results import RunDirectory, setting
 from benchbd.registry import Registry
 
 
@@ -45,9 +46,15 @@ class Matrix:
 
     def _run(self, run_dir: RunDirectory) -> RunSummary:
         plan = self.plan
+        existing = run_dir.records()
+        ours = setting({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.name})
+        others = sorted({setting(r) for r in existing} - {ours})
+        if others:
+            raise BenchbdError(f"{run_dir.path} holds records of {'; '.join(others)}, and this matrix is {ours}: its tables "
+                               "would mix them; give this matrix a run directory of its own (--out)")
         run_dir.write_json("config.json", plan.resolved_config())
         run_dir.write_json("environment.json", environment(plan.device))
-        finished = {r["config_hash"] for r in run_dir.records() if r.get("status") in ("ok", "not_applicable")}
+        finished = {r["config_hash"] for r in existing if r.get("status") in ("ok", "not_applicable")}
         work = plan.pending(finished)
         skipped = plan.total_cells - sum(len(pending) for _, pending in work)
         self.progress.start(plan.total_cells)
