@@ -56,10 +56,8 @@ def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
     if settings := plan.cell_settings(group, defense):
         params["harness"] = settings
     return {
-        "dataset": plan.config.dataset,
+        **plan.setting,
         "family": plan.data.family,
-        "model": plan.model_name,
-        "profile": plan.profile.name,
         "mode": group.mode,
         "attacks": list(group.attacks),
         "defense": defense,

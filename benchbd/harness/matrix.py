@@ -18,7 +18,7 @@ from benchbd.harness.executors import run_local, run_on_ray
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
-from benchbd.harness.results import RunDirectory, setting
+from benchbd.harness.results import RunDirectory, describe_setting
 from benchbd.registry import Registry
 
 
@@ -47,8 +47,8 @@ class Matrix:
     def _run(self, run_dir: RunDirectory) -> RunSummary:
         plan = self.plan
         existing = run_dir.records()
-        ours = setting({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.name})
-        others = sorted({setting(r) for r in existing} - {ours})
+        ours = describe_setting(plan.setting)
+        others = sorted({describe_setting(r) for r in existing} - {ours})
         if others:
             raise BenchbdError(f"{run_dir.path} holds records of {'; '.join(others)}, and this matrix is {ours}: its tables "
                                "would mix them; give this matrix a run directory of its own (--out)")

@@ -139,6 +139,11 @@ class Plan:
         return cells
 
     @property
+    def setting(self) -> dict[str, str]:
+        """The fields of every record that say what it was measured on: dataset, model, training profile."""
+        return {"dataset": self.config.dataset, "model": self.model_name, "profile": self.profile.name}
+
+    @property
     def groups(self) -> list[Group]:
         """The groups in the order they run: seed by seed, block by block."""
         return list(self.cells)

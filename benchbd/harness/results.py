@@ -41,7 +41,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def setting(record: dict[str, Any]) -> str:
+def describe_setting(record: dict[str, Any]) -> str:
     """What a record was measured on, as a run directory holds one: its dataset, model and training profile."""
     return f"dataset {record.get('dataset')}, model {record.get('model')}, profile {record.get('profile')}"
 

@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
-from benchbd.harness.results import RESULTS, read_records, setting
+from benchbd.harness.results import RESULTS, describe_setting, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.labels import label_configurations, latest_per_seed
@@ -132,11 +132,12 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
-    settings = sorted({setting(r) for r in read_records(path)})
+    all_records = read_records(path)
+    settings = sorted({describe_setting(r) for r in all_records})
     if len(settings) > 1:
         raise BenchbdError(f"{run_dir}: its records come from {len(settings)} settings ({'; '.join(settings)}); one table "
                            "would average across them: render a run directory per setting")
-    read, superseded = latest_per_seed(read_records(path))
+    read, superseded = latest_per_seed(all_records)
     records = label_configurations(read)
     tables = build_tables(records)
     compared = comparison_tables(records, read, compare) if compare else []
