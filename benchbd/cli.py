@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directory. Re-running the same command resumes: finished cells are skipped.",
     )
     matrix.add_argument("--config", type=Path, metavar="FILE.toml", help="read these options and plugin parameters from a TOML file; flags override it")
-    matrix.add_argument("--dataset", help="synth-signs (default, offline; the CPU demo: synth-signs:classes=10), gtsrb, cifar10, or npz:PATH")
+    matrix.add_argument("--dataset", help="synth-signs (default, offline; :classes=N, :frames=F for GTSRB-like tracks; the CPU demo: synth-signs:classes=10), gtsrb (:every=K, :classes=N), cifar10, or npz:PATH")
     matrix.add_argument("--model", help="model architecture (default: the profile's model; see `benchbd list models`)")
     matrix.add_argument("--attacks", help="comma-separated attack names, or all (default all; on a CPU with neither --attacks nor --defenses, the demo's)")
     matrix.add_argument("--defenses", help="comma-separated defense names, or all; none is the undefended row (default all; on a CPU with neither --attacks nor --defenses, the demo's)")

@@ -84,8 +84,14 @@ def test_synth_signs_largest_classes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.bincount(two.y_train), class_counts(8600)[kept])
     np.testing.assert_array_equal(np.bincount(two.y_test), class_counts(2580)[kept])
     assert (tmp_path / "synth-signs-v1-classes2.npz").is_file()
-    for bad in ("synth-signs:classes=1", "synth-signs:classes=44", "synth-signs:every=2", "synth-signs:classes=2,classes=3"):
-        with pytest.raises(BenchbdError, match="classes=N"):
+    tracked = load_dataset(default_registry(), "synth-signs:frames=5,classes=2", tmp_path)
+    np.testing.assert_array_equal(tracked.y_train.shape, two.y_train.shape)
+    np.testing.assert_array_equal(tracked.x_test, two.x_test)
+    tracks = np.load(tmp_path / "synth-signs-v1-classes2-frames5.npz")["train_track"]
+    assert len(np.unique(tracks)) == sum(-(-count // 5) for count in class_counts(8600)[kept])
+    for bad in ("synth-signs:classes=1", "synth-signs:classes=44", "synth-signs:every=2", "synth-signs:classes=2,classes=3",
+                "synth-signs:frames=0"):
+        with pytest.raises(BenchbdError, match="classes=N.*frames=F"):
             load_dataset(default_registry(), bad, tmp_path)
 
 

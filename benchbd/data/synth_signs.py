@@ -8,9 +8,15 @@ shapes and colours, speed-limit digits, arrows and pictograms, rendered at
 its nuisances (dark, low-contrast, blurred, off-centre and rotated signs, poles
 and neighbouring signs). The same seed always yields the same arrays.
 
+With ``frames`` > 1 the training split is, like GTSRB's, tracks: several views
+of one physical sign (GTSRB: 1,307 signs filmed in tracks of about 30 frames)
+that share the sign, its scene and its lighting and differ in size, crop, tilt,
+sharpness and noise, so that a poisoned image has clean siblings with its true
+label that only the trigger tells apart. The test split is independent signs.
+
 Pipeline: every class is drawn once per style variant as an antialiased RGBA
-template; each sample then warps one template with a random affine map (Pillow),
-and composites it onto a random background with vectorised numpy photometrics.
+template; each view then warps one template with an affine map (Pillow), and
+composites it onto its track's background with vectorised numpy photometrics.
 Pixel arrays only see float32 basic arithmetic (no transcendental functions, no
 BLAS), so the output does not depend on the CPU's SIMD flavour.
 """
@@ -30,6 +36,9 @@ from benchbd.data.images import largest_indices
 NUM_CLASSES = 43
 #: Bump when the generator's output changes: prepared caches are named by it, so stale ones are not reused.
 VERSION = 1
+#: Views of one physical sign in a training track by default (GTSRB's tracks hold about 30): one, every image
+#: its own sign, which keeps clean accuracy at synth-signs' sizes (``frames`` and docs/findings.md).
+FRAMES = 1
 IMAGE_SIZE = 32
 
 # Training images per class in the real GTSRB; synth-signs keeps these proportions.
@@ -62,32 +71,66 @@ def class_counts(n: int) -> np.ndarray:
 
 
 def generate_synth_signs(
-    seed: int = 0, n_train: int = 8600, n_test: int = 2580, classes: int | None = None
+    seed: int = 0, n_train: int = 8600, n_test: int = 2580, classes: int | None = None, frames: int = FRAMES
 ) -> dict[str, np.ndarray]:
     """Generate synth-signs with n_train/n_test images (seed >= 0).
 
-    Returns {"x_train": uint8 (n_train, 32, 32, 3), "y_train": int64 (n_train,),
-    "x_test": uint8 (n_test, 32, 32, 3), "y_test": int64 (n_test,)}. Both splits
-    share the class templates but draw their jitter from independent streams.
-    ``classes``: only the images of the ``classes`` classes GTSRB has most images of
-    (those ``gtsrb:classes=N`` keeps) of the n_train/n_test split (each class as many
-    as in the whole split), relabelled 0..classes-1 in index order; the other classes'
-    signs still appear as neighbouring distractors.
+    Returns {"x_train": uint8 (n_train, 32, 32, 3), "y_train": int64 (n_train,), "x_test", "y_test", and
+    "train_track", "train_frame" (n_train,): each training image's physical sign and its place in that sign's
+    track}. The training split is tracks of ``frames`` views of one sign, as GTSRB's are of about 30 (a class's
+    last track may be shorter; 1, the default, makes every image its own sign), in shuffled order; the test split
+    is independent signs, one view each. Both splits share the
+    class templates but draw their jitter from independent streams. ``classes``: only the images of the
+    ``classes`` classes GTSRB has most images of (those ``gtsrb:classes=N`` keeps) of the n_train/n_test split
+    (each class as many as in the whole split), relabelled 0..classes-1 in index order; the other classes' signs
+    still appear as neighbouring distractors.
     """
     if classes is not None and not 2 <= classes <= NUM_CLASSES:
         raise ValueError(f"classes must be between 2 and {NUM_CLASSES}, got {classes}")
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
     templates = _render_templates(np.random.default_rng([seed, 0]))
     distractors = [t for variants in templates for t in variants] + _plates()
     kept = np.arange(NUM_CLASSES) if classes is None else largest_indices(GTSRB_TRAIN_COUNTS, classes)
     data = {}
-    for stream, split, n in ((1, "train", n_train), (2, "test", n_test)):
+    for stream, split, n, views in ((1, "train", n_train, frames), (2, "test", n_test, 1)):
         rng = np.random.default_rng([seed, stream])
-        labels = rng.permutation(np.repeat(kept, class_counts(n)[kept]))
-        data[f"x_{split}"] = np.concatenate(
-            [_render_chunk(rng, labels[i : i + _CHUNK], templates, distractors) for i in range(0, len(labels), _CHUNK)]
-        )
-        data[f"y_{split}"] = np.searchsorted(kept, labels).astype(np.int64)
+        track_labels, track_lengths = _tracks(class_counts(n)[kept], kept, views, rng)
+        labels = np.repeat(track_labels, track_lengths)
+        track = np.repeat(np.arange(len(track_lengths)), track_lengths)
+        frame = np.arange(len(labels)) - np.repeat(np.cumsum(track_lengths) - track_lengths, track_lengths)
+        progress = (frame + 0.5) / np.repeat(track_lengths, track_lengths)
+        images = np.concatenate([
+            _render_chunk(rng, labels[chunk], track[chunk] - track[chunk][0], progress[chunk], templates, distractors)
+            for chunk in _whole_track_chunks(track)
+        ])
+        # A track's views rendered together, then scattered (tracks of one view are in random order already).
+        order = rng.permutation(len(labels)) if views > 1 else np.arange(len(labels))
+        data[f"x_{split}"] = images[order]
+        data[f"y_{split}"] = np.searchsorted(kept, labels[order]).astype(np.int64)
+        if split == "train":
+            data.update(train_track=track[order], train_frame=frame[order])
     return data
+
+
+def _tracks(counts: np.ndarray, labels: np.ndarray, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's ``counts`` images cut into tracks of ``frames`` views (the last one shorter), in random order:
+    the tracks' labels and lengths."""
+    lengths = [np.minimum(frames, count - np.arange(0, count, frames)) for count in counts]
+    track_labels = np.repeat(labels, [len(class_lengths) for class_lengths in lengths])
+    order = rng.permutation(len(track_labels))
+    return track_labels[order], np.concatenate(lengths)[order]
+
+
+def _whole_track_chunks(track: np.ndarray) -> list[slice]:
+    """Slices of about _CHUNK images that never split a track (``track`` sorted)."""
+    starts = np.flatnonzero(np.diff(track, prepend=-1))
+    chunks, begin = [], 0
+    for start in starts[1:]:
+        if start - begin >= _CHUNK:
+            chunks.append(slice(begin, start))
+            begin = start
+    return [*chunks, slice(begin, len(track))]
 
 
 # ---------------------------------------------------------------------------
@@ -684,78 +727,104 @@ def _column(values: np.ndarray) -> np.ndarray:
 
 
 def _render_chunk(
-    rng: np.random.Generator, labels: np.ndarray, templates: list[list[Image.Image]], distractors: list[Image.Image]
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    track: np.ndarray,
+    progress: np.ndarray,
+    templates: list[list[Image.Image]],
+    distractors: list[Image.Image],
 ) -> np.ndarray:
-    """Render one uint8 (m, 32, 32, 3) image per label."""
-    m = len(labels)
+    """Render one uint8 (m, 32, 32, 3) image per label.
+
+    ``track`` (m,) numbers the physical signs 0..t-1 in the chunk (the views of one sign share their label);
+    ``progress`` (m,) is each view's place along its track in (0, 1), 0.5 for a track of one. A track's views
+    share the sign, its scene and its lighting; each has its own size (the sign grows by 10% as the camera nears),
+    crop (up to a pixel), tilt, exposure, sharpness and sensor noise. The per-view draws are made only when some
+    track has several views: with one view a track, the images are those synth-signs drew before it had tracks.
+    """
+    m, t = len(labels), int(track.max()) + 1
+    views = m > t
     f32 = np.float32
-    image = _backgrounds(rng, m)
+    image = _backgrounds(rng, t)[track]
 
     # Sign geometry: size relative to the frame, rotation, perspective-like squash and shear, off-centre shift.
-    scale = rng.uniform(0.55, 0.95, m)
-    angle = np.clip(rng.normal(0, 0.09, m), -0.22, 0.22)
-    aspect = rng.uniform(0.8, 1.05, m)
-    shear = rng.uniform(-0.12, 0.12, m)
-    shift = rng.uniform(-1, 1, (m, 2)) * ((1 - scale) / 2 + 0.06)[:, None]
+    base_scale = rng.uniform(0.55, 0.95, t)
+    scale = base_scale[track] * (0.95 + 0.1 * progress)
+    angle = np.clip(rng.normal(0, 0.09, t), -0.22, 0.22)[track]
+    aspect = rng.uniform(0.8, 1.05, t)[track]
+    shear = rng.uniform(-0.12, 0.12, t)[track]
+    shift = (rng.uniform(-1, 1, (t, 2)) * ((1 - base_scale) / 2 + 0.06)[:, None])[track]
+    if views:
+        angle = angle + rng.normal(0, 0.01, m)
+        shift = shift + rng.uniform(-0.03, 0.03, (m, 2))
 
     # Half the signs stand on a pole that runs down from their centre.
     pole_x = (0.5 + shift[:, 0]) * IMAGE_SIZE
-    pole_top = np.where(rng.random(m) < 0.5, (0.5 + shift[:, 1]) * IMAGE_SIZE, 2 * IMAGE_SIZE)
-    pole_width = scale * rng.uniform(1.5, 3.0, m)
-    _add_pole(image, pole_x.astype(f32), pole_top.astype(f32), pole_width.astype(f32), rng.uniform(0.2, 0.7, m).astype(f32))
+    pole_top = np.where((rng.random(t) < 0.5)[track], (0.5 + shift[:, 1]) * IMAGE_SIZE, 2 * IMAGE_SIZE)
+    pole_width = scale * rng.uniform(1.5, 3.0, t)[track]
+    pole_grey = rng.uniform(0.2, 0.7, t)[track]
+    _add_pole(image, pole_x.astype(f32), pole_top.astype(f32), pole_width.astype(f32), pole_grey.astype(f32))
 
     # A quarter have a neighbouring sign or plate sticking into the frame from above or below.
-    near = np.flatnonzero(rng.random(m) < 0.25)
-    neighbour = rng.integers(0, len(distractors), len(near))
-    offset_x = rng.uniform(-0.3, 0.3, len(near))
-    offset_y = rng.choice([-1.0, 1.0], len(near)) * rng.uniform(0.75, 0.95, len(near))
-    if len(near):
+    near_tracks = np.flatnonzero(rng.random(t) < 0.25)
+    neighbour = rng.integers(0, len(distractors), len(near_tracks))
+    offset_x = rng.uniform(-0.3, 0.3, len(near_tracks))
+    offset_y = rng.choice([-1.0, 1.0], len(near_tracks)) * rng.uniform(0.75, 0.95, len(near_tracks))
+    if len(near_tracks):
+        brightness = rng.uniform(0.5, 1.1, (len(near_tracks), 1)).astype(f32).repeat(3, axis=1)
+        near = np.flatnonzero(np.isin(track, near_tracks))
+        j = np.searchsorted(near_tracks, track[near])
         layers = np.stack([
-            _warp(distractors[neighbour[j]], scale[i], angle[i], aspect[i], 0.0, (offset_x[j], offset_y[j]))
-            for j, i in enumerate(near)
+            _warp(distractors[neighbour[k]], scale[i], angle[i], aspect[i], 0.0, (offset_x[k], offset_y[k]))
+            for k, i in zip(j, near)
         ])
-        brightness = rng.uniform(0.5, 1.1, (len(near), 1)).astype(f32).repeat(3, axis=1)
-        image[near] = _composite(image[near], _unit(layers), brightness)
+        image[near] = _composite(image[near], _unit(layers), brightness[j])
 
-    variant = rng.integers(0, _VARIANTS, m)
+    variant = rng.integers(0, _VARIANTS, t)[track]
     signs = np.stack([
         _warp(templates[labels[i]][variant[i]], scale[i], angle[i], aspect[i], shear[i], (shift[i, 0], shift[i, 1]))
         for i in range(m)
     ])
     # The sign is lit differently from its background (shade, sunlight, a slightly tinted reflection).
-    sign_gain = rng.uniform(0.7, 1.3, (m, 1)) * rng.normal(1, 0.05, (m, 3))
+    sign_gain = (rng.uniform(0.7, 1.3, (t, 1)) * rng.normal(1, 0.05, (t, 3)))[track]
+    if views:
+        sign_gain = sign_gain * rng.normal(1, 0.02, (m, 1))
     image = _composite(image, _unit(signs), sign_gain.astype(f32))
-    return _photometrics(rng, image)
+    return _photometrics(rng, image, track, progress)
 
 
-def _photometrics(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _photometrics(rng: np.random.Generator, image: np.ndarray, track: np.ndarray, progress: np.ndarray) -> np.ndarray:
     """Camera and lighting nuisances on float (m, 32, 32, 3) images, returned as uint8.
 
-    Lighting gradient, colour cast, exposure (a third of the images are dark, as in GTSRB),
-    contrast, blur, tone curve and sensor noise.
+    Per track: lighting gradient, colour cast, exposure (a third of the images are dark, as in GTSRB), contrast
+    and tone curve. Per view: blur (a track's far views blurrier, as GTSRB's small early frames scaled up),
+    sensor noise and, where a track has several views, exposure flicker.
     """
-    m = len(image)
+    m, t = len(image), int(track.max()) + 1
     f32 = np.float32
     coords = (np.arange(IMAGE_SIZE, dtype=f32) - f32(IMAGE_SIZE / 2)) / f32(IMAGE_SIZE)
-    light = rng.uniform(-0.6, 0.6, (m, 2)).astype(f32)
+    light = rng.uniform(-0.6, 0.6, (t, 2)).astype(f32)[track]
     image *= (1 + light[:, 0, None, None] * coords[None, None, :] + light[:, 1, None, None] * coords[None, :, None])[..., None]
-    image *= rng.normal(1, 0.06, (m, 1, 1, 3)).astype(f32)
-    dark = rng.random(m) < 0.33
-    image *= _column(np.where(dark, rng.uniform(0.16, 0.5, m), rng.uniform(0.5, 1.25, m)))
+    image *= rng.normal(1, 0.06, (t, 1, 1, 3)).astype(f32)[track]
+    dark = rng.random(t) < 0.33
+    exposure = np.where(dark, rng.uniform(0.16, 0.5, t), rng.uniform(0.5, 1.25, t))[track]
+    if m > t:
+        exposure = exposure * rng.normal(1, 0.04, m)
+    image *= _column(exposure)
 
     mean = image.mean(axis=(1, 2, 3), keepdims=True)
-    image = mean + (image - mean) * _column(rng.uniform(0.52, 1.1, m))
+    image = mean + (image - mean) * _column(rng.uniform(0.52, 1.1, t)[track])
 
     # Blur amount in [0, 1.8]: 0..1 blends towards one [1, 2, 1] blur, 1..1.8 onwards to two.
     blurred = _blur(image)
     twice_blurred = _blur(blurred)
-    amount = rng.uniform(0, 1.8, m)
+    amount = np.clip(rng.uniform(0, 1.8, t)[track] + 0.6 * (0.5 - progress), 0, 1.8)
     first, second = _column(np.clip(amount, 0, 1)), _column(np.clip(amount - 1, 0, 1))
     image = (image * (1 - first) + blurred * first) * (1 - second) + twice_blurred * second
 
     # Schlick's bias curve x / ((1/b - 2)(1 - x) + 1): b < 0.5 darkens mid-tones, b > 0.5 lifts them.
     image = np.clip(image, 0, 1)
-    bias = _column(rng.uniform(0.38, 0.62, m))
+    bias = _column(rng.uniform(0.38, 0.62, t)[track])
     image = image / ((1 / bias - 2) * (1 - image) + 1)
-    image += (rng.random(image.shape, dtype=f32) - f32(0.5)) * _column(rng.uniform(0.01, 0.1, m))
+    image += (rng.random(image.shape, dtype=f32) - f32(0.5)) * _column(rng.uniform(0.01, 0.1, t)[track])
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)

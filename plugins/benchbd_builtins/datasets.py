@@ -2,7 +2,8 @@
 
 - ``synth-signs``: procedurally generated GTSRB look-alike, needs no network (the default). ``synth-signs:classes=N``
   keeps the N classes that GTSRB has the most images of, as ``gtsrb:classes=N`` does, with as many images each as
-  in the whole set (10 classes: 4,246 training and 1,234 test images).
+  in the whole set (10 classes: 4,246 training and 1,234 test images). ``synth-signs:frames=F`` makes its training
+  images tracks of F views of one sign, as GTSRB's are tracks of about 30 (default 1: every image its own sign).
 - ``gtsrb``: German Traffic Sign Recognition Benchmark via torchvision, resized to 32×32. Offline, the shared
   ``decode_gtsrb32.py OUT.npz`` output placed at ``DATA_ROOT/gtsrb.npz`` is used as is. ``gtsrb:every=K`` keeps
   every K-th frame of each training track (frames 0, K, 2K, ...): GTSRB's 39,209 training images are 1,307
@@ -24,6 +25,7 @@ from PIL import Image
 from benchbd import DatasetSpec, ImageData, hookimpl
 from benchbd.data.images import largest_indices, load_npz, load_or_prepare
 from benchbd.data.synth_signs import NUM_CLASSES as SYNTH_CLASSES
+from benchbd.data.synth_signs import FRAMES as SYNTH_FRAMES
 from benchbd.data.synth_signs import VERSION as SYNTH_VERSION
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.errors import BenchbdError
@@ -57,7 +59,10 @@ def _torchvision_split(name: str, root: Path, train: bool) -> dict[str, np.ndarr
 
 
 GTSRB_ARGUMENTS = "every=K (every K-th frame of each track, K ≥ 1), classes=N (the N largest classes), or both: every=K,classes=N"
-SYNTH_ARGUMENTS = f"classes=N (the N classes GTSRB has most images of, 2 ≤ N ≤ {SYNTH_CLASSES})"
+SYNTH_ARGUMENTS = (
+    f"classes=N (the N classes GTSRB has most images of, 2 ≤ N ≤ {SYNTH_CLASSES}), frames=F (views of one sign in a "
+    f"training track, F ≥ 1; default {SYNTH_FRAMES}), or both: classes=N,frames=F"
+)
 
 
 def parse_arguments(name: str, argument: str, keys: tuple[str, ...], help_text: str) -> dict[str, int]:
@@ -135,15 +140,14 @@ def _torchvision_dataset(name: str, num_classes: int):
 
 
 def _load_synth_signs(argument: str | None, data_root: Path) -> ImageData:
-    if argument is None:
-        arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}.npz", generate_synth_signs)
-        return ImageData.from_arrays("synth-signs", arrays, family="gtsrb", num_classes=SYNTH_CLASSES)
-    classes = parse_arguments("synth-signs", argument, ("classes",), SYNTH_ARGUMENTS)["classes"]
-    if not 2 <= classes <= SYNTH_CLASSES:
-        raise BenchbdError(f"synth-signs: classes={classes}; it takes {SYNTH_ARGUMENTS}")
-    arrays = load_or_prepare(data_root / f"synth-signs-v{SYNTH_VERSION}-classes{classes}.npz",
-                             lambda: generate_synth_signs(classes=classes))
-    return ImageData.from_arrays(f"synth-signs:{argument}", arrays, family="gtsrb", num_classes=classes)
+    options = {} if argument is None else parse_arguments("synth-signs", argument, ("classes", "frames"), SYNTH_ARGUMENTS)
+    classes, frames = options.get("classes"), options.get("frames", SYNTH_FRAMES)
+    if classes is not None and not 2 <= classes <= SYNTH_CLASSES or frames < 1:
+        raise BenchbdError(f"synth-signs: {argument}; it takes {SYNTH_ARGUMENTS}")
+    cache = "-".join([f"synth-signs-v{SYNTH_VERSION}", *(f"{key}{value}" for key, value in sorted(options.items()))])
+    arrays = load_or_prepare(data_root / f"{cache}.npz", lambda: generate_synth_signs(classes=classes, frames=frames))
+    name = "synth-signs" if argument is None else f"synth-signs:{argument}"
+    return ImageData.from_arrays(name, arrays, family="gtsrb", num_classes=classes or SYNTH_CLASSES)
 
 
 def _load_npz(argument: str | None, data_root: Path) -> ImageData:
