@@ -17,6 +17,7 @@ from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.defenses.neural_cleanse import (
     NeuralCleanse,
     NeuralCleanseModel,
+    CostSchedule,
     ReversedTriggers,
     anomaly_index,
     median_anomaly_index,
@@ -74,6 +75,26 @@ def test_the_gate_records_why_nothing_is_flagged() -> None:
     assert outlier_gate(np.array([2.0, 0.0]), 2.5)["gate"] == "no class above anomaly index 2.5"
 
 
+def test_cost_schedule_follows_the_released_code() -> None:
+    """Two classes, patience 2, multiplier 2: class 0 always succeeds, class 1 never does."""
+    reached = np.array([True, False])
+    schedule = CostSchedule(2, init_cost=1e-3, multiplier=2.0, patience=2)
+    for _ in range(4):
+        schedule.update(reached)
+    np.testing.assert_allclose(schedule.cost, [1e-3 * 2**2, 1e-3 / 2**3])  # ×2 and ÷2^1.5 every 2 rounds
+    assert schedule.went_up.tolist() == [True, False] and schedule.went_down.tolist() == [False, True]
+    # Reset to zero: λ stays 0 while failing, and is set to init_cost after 2 successful rounds in a row.
+    schedule = CostSchedule(2, init_cost=1e-3, multiplier=2.0, patience=2, reset_cost=True)
+    schedule.update(reached)
+    assert schedule.cost.tolist() == [0.0, 0.0]
+    schedule.update(reached)
+    assert schedule.cost.tolist() == [1e-3, 0.0]
+    assert not schedule.went_up[0]  # the counters start afresh at init_cost
+    schedule.update(reached)
+    schedule.update(reached)
+    assert schedule.cost[0] == 2e-3 and schedule.cost[1] == 0.0
+
+
 def clean_images(backdoored, count: int = 200) -> torch.Tensor:
     chosen = backdoored.context.trusted_clean[:count]
     return torch.from_numpy(backdoored.poisoned.x[chosen]).permute(0, 3, 1, 2).float() / 255
@@ -90,6 +111,21 @@ def test_reversed_trigger_of_the_target_sits_on_the_patch(backdoored) -> None:
     rows, cols = zip(*backdoored.attack.pixels(32, 32))
     window = mask[min(rows) - 4 :, min(cols) - 4 :]  # the patch's 3×3 square with room for ±2 px shifts
     assert window.sum() / mask.sum() > 3 * window.size / mask.size
+
+
+def test_rounds_with_early_stop_find_the_target_and_stop_before_the_budget(backdoored) -> None:
+    """The released code's schedule (rounds of mini-batches, λ from 0, early stop) on the patch-backdoored model:
+    the target needs the smallest trigger, and every class stops long before the rounds asked for."""
+    x_clean = clean_images(backdoored)
+    target = backdoored.attack.target
+    classes = [target, *[c for c in range(43) if c != target][::4]]  # the target and 11 others, for speed
+    triggers = reverse_engineer_triggers(
+        backdoored.model, x_clean, 43, classes=classes, steps=300, round_batches=2, batch_size=8,
+        cost_multiplier=2.0, patience=2, reset_cost=True, early_stop_rounds=5,
+    )
+    assert triggers.rounds < 300
+    assert int(np.argmax(anomaly_index(triggers.norms))) == 0  # the target
+    assert triggers.success[0] >= 0.99
 
 
 def test_finds_the_target_and_filters_patch(backdoored) -> None:
@@ -114,14 +150,14 @@ def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
         masks[:, 0, row, col] = 1.0
     patterns = torch.ones(43, 3, 32, 32)
     x_clean = clean_images(backdoored, 100)
-    same = ReversedTriggers(np.arange(43), masks, patterns, np.full(43, 50.0), np.ones(43))
+    same = ReversedTriggers(np.arange(43), masks, patterns, np.full(43, 50.0), np.ones(43), rounds=1)
     defense = NeuralCleanse()
     gated = defense.filter_examples(context, x_clean, same)
     assert not gated.flagged.any() and gated.details["gate"] == "no class above anomaly index 2"
     # The same triggers with the target's norm an outlier: the patch's neurons filter the poison.
     norms = np.random.default_rng(0).normal(50, 3, 43)
     norms[2] = 4.0
-    outlier = ReversedTriggers(np.arange(43), masks, patterns, norms, np.ones(43))
+    outlier = ReversedTriggers(np.arange(43), masks, patterns, norms, np.ones(43), rounds=1)
     verdict = defense.filter_examples(context, x_clean, outlier)
     mask = backdoored.poisoned.mask
     assert verdict.flagged[mask].mean() > 0.5 and verdict.flagged[~mask].mean() < 0.1
@@ -134,10 +170,15 @@ def test_flags_nothing_when_no_class_is_an_outlier(backdoored) -> None:
         ({"steps": 0}, "steps"),
         ({"cost_multiplier": 1.0}, "cost_multiplier"),
         ({"neuron_fraction": 0.0}, "neuron_fraction"),
+        ({"round_batches": 0}, "round_batches"),
+        ({"early_stop_rounds": -1}, "early_stop_rounds"),
     ],
 )
 def test_bad_parameters_name_the_field(params: dict, field: str) -> None:
     with pytest.raises(BenchbdError, match=field):
         NeuralCleanse(**params)
+
+
+def test_bad_draws_name_the_field() -> None:
     with pytest.raises(BenchbdError, match="draws"):
         NeuralCleanseModel(draws=0)

@@ -5,19 +5,25 @@ and as the model detector of section IV-C; both share the trigger reverse engine
 Trigger reverse engineering (section IV-B/C): for every class t, find a mask m (H×W, in [0, 1]) and a pattern
 p (C×H×W, in [0, 1]) such that x' = (1 − m)·x + m·p is classified as t, minimising
 ``cross_entropy(f(x'), t) + λ·‖m‖₁`` with Adam; m and p are optimised in tanh space so they stay in [0, 1].
-λ is adjusted as in the authors' released code: λ starts at ``init_cost``; after ``patience`` steps in a row
-whose attack success on the clean batch reaches ``success_threshold`` it is multiplied by ``cost_multiplier``,
-after ``patience`` steps below the threshold it is divided by ``cost_multiplier``^1.5. The reported trigger is
-the smallest-norm one that reached the threshold (the last one if none did). Outlier detection (section IV-C):
+The optimisation runs in rounds of mini-batches, as the authors' released code (github.com/bolunwang/backdoor,
+visualizer.py) does: after each round, λ is multiplied by ``cost_multiplier`` once the round's mean attack
+success has reached ``success_threshold`` ``patience`` rounds in a row, and divided by ``cost_multiplier``^1.5
+after ``patience`` rounds below it. The reported trigger is the smallest-norm one whose round reached the
+threshold (the last one if none did). Outlier detection (section IV-C):
 the anomaly index of each class is its norm's distance below the median in units of the consistent MAD
 (1.4826 × median absolute deviation); a class whose index exceeds 2 is infected.
 
-Deviations for a CPU budget: all classes are optimised together as one batched tensor (Adam is per element, so
-this equals separate runs), on a small trusted clean subset (``clean_count`` examples of
-``context.trusted_clean``; the paper uses held-out clean images), for a fixed ``steps`` mini-batches of
-``batch_size`` (the released code runs up to 1,000 rounds of 31 mini-batches of 32 with early stopping), with
-``patience`` counted in mini-batches, not rounds, and λ set to ``init_cost`` from the start (the code's no-reset
-option for quick detection) instead of 0 until the attack first succeeds.
+Budgets. The released code's GTSRB example (gtsrb_visualize_example.py) runs up to 1,000 rounds of 31
+mini-batches of 32 held-out images, λ multiplier 2, λ at 0 until the attack first succeeds for ``patience``
+rounds, and stops a class once λ has gone both up and down and its norm has not shrunk for 25 rounds:
+``-P neural-cleanse-model.steps=1000 -P neural-cleanse-model.round_batches=31 -P
+neural-cleanse-model.batch_size=32 -P neural-cleanse-model.cost_multiplier=2 -P
+neural-cleanse-model.reset_cost=true -P neural-cleanse-model.early_stop_rounds=25`` (with ``clean_count`` held-out
+images: the defender's trusted ones, not the test set). The defaults are ours, a CPU budget: 100 rounds of one
+mini-batch of 16 (``patience`` then counts mini-batches), λ multiplier 1.5 (the visualizer's own default),
+λ = ``init_cost`` from the start (the code's no-reset option) and no early stop. In both, all classes are
+optimised together as one batched tensor (Adam is per element, so this equals separate runs) on ``clean_count``
+examples of ``context.trusted_clean`` drawn with replacement.
 
 Filtering (section VI-A, "Filter for Detecting Adversarial Inputs"): the neurons of the second-to-last layer
 (``model.features``) whose mean activation rises most when the reversed trigger is added to clean images, the
@@ -51,13 +57,15 @@ INFERENCE_BATCH = 1024
 @dataclass
 class ReversedTriggers:
     """The reverse-engineered trigger of each class in ``classes``: masks (K, 1, H, W), patterns (K, C, H, W)
-    in [0, 1], the masks' L1 norms, and each trigger's attack success on the clean batch it was kept at."""
+    in [0, 1], the masks' L1 norms, each trigger's mean attack success over the round it was kept at, and the
+    rounds run (fewer than asked when every class stopped early)."""
 
     classes: np.ndarray
     masks: torch.Tensor
     patterns: torch.Tensor
     norms: np.ndarray
     success: np.ndarray
+    rounds: int
 
 
 def stamp(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
@@ -75,23 +83,37 @@ def _random_tanh_space(shape: tuple[int, ...], generator: torch.Generator, devic
 
 
 class CostSchedule:
-    """λ of each class: × ``multiplier`` after ``patience`` steps in a row whose attack succeeded, ÷
-    ``multiplier``^1.5 after ``patience`` steps in a row that failed (the authors' released code)."""
+    """λ of each class, updated once a round (the authors' released code): × ``multiplier`` after ``patience``
+    rounds in a row whose attack succeeded, ÷ ``multiplier``^1.5 after ``patience`` rounds in a row that failed.
+    With ``reset_cost`` λ starts at 0 and is set to ``init_cost`` once the attack has succeeded ``patience``
+    rounds in a row (the released default); without, it starts at ``init_cost``."""
 
-    def __init__(self, classes: int, init_cost: float, multiplier: float, patience: int) -> None:
-        self.cost = np.full(classes, init_cost)
+    def __init__(self, classes: int, init_cost: float, multiplier: float, patience: int, reset_cost: bool = False) -> None:
+        self.init_cost = init_cost
+        self.cost = np.full(classes, 0.0 if reset_cost else init_cost)
         self.multiplier = multiplier
         self.patience = patience
         self.above = np.zeros(classes, dtype=np.int64)
         self.below = np.zeros(classes, dtype=np.int64)
+        self.at_zero = np.zeros(classes, dtype=np.int64)
+        self.went_up = np.zeros(classes, dtype=bool)
+        self.went_down = np.zeros(classes, dtype=bool)
 
     def update(self, reached: np.ndarray) -> None:
+        self.at_zero = np.where((self.cost == 0) & reached, self.at_zero + 1, 0)
+        start = self.at_zero >= self.patience
+        if start.any():
+            self.cost[start] = self.init_cost
+            self.above[start] = self.below[start] = self.at_zero[start] = 0
+            self.went_up[start] = self.went_down[start] = False
         self.above = np.where(reached, self.above + 1, 0)
         self.below = np.where(reached, 0, self.below + 1)
         raise_, lower = self.above >= self.patience, self.below >= self.patience
         self.cost = np.where(raise_, self.cost * self.multiplier, self.cost)
         self.cost = np.where(lower, self.cost / self.multiplier**1.5, self.cost)
         self.above[raise_], self.below[lower] = 0, 0
+        self.went_up |= raise_
+        self.went_down |= lower
 
 
 def reverse_engineer_triggers(
@@ -101,18 +123,26 @@ def reverse_engineer_triggers(
     *,
     classes: list[int] | None = None,
     steps: int = 100,
+    round_batches: int = 1,
     batch_size: int = 16,
     lr: float = 0.1,
     init_cost: float = 1e-3,
     cost_multiplier: float = 1.5,
     patience: int = 5,
     success_threshold: float = 0.99,
+    reset_cost: bool = False,
+    early_stop_rounds: int = 0,
     seed: int = 0,
     progress: Callable[[str, int, int], None] = no_progress,
 ) -> ReversedTriggers:
     """Reverse-engineer the minimal trigger of every class (or of ``classes``) on float images ``x_clean``
-    in [0, 1], shape (N, C, H, W), on the model's device; all classes in one batched optimisation. ``progress``
-    hears of every 10th mini-batch."""
+    in [0, 1], shape (N, C, H, W), on the model's device; all classes in one batched optimisation.
+
+    ``steps`` rounds of ``round_batches`` mini-batches of ``batch_size``; after each round, a class's trigger is
+    kept if its mean attack success over the round reached ``success_threshold`` with a smaller mean norm than
+    the one kept, and its λ is updated (:class:`CostSchedule`). ``early_stop_rounds`` > 0: a class stops once its
+    λ has gone both up and down and its kept norm has not shrunk for that many rounds (the released code's early
+    stop); the optimisation ends when every class has. ``progress`` hears of every 10th round."""
     model.eval()
     device = x_clean.device
     targets = torch.as_tensor(list(range(num_classes)) if classes is None else classes, device=device)
@@ -122,34 +152,44 @@ def reverse_engineer_triggers(
     pattern_raw = _random_tanh_space((k, channels, height, width), generator, device)
     optimizer = torch.optim.Adam([mask_raw, pattern_raw], lr=lr, betas=(0.5, 0.9))
 
-    schedule = CostSchedule(k, init_cost, cost_multiplier, patience)
+    schedule = CostSchedule(k, init_cost, cost_multiplier, patience, reset_cost)
     best_norm = np.full(k, np.inf)
     best_mask = torch.empty(k, 1, height, width, device=device)
     best_pattern = torch.empty(k, channels, height, width, device=device)
     kept_success, success = np.zeros(k), np.zeros(k)
-    for step in range(steps):
-        if step % 10 == 0:
-            progress("reverse engineering, mini-batches", step, steps)
-        index = torch.randint(len(x_clean), (min(batch_size, len(x_clean)),), generator=generator).to(device)
-        mask, pattern = _unit_interval(mask_raw), _unit_interval(pattern_raw)
-        stamped = stamp(x_clean[index][None], mask[:, None], pattern[:, None])  # (K, B, C, H, W)
-        logits = model(stamped.flatten(0, 1).contiguous(memory_format=torch.channels_last))
-        labels = targets.repeat_interleave(len(index))
-        cross_entropy = F.cross_entropy(logits, labels, reduction="none").view(k, -1).mean(1)
-        norms = mask.flatten(1).sum(1)
-        loss = (cross_entropy + torch.as_tensor(schedule.cost, device=device, dtype=norms.dtype) * norms).sum()
-        mask_raw.grad, pattern_raw.grad = torch.autograd.grad(loss, [mask_raw, pattern_raw])
-        optimizer.step()
+    active = np.ones(k, dtype=bool)
+    unimproved = np.zeros(k, dtype=np.int64)
+    for round_ in range(steps):
+        if round_ % 10 == 0:
+            progress("reverse engineering, rounds" if round_batches > 1 else "reverse engineering, mini-batches", round_, steps)
+        success_sum, norm_sum = np.zeros(k), np.zeros(k)
+        for _ in range(round_batches):
+            index = torch.randint(len(x_clean), (min(batch_size, len(x_clean)),), generator=generator).to(device)
+            mask, pattern = _unit_interval(mask_raw), _unit_interval(pattern_raw)
+            stamped = stamp(x_clean[index][None], mask[:, None], pattern[:, None])  # (K, B, C, H, W)
+            logits = model(stamped.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+            labels = targets.repeat_interleave(len(index))
+            cross_entropy = F.cross_entropy(logits, labels, reduction="none").view(k, -1).mean(1)
+            norms = mask.flatten(1).sum(1)
+            loss = (cross_entropy + torch.as_tensor(schedule.cost, device=device, dtype=norms.dtype) * norms).sum()
+            mask_raw.grad, pattern_raw.grad = torch.autograd.grad(loss, [mask_raw, pattern_raw])
+            optimizer.step()
+            success_sum += (logits.argmax(1) == labels).float().view(k, -1).mean(1).cpu().numpy()
+            norm_sum += norms.detach().cpu().numpy()
 
-        success = (logits.argmax(1) == labels).float().view(k, -1).mean(1).cpu().numpy()
+        success, norm_values = success_sum / round_batches, norm_sum / round_batches
         reached = success >= success_threshold
-        norm_values = norms.detach().cpu().numpy()
-        improved = reached & (norm_values < best_norm)
+        improved = active & reached & (norm_values < best_norm)
         if improved.any():
             chosen = torch.from_numpy(np.flatnonzero(improved)).to(device)
             best_mask[chosen], best_pattern[chosen] = mask.detach()[chosen], pattern.detach()[chosen]
             best_norm[improved] = norm_values[improved]
             kept_success[improved] = success[improved]
+        if early_stop_rounds:
+            unimproved = np.where(improved | ~np.isfinite(best_norm), 0, unimproved + 1)
+            active &= ~(schedule.went_up & schedule.went_down & (unimproved >= early_stop_rounds))
+            if not active.any():
+                break
         schedule.update(reached)
 
     never = np.flatnonzero(~np.isfinite(best_norm))
@@ -159,7 +199,7 @@ def reverse_engineer_triggers(
         best_pattern[chosen] = _unit_interval(pattern_raw.detach()[chosen])
         kept_success[never] = success[never]
     norms = best_mask.flatten(1).sum(1).cpu().numpy().astype(np.float64)
-    return ReversedTriggers(targets.cpu().numpy(), best_mask, best_pattern, norms, kept_success)
+    return ReversedTriggers(targets.cpu().numpy(), best_mask, best_pattern, norms, kept_success, round_ + 1)
 
 
 def anomaly_index(norms: np.ndarray) -> np.ndarray:
@@ -208,18 +248,22 @@ class TriggerReversal:
 
     clean_count: int = 200
     steps: int = 100
+    round_batches: int = 1
     batch_size: int = 16
     lr: float = 0.1
     init_cost: float = 1e-3
     cost_multiplier: float = 1.5
     patience: int = 5
     success_threshold: float = 0.99
+    reset_cost: bool = False
+    early_stop_rounds: int = 0
     anomaly_threshold: float = 2.0
 
     def __post_init__(self) -> None:
         name = getattr(self, "name", type(self).__name__)
-        for field in ("clean_count", "steps", "batch_size", "patience"):
+        for field in ("clean_count", "steps", "round_batches", "batch_size", "patience"):
             check(getattr(self, field) >= 1, name, field, ">= 1", getattr(self, field))
+        check(self.early_stop_rounds >= 0, name, "early_stop_rounds", ">= 0 (0: no early stop)", self.early_stop_rounds)
         for field in ("lr", "init_cost", "anomaly_threshold"):
             check(getattr(self, field) > 0, name, field, "> 0", getattr(self, field))
         check(self.cost_multiplier > 1, name, "cost_multiplier", "> 1", self.cost_multiplier)
@@ -235,12 +279,15 @@ class TriggerReversal:
             x_clean,
             num_classes,
             steps=self.steps,
+            round_batches=self.round_batches,
             batch_size=self.batch_size,
             lr=self.lr,
             init_cost=self.init_cost,
             cost_multiplier=self.cost_multiplier,
             patience=self.patience,
             success_threshold=self.success_threshold,
+            reset_cost=self.reset_cost,
+            early_stop_rounds=self.early_stop_rounds,
             seed=seed,
             progress=progress,
         )
@@ -315,7 +362,7 @@ class NeuralCleanseModel(TriggerReversal, ModelDefense):
         check(self.draws >= 1, self.name, "draws", ">= 1", self.draws)
 
     def inspect_model(self, context: ModelContext) -> ModelVerdict:
-        norms = []
+        norms, rounds = [], []
         for draw in range(self.draws):
             chosen = context.rng.choice(len(context.clean_y), size=min(self.clean_count, len(context.clean_y)), replace=False)
             x_clean = context.trainer.images(context.clean_x[chosen]).float() / 255
@@ -324,10 +371,12 @@ class NeuralCleanseModel(TriggerReversal, ModelDefense):
             def progress(what: str, done: int, total: int) -> None:
                 context.progress(label + what, done, total)
 
-            norms.append(self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)), progress).norms)
+            triggers = self.reverse(context.model, x_clean, context.num_classes, int(context.rng.integers(2**31)), progress)
+            norms.append(triggers.norms)
+            rounds.append(triggers.rounds)
         index = median_anomaly_index(np.array(norms))
         infected = [int(c) for c in np.flatnonzero(index > self.anomaly_threshold)]
-        details: dict[str, object] = {"anomaly_index": [round(float(v), 3) for v in index]}
+        details: dict[str, object] = {"anomaly_index": [round(float(v), 3) for v in index], "rounds": rounds}
         if self.draws == 1:
             details["mask_l1"] = [round(float(v), 2) for v in norms[0]]
         else:
