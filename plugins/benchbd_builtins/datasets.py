@@ -142,7 +142,7 @@ def _torchvision_dataset(name: str, num_classes: int):
 def _load_synth_signs(argument: str | None, data_root: Path) -> ImageData:
     options = {} if argument is None else parse_arguments("synth-signs", argument, ("classes", "frames"), SYNTH_ARGUMENTS)
     classes, frames = options.get("classes"), options.get("frames", SYNTH_FRAMES)
-    if classes is not None and not 2 <= classes <= SYNTH_CLASSES or frames < 1:
+    if classes is not None and not 2 <= classes <= SYNTH_CLASSES:
         raise BenchbdError(f"synth-signs: {argument}; it takes {SYNTH_ARGUMENTS}")
     cache = "-".join([f"synth-signs-v{SYNTH_VERSION}", *(f"{key}{value}" for key, value in sorted(options.items()))])
     arrays = load_or_prepare(data_root / f"{cache}.npz", lambda: generate_synth_signs(classes=classes, frames=frames))
