@@ -79,11 +79,10 @@ def generate_synth_signs(
     "train_track", "train_frame" (n_train,): each training image's physical sign and its place in that sign's
     track}. The training split is tracks of ``frames`` views of one sign, as GTSRB's are of about 30 (a class's
     last track may be shorter; 1, the default, makes every image its own sign), in shuffled order; the test split
-    is independent signs, one view each. Both splits share the
-    class templates but draw their jitter from independent streams. ``classes``: only the images of the
-    ``classes`` classes GTSRB has most images of (those ``gtsrb:classes=N`` keeps) of the n_train/n_test split
-    (each class as many as in the whole split), relabelled 0..classes-1 in index order; the other classes' signs
-    still appear as neighbouring distractors.
+    is independent signs, one view each. Both splits share the class templates but draw their jitter from
+    independent streams. ``classes``: only the images of the ``classes`` classes GTSRB has most images of (those
+    ``gtsrb:classes=N`` keeps) of the n_train/n_test split (each class as many as in the whole split), relabelled
+    0..classes-1 in index order; the other classes' signs still appear as neighbouring distractors.
     """
     if classes is not None and not 2 <= classes <= NUM_CLASSES:
         raise ValueError(f"classes must be between 2 and {NUM_CLASSES}, got {classes}")
@@ -743,7 +742,7 @@ def _render_chunk(
     track has several views: with one view a track, the images are those synth-signs drew before it had tracks.
     """
     m, t = len(labels), int(track.max()) + 1
-    views = m > t
+    several_views = m > t
     f32 = np.float32
     image = _backgrounds(rng, t)[track]
 
@@ -754,7 +753,7 @@ def _render_chunk(
     aspect = rng.uniform(0.8, 1.05, t)[track]
     shear = rng.uniform(-0.12, 0.12, t)[track]
     shift = (rng.uniform(-1, 1, (t, 2)) * ((1 - base_scale) / 2 + 0.06)[:, None])[track]
-    if views:
+    if several_views:
         angle = angle + rng.normal(0, 0.01, m)
         shift = shift + rng.uniform(-0.03, 0.03, (m, 2))
 
@@ -787,7 +786,7 @@ def _render_chunk(
     ])
     # The sign is lit differently from its background (shade, sunlight, a slightly tinted reflection).
     sign_gain = (rng.uniform(0.7, 1.3, (t, 1)) * rng.normal(1, 0.05, (t, 3)))[track]
-    if views:
+    if several_views:
         sign_gain = sign_gain * rng.normal(1, 0.02, (m, 1))
     image = _composite(image, _unit(signs), sign_gain.astype(f32))
     return _photometrics(rng, image, track, progress)
@@ -801,6 +800,7 @@ def _photometrics(rng: np.random.Generator, image: np.ndarray, track: np.ndarray
     sensor noise and, where a track has several views, exposure flicker.
     """
     m, t = len(image), int(track.max()) + 1
+    several_views = m > t
     f32 = np.float32
     coords = (np.arange(IMAGE_SIZE, dtype=f32) - f32(IMAGE_SIZE / 2)) / f32(IMAGE_SIZE)
     light = rng.uniform(-0.6, 0.6, (t, 2)).astype(f32)[track]
@@ -808,7 +808,7 @@ def _photometrics(rng: np.random.Generator, image: np.ndarray, track: np.ndarray
     image *= rng.normal(1, 0.06, (t, 1, 1, 3)).astype(f32)[track]
     dark = rng.random(t) < 0.33
     exposure = np.where(dark, rng.uniform(0.16, 0.5, t), rng.uniform(0.5, 1.25, t))[track]
-    if m > t:
+    if several_views:
         exposure = exposure * rng.normal(1, 0.04, m)
     image *= _column(exposure)
 
