@@ -9,6 +9,10 @@ prepared first and timed apart (it is made once per machine). Then, from the rec
 undefended models' clean accuracy, each attack's undefended ASR (as trained, and boosted where the attack has a
 test-time boost), BaDLoss's AUROC on patch, against the targets (clean accuracy ≥ 90%, each dirty-label data attack
 ≥ 80% ASR, BaDLoss on patch ≥ 0.9).
+
+The demo's wall time on 2-core machines varies by host more than twofold (docs/findings.md), so the script first
+times the host: narrow-cnn, the cpu profile, 4,096 random images, the median of 2 epochs after a warm-up
+(``trainer_epoch.py --model narrow-cnn --profile cpu --quick --epochs 2``'s figure), to be quoted with the wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +32,9 @@ from benchbd.attacks import DataPoisoningAttack
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.registry import default_registry
+from benchbd.training.profiles import PROFILES
+from benchbd.training.trainer import resolve_device
+from trainer_epoch import epoch_seconds, random_images
 
 
 def figures(records: list[dict[str, Any]], registry: Any) -> list[str]:
@@ -62,6 +70,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="patch with none and spectral only")
     args = parser.parse_args()
     registry = default_registry()
+    device = resolve_device(args.device)
+    reference = statistics.median(epoch_seconds(device, "narrow-cnn", PROFILES["cpu"], *random_images(4096), epochs=2))
+    print(f"host reference: narrow-cnn, cpu profile, 4,096 random images: {reference:.2f} s an epoch on {device.type}")
     started = time.perf_counter()
     plan = Plan(MatrixConfig(device=args.device), registry)  # prepares the default dataset's cache
     print(f"dataset {plan.config.dataset} prepared in {time.perf_counter() - started:.1f} s; {plan.total_cells} cells")

@@ -19,8 +19,34 @@ import torch
 
 from benchbd.data.images import load_npz
 from benchbd.registry import default_registry
-from benchbd.training.profiles import PRECISIONS, PROFILES, with_options
+from benchbd.training.profiles import PRECISIONS, PROFILES, TrainingProfile, with_options
 from benchbd.training.trainer import Trainer, resolve_device
+
+
+def epoch_seconds(device: torch.device, model: str, profile: TrainingProfile, x: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    """Wall seconds of each of ``epochs`` one-epoch trainings of a fresh ``model`` (43 classes) on ``x``, ``y``,
+    after one warm-up epoch (allocations, cuDNN autotuning)."""
+    build = default_registry().model(model).build
+    profile = replace(profile, epochs=1)
+    trainer = Trainer(profile, device, seed=0)
+    trainer.fit(build(43), x, y)
+    times = []
+    for _ in range(epochs):
+        fresh = build(43)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        trainer.fit(fresh, x, y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def random_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random GTSRB-shaped images and labels (a training epoch's speed does not depend on content)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 43, n)
 
 
 def main() -> None:
@@ -39,25 +65,11 @@ def main() -> None:
         arrays = load_npz(args.data)
         x, y = arrays["x_train"], arrays["y_train"]
     else:
-        rng = np.random.default_rng(0)
-        n = 4096 if args.quick else 39209
-        x, y = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 43, n)
+        x, y = random_images(4096 if args.quick else 39209)
     if args.quick:
         x, y = x[:4096], y[:4096]
-    build = default_registry().model(args.model).build
-    profile = with_options(replace(PROFILES[args.profile], epochs=1), precision=args.precision)
-    trainer = Trainer(profile, device, seed=0)
-    trainer.fit(build(43), x, y)  # warm-up: allocations, cuDNN autotuning
-    times = []
-    for _ in range(args.epochs):
-        model = build(43)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        trainer.fit(model, x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
+    profile = with_options(PROFILES[args.profile], precision=args.precision)
+    times = epoch_seconds(device, args.model, profile, x, y, args.epochs)
     best, median = min(times), float(np.median(times))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; model {args.model}; profile {profile.name}; batch {profile.batch_size}; {len(y)} images")
