@@ -140,15 +140,16 @@ def test_wanet_probe_is_a_new_field_with_the_same_parameters() -> None:
 
 
 def test_wanet_backdoor_is_learned_end_to_end(colour_data: ImageData) -> None:
-    """A small-cnn trained (fast profile, 16 epochs) on colour classes with 20% warped and relabelled examples. At
-    the profile's 8 epochs the backdoor was learned or not with the seed (ASR 0.29-1.0 over seeds 0-3), at 16
-    always (1.0)."""
+    """A small-cnn trained (fast profile, 24 epochs) on colour classes with 20% warped and relabelled examples. At
+    the profile's 8 epochs the backdoor was learned or not with the seed (ASR 0.29-1.0 over seeds 0-3); at 16 it was
+    always learned on one 2-core AMD EPYC and on an Intel Xeon, but not on another AMD EPYC host (seeds 0-3: 0.37,
+    0.41, 1.0, 1.0: fp32 kernels differ between processors); at 24, 1.0 for seeds 0-3 there."""
     data = colour_data
     x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     attack = WaNetAttack(target=0, strength=1.0, grid_size=4, ratio=0.2)
     attack.prepare(x, y, data.num_classes, np.random.default_rng(0))
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
-    trainer = Trainer(replace(PROFILES["fast"], epochs=16), torch.device("cpu"), seed=0)
+    trainer = Trainer(replace(PROFILES["fast"], epochs=24), torch.device("cpu"), seed=0)
     torch.manual_seed(0)
     model = trainer.fit(small_cnn(data.num_classes), poisoned.x, poisoned.y)
     assert clean_accuracy(trainer, model, data) > 0.9
