@@ -42,8 +42,9 @@ def test_detects_patch_on_a_backdoored_model(backdoored) -> None:
     verdict = ActivationClustering().score_examples(backdoored.context)
     mask = backdoored.poisoned.mask
     assert np.isfinite(verdict.scores).all()
-    # ICA and k-means make AC depend on its seed: on this model, over context seeds 0-9, AUROC 0.59-0.94 with 40-92%
-    # of the poison flagged and at most 4.1% of the clean examples (the poison's cluster is found whole or in part).
+    # ICA and k-means make AC depend on its seed: over the fixture's training seeds 0-2 and context seeds 0-9,
+    # AUROC 0.77-0.97 with 67-96% of the poison flagged and at most 10.2% of the clean examples, never under 9
+    # times the clean rate (the poison's cluster is found whole or in part).
     assert roc_auc_score(mask, verdict.scores) > 0.55
     assert verdict.flagged[mask].mean() > 5 * verdict.flagged[~mask].mean()
 

@@ -120,6 +120,7 @@ def test_detects_patch_on_the_backdoored_fixture(backdoored) -> None:
     assert not verdict.judged[context.trusted_clean].any() and not verdict.flagged[context.trusted_clean].any()
     assert (~verdict.judged).sum() == len(context.trusted_clean) + 215  # and the examples P3 overwrote
     assert verdict.details["warnings"]  # 430 trusted examples hold 215 clean and 215 backdoor probes, not 250
+    # Over the fixture's training seeds 0-2: AUROC 0.98-0.99, 98-100% of the judged poison flagged.
     assert roc_auc_score(mask[verdict.judged], verdict.scores[verdict.judged]) > 0.9
     assert verdict.flagged[mask & verdict.judged].mean() > 0.9  # those P3 overwrote are kept unjudged (A.1 step 8)
 

@@ -28,6 +28,7 @@ def test_detects_patch_on_a_backdoored_model(backdoored) -> None:
     mask = backdoored.poisoned.mask
     # The poison is two thirds of the target class here, where Tran et al.'s signature weakens (BaDLoss table 1
     # has spectral at 0.18 on GTSRB): above chance and flagging poison at twice the clean rate, not strong. Measured
-    # over seeds 0-2: AUROC 0.54-0.63, 30-31% of the poison flagged against 15% of the clean examples.
+    # over the fixture's training seeds 0-2: AUROC 0.54-0.63, 29-32% of the poison flagged against 15% of the clean
+    # examples.
     assert roc_auc_score(mask, verdict.scores) > 0.5
     assert verdict.flagged[mask].mean() > 1.5 * verdict.flagged[~mask].mean()
