@@ -75,6 +75,7 @@ from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import EpochEnd, Trainer, resolve_device
 from loop_vs_trainer import baseline_epoch, bf16_ceiling, synchronize, training_flops
 from stacked_training import measure as measure_stacked_training
+from trainer_epoch import random_images
 
 GTSRB_TRAIN_IMAGES = 39209
 GTSRB_CLASSES = 43
@@ -165,9 +166,7 @@ def compare_loops(
 
 def measure_loops(settings: Settings, record: Record) -> None:
     device = resolve_device(settings.device)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (settings.images, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, GTSRB_CLASSES, settings.images)
+    x, y = random_images(settings.images)
     ceiling = bf16_ceiling(device) if device.type == "cuda" else None
     record(
         images=settings.images,

@@ -30,6 +30,7 @@ from benchbd.models import INPUT_MEAN, INPUT_STD
 from benchbd.registry import default_registry
 from benchbd.training.profiles import PRECISIONS, PROFILES
 from benchbd.training.trainer import Trainer, resolve_device
+from trainer_epoch import random_images
 
 
 class PerSampleImages(Dataset):
@@ -108,8 +109,7 @@ def main() -> None:
         arrays = load_npz(args.data)
         x, y = arrays["x_train"], arrays["y_train"]
     else:
-        rng = np.random.default_rng(0)
-        x, y = rng.integers(0, 256, (39209, 32, 32, 3), dtype=np.uint8), rng.integers(0, 43, 39209)
+        x, y = random_images(39209)
     if args.quick:
         x, y = x[:2048], y[:2048]
     build = default_registry().model(model_name).build

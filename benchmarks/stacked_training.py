@@ -16,13 +16,13 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from benchbd.registry import default_registry
 from benchbd.training.profiles import PROFILES
 from benchbd.training.stacked import fit_stacked
 from benchbd.training.trainer import Trainer, resolve_device
+from trainer_epoch import random_images
 
 WARM_UP_IMAGES = 1024
 
@@ -38,8 +38,7 @@ def timed(device: torch.device, run: Callable[[], None]) -> float:
 
 
 def measure(device: torch.device, model: str, profile_name: str, models: int, images: int) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 43, images)
+    x, y = random_images(images)
     build = default_registry().model(model).build
     profile = replace(PROFILES[profile_name], epochs=1)
     trainers = [Trainer(profile, device, seed) for seed in range(models)]
