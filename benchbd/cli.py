@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="render a run's results as markdown tables")
     board.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    board.add_argument("-o", "--output", type=Path, help="write the markdown (and heatmap PNGs beside it) here (default: RUN_DIR/leaderboard.md)")
+    board.add_argument("-o", "--output", type=Path, help="write the markdown (and heatmap PNGs beside it) here, making its folder if missing (default: RUN_DIR/leaderboard.md)")
     board.add_argument("--compare", metavar="PAPER", help=f"also set Tables 1-3 beside a paper's published values: {', '.join(sorted(PAPERS))} (default: none)")
 
     conformance = commands.add_parser("check-plugin", help="run an attack or defense plugin through the contract on tiny data")

@@ -67,12 +67,13 @@ def test_rerun_skips_finished_cells(run_dir: Path, small_signs: Path, capsys: py
 
 
 def test_leaderboard_renders_the_papers_tables(run_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "board.md"
+    out = tmp_path / "published" / "board.md"  # a folder not made yet, as when publishing to leaderboard/NEW/
     assert main(["leaderboard", str(run_dir), "-o", str(out)]) == 0
     text = out.read_text()
     assert "Table 1: one-attack detection AUROC" in text
     assert "| No Defense" in text and "| spectral" in text
     assert f"Plugins from benchbd {metadata.version('benchbd')}." in text
+    assert (out.parent / "heatmap-auroc.png").is_file()
     assert (run_dir / "leaderboard.md").is_file()
 
 
