@@ -12,6 +12,7 @@ from rich.console import Console
 
 from benchbd.errors import BenchbdError
 from benchbd.leaderboard.cells import OLD_ASR
+from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.render import print_tables, render_run
 
 
@@ -89,6 +90,18 @@ def test_one_plugin_under_two_parameter_sets_gets_two_rows_not_a_mean(tmp_path: 
     assert detection.rows == [["spectral (eps=1.5)", "0.60", "–"], ["spectral (eps=3.0)", "0.80", "–"]]
     mitigation = next(t for t in tables if t.title.startswith("Table 2"))
     assert mitigation.rows[0] == ["No Defense", "90.00", "90.00", "95.00", "99.00"]
+
+
+def test_a_variant_label_rounds_floats_unless_that_would_merge_two_variants() -> None:
+    """8/255 reads 0.03137 in a label; two values equal to 4 digits keep all of theirs, or their rows would merge."""
+    def with_eps(eps: float) -> dict:
+        params = {"attacks": {"patch": {"ratio": 0.02}}, "defense": {"train_eps": eps, "runs": 1}}
+        return record("aegis", 0, ["patch"], params=params)
+
+    rounded = label_configurations([with_eps(8 / 255), with_eps(0.5)])
+    assert [r["defense"] for r in rounded] == ["aegis (train_eps=0.03137)", "aegis (train_eps=0.5)"]
+    close = label_configurations([with_eps(0.1), with_eps(0.100001)])
+    assert [r["defense"] for r in close] == ["aegis (train_eps=0.1)", "aegis (train_eps=0.100001)"]
 
 
 def test_plugin_text_is_escaped(tmp_path: Path) -> None:

@@ -74,6 +74,20 @@ def _variant_labels(pairs: Iterable[tuple[str, dict[str, Any]]]) -> dict[tuple[s
             continue
         keys = sorted({key for params in by_key.values() for key in params})
         differing = [key for key in keys if len({json.dumps(p.get(key), default=str) for p in by_key.values()}) > 1]
-        for key, params in by_key.items():
-            labels[(name, key)] = f"{name} ({', '.join(f'{k}={params.get(k)}' for k in differing)})"
+        for digits in (4, None):
+            named = {
+                key: f"{name} ({', '.join(f'{k}={_shown(params.get(k), digits)}' for k in differing)})"
+                for key, params in by_key.items()
+            }
+            if len(set(named.values())) == len(named):
+                break
+        labels.update({(name, key): label for key, label in named.items()})
     return labels
+
+
+def _shown(value: Any, digits: int | None) -> str:
+    """A parameter's value in a label: a float rounded to ``digits`` significant digits (all of them when ``None``),
+    so that a budget of 8/255 reads 0.03137, not 0.03137254901960784."""
+    if isinstance(value, float) and digits is not None:
+        return str(float(f"{value:.{digits}g}"))
+    return str(value)
