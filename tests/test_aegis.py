@@ -17,7 +17,9 @@ from benchbd.registry import default_registry
 from benchbd.training.adversarial import adversarial_training_loss, pgd_perturb
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import StepInfo, Trainer, cross_entropy_loss
-from benchbd_builtins.defenses.aegis import AEGIS, count_clusters, extra_mass, majority, parse_classes, translate_toward
+from benchbd_builtins.defenses.aegis import (
+    AEGIS, count_clusters, extra_mass, majority, parse_classes, translate_toward, translation_clusters,
+)
 
 CLASSES = 4
 Signs = dict[str, np.ndarray]
@@ -230,6 +232,23 @@ def test_judge_flags_the_class_with_an_extra_cluster() -> None:
     # the median rule flags the same class without assuming that clean classes show two clusters
     median = AEGIS(rule="median", clusterer="hdbscan", min_cluster_size=15).judge(*class_features(rng, {2}), seed=0)
     assert median.suspect_classes == [2]
+
+
+def test_the_translations_rule_counts_the_translated_set_alone() -> None:
+    """RQ2's infected class: one cluster of training images, at least two of translations. A class whose own images
+    split in two is flagged by the count of all clusters, not by the translations rule; a class whose translations
+    split is flagged by both."""
+    rng = np.random.default_rng(2)
+    split_own = {0: blobs(rng, [30, 30, 60]), 1: blobs(rng, [60, 30, 30])}  # own: 60 = 30 + 30 in 0, one blob in 1
+    own = {0: 60, 1: 60}
+    every = AEGIS().judge(split_own, own, seed=0)
+    assert every.details["cluster_counts"] == {"0": 3, "1": 3} and every.suspect_classes == [0, 1]
+    assert every.details["translation_cluster_counts"] == {"0": 1, "1": 2}
+    translated = AEGIS(rule="translations").judge(split_own, own, seed=0)
+    assert translated.suspect_classes == [1] and translated.details["bounds"] == {"0": 1.0, "1": 1.0}
+    assert translated.details["class_scores"]["0"] == 0 and 1 < translated.details["class_scores"]["1"] < 2
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 0])  # 3 own images, then 5 translations
+    assert translation_clusters(labels, 3).tolist() == [1, 1, 2, 2, -1]  # cluster 0 holds more own images
 
 
 def model_context(model: ImageClassifier, trainer: Trainer, signs: Signs) -> ModelContext:

@@ -23,13 +23,19 @@ have more than two feature clusters") and a model with any flagged class. ``rule
 ``clean_clusters`` = 2 (a class of which the defender holds no training image can only show its translations, so
 its bound is one less). ``rule="median"`` flags a class whose count exceeds the median count over the examined
 classes instead, for models on which clean classes do not show exactly two (ours, not the paper's).
+``rule="translations"`` counts the clusters of the translated set alone, those holding more translations than
+the class's own images, and flags a class with more than one: the paper's picture of an infected class, "one
+cluster for the clean training images and at least two clusters for the translated images" (RQ2), as a rule
+(ours: the paper counts all clusters). A class whose own images fall into two clusters (two appearance modes of a
+sign) is not flagged by it. ``details`` keep both counts under every rule.
 ``clusterer="hdbscan"`` is the paper's RQ7 ablation (McInnes et al.'s ``hdbscan`` package).
 
 Score (ours; the paper only flags): per class, its count minus its bound, plus, when that is positive, the
-fraction of the class's points outside its ``bound`` largest clusters (in [0, 1): among models with equal excess
-counts, more mass in the extra clusters ranks higher); the model's score is the largest over the examined
-classes. ``details`` keep the adversarial accuracy, each examined class's score and the number of runs that
-flagged it, and under ``runs`` each run's cluster count, bound, score, training-image count and bandwidth per
+fraction of the class's points outside its ``bound`` largest clusters (under ``rule="translations"``: of its
+translations outside the translated set's largest cluster; in [0, 1): among models with equal excess counts, more
+mass in the extra clusters ranks higher); the model's score is the largest over the examined classes. ``details``
+keep the adversarial accuracy, each examined class's score and the number of runs that flagged it, and under
+``runs`` each run's cluster counts (all, and the translated set's), bound, score, training-image count and bandwidth per
 class, the fraction of translations the model assigns to the class, and the number of seeds.
 
 From the paper: 500 seed images per class (section IV step 1; RQ4 varies 200-800), perplexity 30, the
@@ -99,7 +105,7 @@ from benchbd.training.adversarial import Norm, adversarial_training_loss, pgd_pe
 from benchbd.training.trainer import LossComputation
 
 Clusterer = Literal["mean-shift", "hdbscan"]
-Rule = Literal["fixed", "median"]
+Rule = Literal["fixed", "median", "translations"]
 BATCH = 512
 
 
@@ -187,6 +193,16 @@ def count_clusters(
     HDBSCAN clusters, noise excluded)."""
     points = embed(features, perplexity=perplexity, seed=seed)
     return _count(cluster_labels(points, method, bandwidth=bandwidth, min_cluster_size=min_cluster_size))
+
+
+def translation_clusters(labels: np.ndarray, own: int) -> np.ndarray:
+    """The cluster of every translation (the points after the class's ``own`` training images), −1 for those in a
+    cluster that holds at least as many of the class's own images: the translated set's clusters (RQ2)."""
+    translated = labels[own:].copy()
+    for cluster in set(translated.tolist()) - {-1}:
+        if (labels[:own] == cluster).sum() >= (translated == cluster).sum():
+            translated[translated == cluster] = -1
+    return translated
 
 
 def extra_mass(labels: np.ndarray, keep: int) -> float:
@@ -335,18 +351,25 @@ class AEGIS(ModelDefense):
             for c in classes
         }
         counts = {c: _count(labels[c]) for c in classes}
+        translated = {c: translation_clusters(labels[c], own_counts[c]) for c in classes}
+        translated_counts = {c: _count(translated[c]) for c in classes}
+        counted, counted_labels = counts, labels
         if self.rule == "fixed":
             bounds = {c: float(self.clean_clusters - (own_counts[c] == 0)) for c in classes}
-        else:
+        elif self.rule == "median":
             median = float(np.median(list(counts.values())))
             bounds = {c: median for c in classes}
+        else:
+            bounds = {c: 1.0 for c in classes}
+            counted, counted_labels = translated_counts, translated
         scores = {}
         for c in classes:
-            excess = counts[c] - bounds[c]
-            scores[c] = excess + (extra_mass(labels[c], math.floor(bounds[c])) if excess > 0 else 0.0)
-        suspects = [c for c in classes if counts[c] > bounds[c]]
+            excess = counted[c] - bounds[c]
+            scores[c] = excess + (extra_mass(counted_labels[c], math.floor(bounds[c])) if excess > 0 else 0.0)
+        suspects = [c for c in classes if counted[c] > bounds[c]]
         details: dict[str, object] = {
             "cluster_counts": {str(c): counts[c] for c in classes},
+            "translation_cluster_counts": {str(c): translated_counts[c] for c in classes},
             "bounds": {str(c): bounds[c] for c in classes},
             "class_scores": {str(c): scores[c] for c in classes},
             "clean_images": {str(c): own_counts[c] for c in classes},
