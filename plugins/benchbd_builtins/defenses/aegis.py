@@ -35,8 +35,8 @@ fraction of the class's points outside its ``bound`` largest clusters (under ``r
 translations outside the translated set's largest cluster; in [0, 1): among models with equal excess counts, more
 mass in the extra clusters ranks higher); the model's score is the largest over the examined classes. ``details``
 keep the adversarial accuracy, each examined class's score and the number of runs that flagged it, and under
-``runs`` each run's cluster counts (all, and the translated set's), bound, score, training-image count and bandwidth per
-class, the fraction of translations the model assigns to the class, and the number of seeds.
+``runs`` each run's cluster counts (all, and the translated set's), bound, score, training-image count and
+bandwidth per class, the fraction of translations the model assigns to the class, and the number of seeds.
 
 From the paper: 500 seed images per class (section IV step 1; RQ4 varies 200-800), perplexity 30, the
 translation radius (Table XV) and the estimated bandwidth (Table XV, section V-A). Choices and deviations:
