@@ -126,8 +126,8 @@ def _code_versions(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 def render_run(run_dir: Path, output: Path | None = None, compare: str | None = None) -> list[Table]:
     """Render the run directory's tables to markdown at ``output`` (default RUN_DIR/leaderboard.md; its folder is
-    made if missing), with heatmap PNGs beside it, linked from the markdown, and after them the tables beside the paper ``compare``'s
-    (:func:`comparison_tables`). Returns the tables for the terminal."""
+    made if missing), with heatmap PNGs beside it, linked from the markdown, and after them the tables beside the
+    paper ``compare``'s (:func:`comparison_tables`). Returns the tables for the terminal."""
     path = Path(run_dir) / RESULTS
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
