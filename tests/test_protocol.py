@@ -201,3 +201,13 @@ def test_cell_identity_and_streams_do_not_depend_on_the_other_cells(tiny_signs: 
     assert alone.cell_hash(alone.groups[0], "abl") == crowded.cell_hash(group, "abl")
     assert alone.stream(alone.groups[0], "defense", "abl").integers(2**32) == crowded.stream(group, "defense", "abl").integers(2**32)
     assert crowded.stream(group, "defense", "abl").integers(2**32) != crowded.stream(group, "defense", "spectral").integers(2**32)
+
+
+def test_a_defenses_parameters_change_its_cell_but_not_its_draws(tiny_signs: Path) -> None:
+    default = plan(tiny_signs, attacks=["patch"], defenses=["aegis"])
+    other_rule = plan(tiny_signs, attacks=["patch"], defenses=["aegis"], params={"aegis": {"rule": "median"}})
+    group = default.groups[0]
+    assert default.cell_hash(group, "aegis") != other_rule.cell_hash(other_rule.groups[0], "aegis")
+    assert default.stream(group, "defense", "aegis").integers(2**32) == other_rule.stream(other_rule.groups[0], "defense", "aegis").integers(2**32)
+    other_attack = plan(tiny_signs, attacks=["patch"], defenses=["aegis"], params={"patch": {"ratio": 0.05}})
+    assert default.stream(group, "defense", "aegis").integers(2**32) != other_attack.stream(other_attack.groups[0], "defense", "aegis").integers(2**32)

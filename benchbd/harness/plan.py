@@ -7,9 +7,9 @@ defense's unit (trusted-set size, number of clean models, simulation), and the c
 (distribution, version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in
 ``results.jsonl`` is skipped on resume; a changed plugin or setting gets a new hash, so its cells are computed again.
 
-Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's identity (its hash
-without the code digests) and the draw's purpose: a cell's record is the same whatever else runs, in whatever
-order, resumed or not, locally or on Ray.
+Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's group, its defense's
+name (not the defense's parameters) and the draw's purpose: a cell's record is the same whatever else runs, in
+whatever order, resumed or not, locally or on Ray, and two parameter settings of one defense share its draws.
 """
 
 from __future__ import annotations
@@ -183,12 +183,18 @@ class Plan:
         }
 
     def cell_identity(self, group: Group, defense: str) -> dict[str, Any]:
-        """What a cell's random draws depend on: the group, the defense (a training-run cell also on the
-        simulation)."""
+        """What a cell is: the group, the defense and its parameters (a training-run cell also the simulation)."""
         identity = {**self.group_identity(group), "defense": [defense, plugin_params.as_dict(self.defenses[defense])]}
         if isinstance(self.defenses[defense], TrainingRunDefense):
             identity[SIMULATION] = plugin_params.as_dict(self.simulation)
         return identity
+
+    def draw_identity(self, group: Group, defense: str) -> dict[str, Any]:
+        """What a cell's random draws depend on: its identity with the defense's name for the defense. Runs that
+        differ only in a defense's parameters (two AEGIS rules, two NC budgets) then draw from the same stream
+        (common random numbers, ours): where the parameters do not change what is drawn, both judge the same
+        images, seeds and replicas, so the difference between their records is the parameters', not the draws'."""
+        return {**self.cell_identity(group, defense), "defense": defense}
 
     def cell_settings(self, group: Group, defense: str) -> dict[str, int | None]:
         """The settings the harness gives the defense's unit beyond the cell's identity, as the user gave them:
@@ -215,7 +221,7 @@ class Plan:
 
     def stream(self, group: Group, purpose: str, defense: str | None = None) -> np.random.Generator:
         """The random stream of one purpose in one group (``defense`` given: in that cell)."""
-        identity = self.cell_identity(group, defense) if defense else self.group_identity(group)
+        identity = self.draw_identity(group, defense) if defense else self.group_identity(group)
         return random_stream(group.seed, {**identity, "purpose": purpose})
 
     def poisoning_stream(self, group: Group) -> np.random.Generator:
