@@ -18,7 +18,7 @@ from benchbd.training.adversarial import adversarial_training_loss, pgd_perturb
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import StepInfo, Trainer, cross_entropy_loss
 from benchbd_builtins.defenses.aegis import (
-    AEGIS, count_clusters, extra_mass, majority, parse_classes, translate_toward, translation_clusters,
+    AEGIS, binomial_interval, count_clusters, extra_mass, majority, parse_classes, translate_toward, translation_clusters,
 )
 
 CLASSES = 4
@@ -209,6 +209,13 @@ def test_extra_mass_and_class_parsing() -> None:
         parse_classes("3", 3)
 
 
+def test_the_binomial_interval_is_wilsons() -> None:
+    assert binomial_interval(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    low, high = binomial_interval(0.7, 500)
+    assert high - low == pytest.approx(0.08, abs=0.002)  # ± 4 points at 500 images
+    assert binomial_interval(0.0, 20)[0] == 0 and 0.1 < binomial_interval(0.0, 20)[1] < 0.2
+
+
 def class_features(rng: np.random.Generator, poisoned: set[int]) -> tuple[dict[int, np.ndarray], dict[int, int]]:
     """Per class of three: 30 clean-image features and 60 translation features, two separate blobs (a clean
     class in AEGIS section IV); a poisoned class's translations split into two blobs (the backdoor's own)."""
@@ -280,7 +287,8 @@ def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, si
     aegis = AEGIS(seeds=60, translate_steps=10, classes="0,2", class_images=30, min_adversarial_accuracy=0, runs=2)
     verdict = aegis.inspect_model(context)
     assert not verdict.not_judged
-    assert 0 <= verdict.details["adversarial_accuracy"] <= 1
+    low, high = verdict.details["adversarial_accuracy_interval"]
+    assert 0 <= low <= verdict.details["adversarial_accuracy"] <= high <= 1 and high - low > 0.05  # 120 images
     first, second = verdict.details["runs"]
     for run in (first, second):
         assert run["clean_images"] == {"0": 30, "2": 30}  # the classes' training images, at most 30
