@@ -9,7 +9,8 @@ Targets (issue 21): a preact-resnet18 epoch over GTSRB in ≤ 0.25 s; the fast p
 the matrix stacks (``Workbench.stacks_populations``).
 
 Each section runs in a child process under its own time budget (``--loop-budget``, ``--accuracy-budget``,
-``--stacked-budget``, ``--matrix-budget``: 90 + 60 + 30 + 270 s by default; give the whole command 480 s). A
+``--stacked-budget``, ``--matrix-budget``: 90 + 60 + 30 + 270 s by default, the GPU's; give the whole command 480 s;
+200 s each with ``--quick``, room for a loaded CPU). A
 section that overruns is killed and keeps the figures it had finished; one that fails is recorded with its error;
 either way the next section starts. It needs benchbd installed (the built-in plugins register through entry points) and, for sections 2 and 4,
 the prepared ``DATA_ROOT/gtsrb.npz``.
@@ -87,10 +88,13 @@ STACKED_MODELS = 4
 
 #: The sizes of a full run and of ``--quick``; the options of the same names override them.
 FULL = {"profile": "fast", "images": GTSRB_TRAIN_IMAGES, "models": "preact-resnet18,small-cnn", "workers": 4,
-        "accuracy_target": 0.98, "attacks": MATRIX_ATTACKS, "defenses": MATRIX_DEFENSES}
+        "accuracy_target": 0.98, "attacks": MATRIX_ATTACKS, "defenses": MATRIX_DEFENSES,
+        "loop_budget": 90.0, "accuracy_budget": 60.0, "stacked_budget": 30.0, "matrix_budget": 270.0}
 QUICK = {"profile": "cpu", "images": 512, "models": "narrow-cnn", "workers": 1, "accuracy_target": 0.04,
-         "attacks": "patch,blend-random", "defenses": "none,spectral"}
-OPTIONS = ("profile", "models", "workers", "accuracy_target")
+         "attacks": "patch,blend-random", "defenses": "none,spectral",
+         "loop_budget": 200.0, "accuracy_budget": 200.0, "stacked_budget": 200.0, "matrix_budget": 200.0}
+SECTIONS = ("loop", "accuracy", "stacked", "matrix")
+OPTIONS = ("profile", "models", "workers", "accuracy_target", *(f"{name}_budget" for name in SECTIONS))
 
 Record = Callable[..., None]
 
@@ -114,6 +118,7 @@ class Settings:
     matrix_dataset: str
     attacks: str
     defenses: str
+    budgets: dict[str, float]
 
     @classmethod
     def read(cls, path: Path) -> Settings:
@@ -387,7 +392,7 @@ def resolve_settings(args: argparse.Namespace, work: Path) -> Settings:
         device=args.device, data_root=str(args.data_root or default_data_root()), profile=sizes["profile"],
         images=sizes["images"], models=sizes["models"].split(","), workers=sizes["workers"],
         accuracy_dataset=dataset, accuracy_target=sizes["accuracy_target"], matrix_dataset=dataset,
-        attacks=sizes["attacks"], defenses=sizes["defenses"],
+        attacks=sizes["attacks"], defenses=sizes["defenses"], budgets={name: sizes[f"{name}_budget"] for name in SECTIONS},
     )
 
 
@@ -399,10 +404,10 @@ def sections(args: argparse.Namespace, settings: Settings, work: Path) -> list[S
         f"no prepared GTSRB cache at {cache} (nothing is downloaded here; `python shared/data/decode_gtsrb32.py {cache}` writes one)"
     )
     return [
-        child_section("loop", args.loop_budget, settings_file, work),
-        replace(child_section("accuracy", args.accuracy_budget, settings_file, work), skip=missing),
-        child_section("stacked", args.stacked_budget, settings_file, work),
-        replace(matrix_section(settings, args.matrix_budget, work), skip=missing),
+        child_section("loop", settings.budgets["loop"], settings_file, work),
+        replace(child_section("accuracy", settings.budgets["accuracy"], settings_file, work), skip=missing),
+        child_section("stacked", settings.budgets["stacked"], settings_file, work),
+        replace(matrix_section(settings, settings.budgets["matrix"], work), skip=missing),
     ]
 
 
@@ -514,10 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", help="section 1's models, comma-separated (default preact-resnet18,small-cnn; narrow-cnn with --quick)")
     parser.add_argument("--workers", type=int, help="DataLoader workers of section 1's baseline loop (default 4; 1 with --quick)")
     parser.add_argument("--accuracy-target", type=float, help="section 2's test accuracy (default 0.98; 0.04 with --quick)")
-    parser.add_argument("--loop-budget", type=float, default=90.0, help="seconds for section 1 (default 90)")
-    parser.add_argument("--accuracy-budget", type=float, default=60.0, help="seconds for section 2 (default 60)")
-    parser.add_argument("--stacked-budget", type=float, default=30.0, help="seconds for section 3 (default 30)")
-    parser.add_argument("--matrix-budget", type=float, default=270.0, help="seconds for section 4 (default 270)")
+    parser.add_argument("--loop-budget", type=float, help="seconds for section 1 (default 90; 200 with --quick)")
+    parser.add_argument("--accuracy-budget", type=float, help="seconds for section 2 (default 60; 200 with --quick)")
+    parser.add_argument("--stacked-budget", type=float, help="seconds for section 3 (default 30; 200 with --quick)")
+    parser.add_argument("--matrix-budget", type=float, help="seconds for section 4 (default 270; 200 with --quick)")
     parser.add_argument("--section", choices=sorted(CHILD_SECTIONS), help=argparse.SUPPRESS)
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--section-out", type=Path, help=argparse.SUPPRESS)
