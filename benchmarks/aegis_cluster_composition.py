@@ -23,6 +23,7 @@ import torch
 from benchbd.data.images import default_data_root
 from benchbd.harness.config import load_dataset
 from benchbd.registry import default_registry
+from benchbd.training.trainer import resolve_device
 from benchbd_builtins.defenses.aegis import AEGIS, cluster_labels, embed
 
 
@@ -46,20 +47,24 @@ def main() -> None:
     parser.add_argument("--model", default="narrow-cnn")
     parser.add_argument("--bandwidth", type=float, help="mean-shift bandwidth (default: each class's estimate)")
     parser.add_argument("--draws", type=int, default=3, help="draws of seed and own images per class (default 3)")
+    parser.add_argument("--seeds", type=int, default=AEGIS.seeds, help=f"seed images per draw (default AEGIS's {AEGIS.seeds})")
+    parser.add_argument("--device", default="auto", help="where the translations run: auto, cpu, cuda (t-SNE stays on the CPU)")
     args = parser.parse_args()
     registry = default_registry()
     data = load_dataset(registry, args.dataset, default_data_root())
     model = registry.get("models", args.model).build(data.num_classes)
+    device = resolve_device(args.device)
     model.load_state_dict(torch.load(args.model_path, map_location="cpu", weights_only=True))
-    model.eval()
-    aegis = AEGIS()
-    x = torch.from_numpy(data.x_train).permute(0, 3, 1, 2).float() / 255
+    model.to(device).eval()
+    aegis = AEGIS(seeds=args.seeds)
+    x = torch.from_numpy(data.x_train).permute(0, 3, 1, 2).to(device).float() / 255
     y = np.asarray(data.y_train)
     for target in (int(part) for part in args.classes.split(",")):
         for draw in range(args.draws):
             rng = np.random.default_rng([target, draw])
-            seed_index = np.sort(rng.choice(len(y), aegis.seeds, replace=False))
-            own_index = np.sort(rng.choice(np.flatnonzero(y == target), aegis.class_images, replace=False))
+            members = np.flatnonzero(y == target)
+            seed_index = np.sort(rng.choice(len(y), min(aegis.seeds, len(y)), replace=False))
+            own_index = np.sort(rng.choice(members, min(aegis.class_images, len(members)), replace=False))
             features, reached = aegis.class_features(model, x[own_index], x[seed_index], target)
             labels = cluster_labels(embed(features, perplexity=aegis.perplexity, seed=draw), bandwidth=args.bandwidth)
             print(f"class {target}, draw {draw}: {len(set(labels.tolist()))} clusters, translations reaching it {reached:.3f}")
