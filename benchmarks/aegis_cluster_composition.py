@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,13 +46,14 @@ def main() -> None:
     parser.add_argument("--classes", required=True, help="comma-separated class indices to examine")
     parser.add_argument("--dataset", default="gtsrb:every=2,classes=10")
     parser.add_argument("--model", default="narrow-cnn")
+    parser.add_argument("--data-root", type=Path, help="where the prepared dataset files lie (default: $BENCHBD_DATA or ~/.cache/benchbd)")
     parser.add_argument("--bandwidth", type=float, help="mean-shift bandwidth (default: each class's estimate)")
     parser.add_argument("--draws", type=int, default=3, help="draws of seed and own images per class (default 3)")
     parser.add_argument("--seeds", type=int, default=AEGIS.seeds, help=f"seed images per draw (default AEGIS's {AEGIS.seeds})")
     parser.add_argument("--device", default="auto", help="where the translations run: auto, cpu, cuda (t-SNE stays on the CPU)")
     args = parser.parse_args()
     registry = default_registry()
-    data = load_dataset(registry, args.dataset, default_data_root())
+    data = load_dataset(registry, args.dataset, args.data_root or default_data_root())
     model = registry.get("models", args.model).build(data.num_classes)
     device = resolve_device(args.device)
     model.load_state_dict(torch.load(args.model_path, map_location="cpu", weights_only=True))

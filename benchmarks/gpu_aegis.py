@@ -34,7 +34,6 @@ The matrix's run directory (``NAME.run/``, its models left out) and each section
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -58,7 +57,6 @@ from benchbd.training.trainer import resolve_device
 from gpu_check import Section, figure, run_section
 
 BENCHMARKS = Path(__file__).resolve().parent
-TARGET = 0
 #: The CPU population's setting (leaderboard/gtsrb10-cpu-aegis/) at the paper's capacity; ``--quick``: tiny sizes.
 FULL = {"dataset": "gtsrb:every=2,classes=10", "model": "preact-resnet18", "epochs": 16, "clean_models": 4,
         "aegis": {}, "classes": "0,2", "draws": 2, "seeds": 500}
@@ -135,7 +133,7 @@ def matrix_figures(run_dir: Path, log: Path) -> dict[str, Any]:
 def composition_section(model: Path, sizes: dict[str, Any], device: str, data_root: Path, budget: float, log: Path) -> Section:
     command = [sys.executable, str(BENCHMARKS / "aegis_cluster_composition.py"), str(model), "--classes", sizes["classes"],
                "--dataset", sizes["dataset"], "--model", sizes["model"], "--draws", str(sizes["draws"]),
-               "--seeds", str(sizes["seeds"]), "--device", device]
+               "--seeds", str(sizes["seeds"]), "--device", device, "--data-root", str(data_root)]
 
     def lines(elapsed: float) -> dict[str, Any]:
         return {"lines": log.read_text(errors="replace").splitlines() if log.is_file() else []}
