@@ -2,8 +2,9 @@
 
 On the CPU's models (narrow-cnn, small-cnn) no backdoored target class splits into the extra cluster AEGIS counts
 (docs/findings.md, "aegis"); the open cause is capacity (the paper's ResNets). This runs the patch population of
-``leaderboard/gtsrb10-cpu-aegis/`` (the same data, attack, PGD budget, epochs and AEGIS defaults) with preact-resnet18
-and first answers whether the target splits:
+``leaderboard/gtsrb10-cpu-aegis/`` (the same data, attack, PGD budget and epochs) with preact-resnet18 and AEGIS's
+defaults (one run, the paper's, as in ``leaderboard/gtsrb10-cpu-aegis-triggers/``; that table used 3), and first
+answers whether the target splits:
 
     mkdir -p carry && cp ../shared/data/gtsrb32.npz ../shared/data/decode_gtsrb32.py carry/   # here, once (.gitignore'd)
     # the device call: `run` with carry ["carry"] and timeout_s 600
@@ -57,7 +58,7 @@ from benchbd.training.trainer import resolve_device
 from gpu_check import Section, figure, run_section
 
 BENCHMARKS = Path(__file__).resolve().parent
-#: The CPU population's setting (leaderboard/gtsrb10-cpu-aegis/) at the paper's capacity; ``--quick``: tiny sizes.
+#: The CPU patch population's setting (leaderboard/gtsrb10-cpu-aegis/, one run) at the paper's capacity; ``--quick``: tiny sizes.
 FULL = {"dataset": "gtsrb:every=2,classes=10", "model": "preact-resnet18", "epochs": 16, "clean_models": 4,
         "aegis": {}, "classes": "0,2", "draws": 2, "seeds": 500}
 QUICK = {"model": "narrow-cnn", "epochs": 2, "clean_models": 1, "classes": "0", "draws": 1, "seeds": 40,
