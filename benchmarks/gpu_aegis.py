@@ -156,12 +156,13 @@ def check(args: argparse.Namespace) -> int:
         run_dir = out.with_suffix(".run")
         shutil.rmtree(run_dir, ignore_errors=True)
         config = matrix_config(sizes, args.device, data_root, run_dir)
+        command = matrix_command(config)
         matrix_log, composition_log = out.with_suffix(".matrix.log"), out.with_suffix(".composition.log")
         report: dict[str, Any] = {
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "quick": args.quick,
             "environment": {**environment(device), "torch": torch.__version__, "cuda": torch.version.cuda},
-            "command": matrix_command(config)[2:],
+            "command": command[2:],
             "sections": {},
         }
 
@@ -171,7 +172,7 @@ def check(args: argparse.Namespace) -> int:
                 write_json_atomic(out, report)
             return write
 
-        matrix = Section("matrix", args.matrix_budget, matrix_command(config), lambda elapsed: matrix_figures(run_dir, matrix_log))
+        matrix = Section("matrix", args.matrix_budget, command, lambda elapsed: matrix_figures(run_dir, matrix_log))
         print(f"matrix: running, budget {args.matrix_budget:g} s, log {matrix_log}", flush=True)
         run_section(matrix, matrix_log, update("matrix"))
         model = robust_backdoored_model(config)
