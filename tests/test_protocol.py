@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig, trusted_count
-from benchbd.harness.digests import plugin_sources, source_digest
+from benchbd.harness.digests import harness_sources, plugin_sources, source_digest, sources_digest
 from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
@@ -111,7 +111,9 @@ def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_pa
                           device="cpu", profile="cpu", out=tmp_path / "run")
     assert Matrix(config, registry, SilentProgress()).run().done == 1
     assert Matrix(config, registry, SilentProgress()).run().skipped == 1
-    source.write_text(source.read_text() + "\n# a changed plugin\n")
+    source.write_text(source.read_text() + "\n# a comment is not code\n")
+    assert Matrix(config, registry, SilentProgress()).run().skipped == 1
+    source.write_text(source.read_text() + "\nCHANGED = True\n")
     summary = Matrix(config, registry, SilentProgress()).run()
     assert (summary.done, summary.skipped) == (1, 0)
     first, second = read_records(tmp_path / "run" / "results.jsonl")[:2]
@@ -160,15 +162,39 @@ def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monk
         assert list(plugin_sources(Plugin)) == [f"digest_pkg.{name}" for name in ("chained", "dotted", "helper", "late", "plugin", "relative")]
         before = source_digest(Plugin)
         (package / "unused.py").write_text("VALUE = 2\n")
-        (package / "__init__.py").write_text("from digest_pkg import unused  # edited\n")
+        (package / "__init__.py").write_text("from digest_pkg import unused, helper\n")
         assert source_digest(Plugin) == before
         for name in ("helper", "relative", "dotted", "chained"):
-            (package / f"{name}.py").write_text((package / f"{name}.py").read_text() + "# edited\n")
+            (package / f"{name}.py").write_text((package / f"{name}.py").read_text() + "EDITED = True\n")
             assert source_digest(Plugin) != before, name
             before = source_digest(Plugin)
     finally:
         for name in [name for name in sys.modules if name.startswith("digest_pkg")]:
             del sys.modules[name]
+
+
+def test_a_digest_reads_the_code_not_its_comments_docstrings_or_layout(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text('"""A module."""\n\nclass Boost:\n    """Doubles."""\n\n    def __call__(self, x):\n        return 2 * x\n')
+    before = sources_digest({"module": module})
+    module.write_text('"""Edited."""\nclass Boost:  # a comment\n    """Edited too."""\n    def __call__(self, x):\n\n        return (2 * x)\n')
+    assert sources_digest({"module": module}) == before
+    module.write_text(module.read_text().replace("2 * x", "3 * x"))
+    assert sources_digest({"module": module}) != before
+
+
+def test_benchbds_own_code_names_every_cell_and_model(tiny_signs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A harness change (a draw, a metric, the trainer) recomputes a resumed run's cells and models, as a plugin's
+    change does; the draws stay the draws."""
+    sources = harness_sources()
+    assert {"benchbd.harness.cells", "benchbd.harness.units.model", "benchbd.training.trainer", "benchbd.training.adversarial"} <= set(sources)
+    assert not any(name.startswith(("benchbd.cli", "benchbd.leaderboard")) for name in sources)
+    cells = plan(tiny_signs, attacks=["patch"], defenses=["aegis"])
+    group = cells.groups[0]
+    before = cells.cell_hash(group, "aegis"), cells.model_key(group), cells.stream(group, "defense", "aegis").integers(2**32)
+    monkeypatch.setattr("benchbd.harness.plan.harness_digest", lambda: "edited")
+    after = cells.cell_hash(group, "aegis"), cells.model_key(group), cells.stream(group, "defense", "aegis").integers(2**32)
+    assert before[0] != after[0] and before[1] != after[1] and before[2] == after[2]
 
 
 def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:

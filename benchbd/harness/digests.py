@@ -1,15 +1,26 @@
-"""Digests that name what a record depends on: of JSON-able descriptions, and of a plugin's source (issue 15,
-"caches and resume keyed on code"; BaDLoss's released code hashes code and arguments the same way)."""
+"""Digests that name what a record depends on: of JSON-able descriptions, of a plugin's source and of benchbd's own
+(issue 15, "caches and resume keyed on code"; BaDLoss's released code hashes code and arguments the same way).
+
+A source file's digest reads its code, not its text (:func:`code_text`): an edited comment, docstring or layout
+keeps it, an edited statement changes it (ours: documentation is not behaviour, and a run directory should not be
+recomputed for it)."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import inspect
 import json
 from pathlib import Path
 from typing import Any
+
+import benchbd
+
+#: benchbd's modules that no record depends on: they read records, check plugins or talk to the user.
+NOT_RECORDED = ("benchbd.cli", "benchbd.conformance", "benchbd.harness.table", "benchbd.leaderboard", "benchbd.papers",
+                "benchbd.plots", "benchbd.visualize")
 
 
 def digest(obj: Any) -> str:
@@ -71,13 +82,53 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
     return dict(sorted(sources.items()))
 
 
+def code_text(path: Path) -> str:
+    """The code of a Python source file as its digest reads it: the file's syntax tree without its docstrings,
+    written back as source (``ast.unparse``), so comments, docstrings and layout do not count."""
+    return _code_text(path.read_bytes())
+
+
+@functools.lru_cache(maxsize=512)
+def _code_text(source: bytes) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def sources_digest(sources: dict[str, Path]) -> str:
+    """A digest of the code (:func:`code_text`) of modules named by their dotted names."""
+    sha = hashlib.sha256()
+    for name, path in sorted(sources.items()):
+        sha.update(name.encode() + b"\0" + code_text(path).encode() + b"\0")
+    return sha.hexdigest()[:16]
+
+
 def source_digest(obj: Any) -> str:
     """A digest of :func:`plugin_sources` of ``obj`` (a plugin class or function), read now: a plugin whose module
     or helper module is edited gets a new digest."""
     sources = plugin_sources(obj)
-    if not sources:
-        return "unknown"
-    sha = hashlib.sha256()
-    for name, path in sources.items():
-        sha.update(name.encode() + b"\0" + path.read_bytes())
-    return sha.hexdigest()[:16]
+    return sources_digest(sources) if sources else "unknown"
+
+
+def harness_sources() -> dict[str, Path]:
+    """Every module of the benchbd package (harness, trainer, data, models, the plugin base classes) but those in
+    :data:`NOT_RECORDED`, by dotted name (a package's ``__init__`` as ``benchbd.data.__init__``)."""
+    root = Path(benchbd.__file__).parent
+    sources = {}
+    for path in sorted(root.rglob("*.py")):
+        name = ".".join(("benchbd", *path.relative_to(root).with_suffix("").parts))
+        if not any(name == excluded or name.startswith(excluded + ".") for excluded in NOT_RECORDED):
+            sources[name] = path
+    return sources
+
+
+@functools.cache
+def harness_digest() -> str:
+    """A digest of :func:`harness_sources`, read once per process (the code it runs): every record depends on this
+    code, so a run directory resumed after it changed computes its cells again instead of mixing two harnesses in
+    one table."""
+    return sources_digest(harness_sources())

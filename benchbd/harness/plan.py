@@ -4,8 +4,9 @@ A cell is (attack set, seed, defense). Cells that share an attack set and seed f
 model that every defense of the group judges. A cell's hash names everything its record depends on: the group's
 dataset, model, profile, attacks and their parameters, the defense and its parameters, what the harness gives the
 defense's unit (trusted-set size, number of clean models, simulation), and the code of every plugin involved
-(distribution, version and :func:`benchbd.harness.digests.source_digest`). A finished cell whose hash is in
-``results.jsonl`` is skipped on resume; a changed plugin or setting gets a new hash, so its cells are computed again.
+(distribution, version and :func:`benchbd.harness.digests.source_digest`) and of benchbd itself (its version and
+:func:`benchbd.harness.digests.harness_digest`). A finished cell whose hash is in ``results.jsonl`` is skipped on
+resume; a changed plugin, harness or setting gets a new hash, so its cells are computed again.
 
 Every random draw of a cell comes from :meth:`Plan.stream`, seeded by the seed, the cell's group, its defense's
 name (not the defense's parameters) and the draw's purpose: a cell's record is the same whatever else runs, in
@@ -29,7 +30,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.config import (
     NO_ATTACK, PAPER_MULTI_ATTACKS, SIMULATION, Block, MatrixConfig, build_attack, check_config, load_dataset, with_defaults,
 )
-from benchbd.harness.digests import digest, source_digest
+from benchbd.harness.digests import digest, harness_digest, source_digest
 from benchbd.harness.poisoning import assign_targets, check_eligible
 from benchbd.harness.servers import Simulation
 from benchbd.registry import Registry
@@ -175,8 +176,10 @@ class Plan:
         return f"{self.registry.provenance(category, name)} {source_digest(plugin)}"
 
     def group_code(self, group: Group) -> dict[str, Any]:
+        """The code a group's poisoned model depends on: benchbd's (``0.1.0 <harness digest>``) and its dataset,
+        model and attack plugins' (:meth:`code`)."""
         return {
-            "benchbd": metadata.version("benchbd"),
+            "benchbd": f"{metadata.version('benchbd')} {harness_digest()}",
             "dataset": self.code("datasets", self.config.dataset.partition(":")[0]),
             "model": self.code("models", self.model_name),
             "attacks": {name: self.code("attacks", name) for name in group.attacks},
