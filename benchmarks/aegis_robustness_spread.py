@@ -2,8 +2,8 @@
 whole test split under PGD with AEGIS's robust-training budget (L∞ 8/255, 7 steps of 2/255, random start),
 once per random start (``--starts``); how many images change verdict between the first two starts; and the spread
 of the accuracy over ``--draws`` random draws of ``--images`` test images from the first start's per-image
-verdicts (what the check, ``AEGIS.adversarial_accuracy`` on ``robustness_images`` held-out images, sees), beside
-the binomial standard deviation; and the per-class accuracy.
+verdicts (``AEGIS.robust_verdicts``: what the check, ``AEGIS.adversarial_accuracy`` on ``robustness_images``
+held-out images, sees), beside the binomial standard deviation; and the per-class accuracy.
 
     python benchmarks/aegis_robustness_spread.py RUN_DIR/models/KEY.pt [...] --model narrow-cnn \\
         --dataset gtsrb:every=2,classes=10
@@ -23,22 +23,9 @@ import torch
 from benchbd.data.images import default_data_root
 from benchbd.harness.config import load_dataset
 from benchbd.registry import default_registry
-from benchbd.training.adversarial import pgd_perturb
 from benchbd_builtins.defenses.aegis import AEGIS
 
 BATCH = 256
-
-
-def robust_verdicts(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> np.ndarray:
-    """Per image: still classified correctly after PGD with AEGIS's training budget from a random start."""
-    aegis, generator, correct = AEGIS(), torch.Generator().manual_seed(seed), []
-    for start in range(0, len(x), BATCH):
-        part, labels = x[start : start + BATCH], y[start : start + BATCH]
-        attacked = pgd_perturb(model, part, labels, eps=aegis.train_eps, step_size=aegis.train_step_size,
-                               steps=aegis.train_steps, generator=generator, norm=aegis.train_norm)
-        with torch.no_grad():
-            correct.append((model(attacked).argmax(1) == labels).numpy())
-    return np.concatenate(correct)
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
         starts = []
         for seed in range(args.starts):
             began = time.perf_counter()
-            starts.append(robust_verdicts(model, x, y, seed))
+            starts.append(AEGIS().robust_verdicts(model, x, y, seed))
             print(f"{path}: start {seed}: adversarial accuracy {starts[-1].mean():.4f} on all {len(y)} test images "
                   f"({time.perf_counter() - began:.0f} s)", flush=True)
         first = starts[0]

@@ -325,11 +325,11 @@ class AEGIS(ModelDefense):
         features = np.concatenate([_features(model, own), translated_features]) if len(own) else translated_features
         return features, reached
 
-    def adversarial_accuracy(self, model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
-        """Accuracy on ``x`` (float images in [0, 1]) under PGD with the robust-training budget and a random
-        start: the check that the model is robust, which AEGIS assumes (section III)."""
+    def robust_verdicts(self, model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> np.ndarray:
+        """Per image of ``x`` (float images in [0, 1]): still classified as ``y`` after PGD with the robust-training
+        budget from a random start."""
         generator = torch.Generator(device=x.device).manual_seed(seed)
-        correct = 0
+        correct = []
         for start in range(0, len(x), BATCH):
             part, labels = x[start : start + BATCH], y[start : start + BATCH]
             attacked = pgd_perturb(
@@ -337,8 +337,13 @@ class AEGIS(ModelDefense):
                 generator=generator, norm=self.train_norm,
             )
             with torch.no_grad():
-                correct += int((model(attacked).argmax(1) == labels).sum())
-        return correct / len(x)
+                correct.append((model(attacked).argmax(1) == labels).cpu().numpy())
+        return np.concatenate(correct)
+
+    def adversarial_accuracy(self, model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+        """The share of :meth:`robust_verdicts` that hold: the check that the model is robust, which AEGIS assumes
+        (section III)."""
+        return float(self.robust_verdicts(model, x, y, seed).mean())
 
     def judge(self, features: dict[int, np.ndarray], own_counts: dict[int, int], seed: int = 0) -> ModelVerdict:
         """Steps 3-4 and the decision, on each examined class's features (its training images' first, then its
