@@ -31,15 +31,16 @@ torch.set_num_threads(1)
 # several later files load.
 LONGEST_FILES_FIRST = (
     "test_badloss.py",
-    "test_model_unit.py",
-    "test_training_run_unit.py",
-    "test_ray.py",
-    "test_protocol.py",
     "test_gpu_check.py",
-    "test_neural_cleanse.py",
     "test_blind.py",
+    "test_protocol.py",
+    "test_model_unit.py",
     "test_matrix.py",
+    "test_neural_cleanse.py",
+    "test_training_run_unit.py",
     "test_reliability.py",
+    "test_ray.py",
+    "test_gpu_aegis.py",
     "test_conformance.py",
 )
 

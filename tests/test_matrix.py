@@ -87,7 +87,7 @@ def test_environment_names_benchbds_commit_whatever_the_working_directory(tmp_pa
 
 def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path, tmp_path: Path) -> None:
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "none", "--defenses", "none,spectral",
-            "--device", "cpu", "--out", str(tmp_path)]
+            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path)]
     assert main(argv) == 0
     records = {r["defense"]: r for r in read_records(tmp_path / "results.jsonl")}
     spectral = records["spectral"]
@@ -107,15 +107,15 @@ def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path,
 
 def test_epochs_and_precision_override_the_profile_and_every_record_says_so(tiny_signs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none", "--mode", "single",
-            "--device", "cpu", "--out", str(tmp_path), "--epochs", "2", "--precision", "bf16"]
+            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path), "--epochs", "2", "--precision", "bf16"]
     assert main(argv) == 0
     (record,) = read_records(tmp_path / "results.jsonl")
-    assert record["profile"] == "fast (epochs=2, precision=bf16)"
+    assert record["profile"] == "cpu (epochs=2, precision=bf16)"
     profile = json.loads((tmp_path / "config.json").read_text())["profile"]
     assert profile["epochs"] == 2 and profile["precision"] == "bf16"
     progress = capsys.readouterr().err
     assert "epoch 2/2" in progress and "epoch 1/8" not in progress
-    assert "profile fast (epochs=2, precision=bf16)" in (tmp_path / "leaderboard.md").read_text()
+    assert "profile cpu (epochs=2, precision=bf16)" in (tmp_path / "leaderboard.md").read_text()
     plan = Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=["none"], device="cpu", precision="bf16"), default_registry())
     assert plan.default_out().name.endswith("-fast-bf16") and Trainer(plan.profile, plan.device, 0).use_bf16
     with pytest.raises(BenchbdError, match="precision must be auto, fp32, bf16; got 'fp16'"):  # a TOML file's value

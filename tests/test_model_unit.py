@@ -123,10 +123,10 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
 
 def test_a_defenses_own_models_are_cached_under_its_training_fields_only(tiny_signs: Path, tmp_path: Path) -> None:
     """Changing a field the training does not read reuses the defense's trained models; changing one it reads, or
-    the source of training_loss, trains them again."""
+    the source of training_loss, trains them again (2 epochs: what is cached is the point, not what is learned)."""
     def run(**params: float) -> int:
         config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["own-training"], device="cpu",
-                              out=tmp_path, mode="single", clean_models=1, params={"own-training": params})
+                              out=tmp_path, mode="single", clean_models=1, epochs=2, params={"own-training": params})
         assert not Matrix(config, registry_with_detector(), Progress()).run().failed
         return len(list((tmp_path / "models").glob("*.pt")))
 

@@ -35,9 +35,10 @@ def records_of(out: Path, defense: str) -> list[dict]:
 
 
 def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: Path, tmp_path: Path) -> None:
-    """BaDLoss draws its probes and the harness its trusted set: neither may depend on the cells run before."""
+    """BaDLoss draws its probes and the harness its trusted set: neither may depend on the cells run before (2 epochs:
+    the records' equality is the point, not what the models learn)."""
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--mode", "single", "--device", "cpu", "--profile", "cpu",
-            "-P", "patch.ratio=0.1"]
+            "--epochs", "2", "-P", "patch.ratio=0.1"]
     assert main([*argv, "--defenses", "badloss", "--out", str(tmp_path / "alone")]) == 0
     assert main([*argv, "--defenses", "none,spectral,badloss", "--out", str(tmp_path / "after")]) == 0
     assert main([*argv, "--defenses", "none,spectral", "--out", str(tmp_path / "resumed")]) == 0
@@ -199,7 +200,7 @@ def test_benchbds_own_code_names_every_cell_and_model(tiny_signs: Path, monkeypa
 
 def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: Path) -> None:
     """What the blind attack measured about its training comes back with the cached model."""
-    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind", "--device", "cpu", "--profile", "cpu"]
+    argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "blind", "--device", "cpu", "--profile", "cpu", "--epochs", "2"]
     assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "fresh")]) == 0
     assert main([*argv, "--defenses", "spectral", "--out", str(tmp_path / "resumed")]) == 0  # trains and caches
     assert main([*argv, "--defenses", "none", "--out", str(tmp_path / "resumed")]) == 0  # loads the cached model

@@ -29,9 +29,10 @@ def local_ray():
 
 
 def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_path: Path, local_ray, capsys) -> None:
-    """BaDLoss draws its probes, the harness the trusted set: a Ray worker's cell streams are the local ones."""
+    """BaDLoss draws its probes, the harness the trusted set: a Ray worker's cell streams are the local ones (2
+    epochs: the records' equality is the point)."""
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "patch", "--defenses", "none,badloss",
-            "--mode", "single", "--device", "cpu", "--profile", "cpu", "-P", "patch.ratio=0.1"]
+            "--mode", "single", "--device", "cpu", "--profile", "cpu", "--epochs", "2", "-P", "patch.ratio=0.1"]
     assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
     # Ray workers run torch on one thread (local_ray), as this process does: float reductions match bit for bit.
     assert main([*argv, "--out", str(tmp_path / "local")]) == 0
@@ -52,7 +53,7 @@ def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_pat
 def test_ray_tasks_that_request_a_gpu_are_scheduled_and_run(tiny_signs: Path, tmp_path: Path, local_ray) -> None:
     """The executor's GPU branch (each group a task of one GPU) on a CPU-only Ray that declares one."""
     config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch", "single-pixel"], defenses=["none"], mode="single",
-                          device="cpu", profile="cpu", executor="ray", out=tmp_path)
+                          device="cpu", profile="cpu", epochs=2, executor="ray", out=tmp_path)
     plan = Plan(config, default_registry())
     work = plan.pending(set())
     assert len(work) == 2
