@@ -120,6 +120,16 @@ def test_an_edited_plugin_gets_its_cells_computed_again(tiny_signs: Path, tmp_pa
     first, second = read_records(tmp_path / "run" / "results.jsonl")[:2]
     assert first["code"]["defense"] != second["code"]["defense"] and first["code"]["attacks"] == second["code"]["attacks"]
     assert len(list((tmp_path / "run" / "models").glob("*.pt"))) == 1  # the poisoned model's code did not change
+
+    class EditedWhileTheModelLoads(SilentProgress):
+        """Someone edits the plugin while the matrix runs: its record is not the cell that was planned."""
+
+        def cell_started(self, what: str) -> None:
+            source.write_text(source.read_text() + "\nEDITED_DURING_THE_RUN = True\n")
+
+    source.write_text(source.read_text() + "\nCHANGED_AGAIN = True\n")
+    with pytest.warns(UserWarning, match="loudest-pixel / seed 0: computed with other code than this matrix planned with"):
+        assert Matrix(config, registry, EditedWhileTheModelLoads()).run().done == 1
     sys.modules.pop("loudest_pixel")
 
 

@@ -13,14 +13,17 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import benchbd
 
-#: benchbd's modules that no record depends on: they read records, check plugins or talk to the user.
-NOT_RECORDED = ("benchbd.cli", "benchbd.conformance", "benchbd.harness.table", "benchbd.leaderboard", "benchbd.papers",
-                "benchbd.plots", "benchbd.visualize")
+#: benchbd's modules that no record depends on: they read records, check plugins, talk to the user or turn a file
+#: into the config (which the record's identity holds).
+NOT_RECORDED = ("benchbd.cli", "benchbd.conformance", "benchbd.harness.config_file", "benchbd.harness.environment",
+                "benchbd.harness.progress", "benchbd.harness.table", "benchbd.leaderboard", "benchbd.papers", "benchbd.plots",
+                "benchbd.visualize")
 
 
 def digest(obj: Any) -> str:
@@ -62,7 +65,7 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
     """The source files of the module that defines ``obj`` and of the modules of its own top-level package it
     imports, directly or through each other (a helper like ``probes.py``), read from their ``import`` statements.
     Packages' ``__init__`` modules other than the starting one are not followed (they import every plugin of the
-    distribution); compiled modules are left out; benchbd's own modules are covered by its version, not here."""
+    distribution); compiled modules are left out; benchbd's own modules are covered by :func:`harness_digest`, not here."""
     start = inspect.getmodule(obj)
     path = inspect.getsourcefile(start) if start is not None else None
     if start is None or path is None:
@@ -84,13 +87,22 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
 
 def code_text(path: Path) -> str:
     """The code of a Python source file as its digest reads it: the file's syntax tree without its docstrings,
-    written back as source (``ast.unparse``), so comments, docstrings and layout do not count."""
+    written back as source (``ast.unparse``), so comments, docstrings and layout do not count; a file that does
+    not parse (a module being edited) is read as it is."""
     return _code_text(path.read_bytes())
+
+
+def function_code(function: Callable[..., Any]) -> str:
+    """The code of one function or method, read as :func:`code_text` reads a file."""
+    return _code_text(textwrap.dedent(inspect.getsource(function)).encode())
 
 
 @functools.lru_cache(maxsize=512)
 def _code_text(source: bytes) -> str:
-    tree = ast.parse(source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source.decode(errors="replace")
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
@@ -120,7 +132,10 @@ def harness_sources() -> dict[str, Path]:
     root = Path(benchbd.__file__).parent
     sources = {}
     for path in sorted(root.rglob("*.py")):
-        name = ".".join(("benchbd", *path.relative_to(root).with_suffix("").parts))
+        parts = path.relative_to(root).with_suffix("").parts
+        if not all(part.isidentifier() for part in parts):  # an editor's lock or backup file is no module
+            continue
+        name = ".".join(("benchbd", *parts))
         if not any(name == excluded or name.startswith(excluded + ".") for excluded in NOT_RECORDED):
             sources[name] = path
     return sources

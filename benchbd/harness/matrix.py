@@ -9,6 +9,7 @@ groups, and every record is appended as it arrives, so a crash loses no finished
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from benchbd.harness.environment import environment
 from benchbd.harness.executors import run_local, run_on_ray
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
-from benchbd.harness.progress import Progress
+from benchbd.harness.progress import Progress, cell_name
 from benchbd.harness.results import RunDirectory, describe_setting
 from benchbd.registry import Registry
 
@@ -56,6 +57,7 @@ class Matrix:
         run_dir.write_json("environment.json", environment(plan.device))
         finished = {r["config_hash"] for r in existing if r.get("status") in ("ok", "not_applicable")}
         work = plan.pending(finished)
+        planned = {plan.cell_hash(group, name) for group, names in work for name in names}
         skipped = plan.total_cells - sum(len(pending) for _, pending in work)
         self.progress.start(plan.total_cells)
         self.progress.skip(skipped)
@@ -66,9 +68,13 @@ class Matrix:
         done, failed = 0, []
         for record in records:
             run_dir.append(record)
+            if record["config_hash"] not in planned:
+                warnings.warn(f"{cell_name(record)} / seed {record['seed']}: computed with other code than this matrix planned with (a plugin or "
+                              "benchbd changed while it ran, or a Ray worker has other files): a resume computes it again",
+                              stacklevel=2)
             self.progress.cell_finished(record)
             done += 1
             if record["status"] == "error":
-                failed.append(f"{'+'.join(record['attacks']) or 'no attack'} / {record['defense']} / seed {record['seed']}: {record['error']}")
+                failed.append(f"{cell_name(record)} / seed {record['seed']}: {record['error']}")
         self.progress.finish()
         return RunSummary(run_dir.path, done, skipped, failed)

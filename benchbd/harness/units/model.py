@@ -8,7 +8,6 @@ with attack objects of its own, the clean ones on the clean training set.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +17,7 @@ from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progre
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
-from benchbd.harness.digests import digest
+from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
@@ -75,12 +74,12 @@ def labelled(step: Callable[[str, int, int], None], label: str) -> Callable[[str
 
 
 def training_identity(defense: ModelDefense) -> dict[str, Any]:
-    """What a defense's own training of the judged models depends on: the source of its ``training_loss`` method
-    (the functions it calls are benchbd's, covered by its version, or the plugin's own, not followed) and the
-    fields named in ``training_fields`` (all of them when ``None``)."""
+    """What a defense's own training of the judged models depends on: the code of its ``training_loss`` method
+    (the functions it calls are benchbd's, covered by the harness digest in the model key, or the plugin's own, not
+    followed) and the fields named in ``training_fields`` (all of them when ``None``)."""
     params = plugin_params.as_dict(defense)
     fields = params if defense.training_fields is None else {f: params[f] for f in defense.training_fields}
-    return {"defense": defense.name, "fields": fields, "training_loss": inspect.getsource(type(defense).training_loss)}
+    return {"defense": defense.name, "fields": fields, "training_loss": function_code(type(defense).training_loss)}
 
 
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
