@@ -192,6 +192,10 @@ def test_a_digest_reads_the_code_not_its_comments_docstrings_or_layout(tmp_path:
     assert sources_digest({"module": module}) == before
     module.write_text(module.read_text().replace("2 * x", "3 * x"))
     assert sources_digest({"module": module}) != before
+    module.write_text("def half_written(:\n")  # a module being edited is read as it is
+    broken = sources_digest({"module": module})
+    module.write_text("def half_written(x:\n")
+    assert sources_digest({"module": module}) != broken
 
 
 def test_benchbds_own_code_names_every_cell_and_model(tiny_signs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
