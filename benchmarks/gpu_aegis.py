@@ -27,6 +27,13 @@ stopped and keeps what it had finished; ``--out`` is rewritten every few seconds
    images split in the CPU's clean models), 2 draws: which clusters hold the class's own images and which its
    translations. It runs whenever section 1 trained that model, finished or not.
 
+The judgements' clustering runs on the CPU whatever the device: per class a t-SNE of 1,000 points (about 4 s on
+the 2-core AMD EPYC, not faster with 2 threads than 1) and mean shift (6-10 s on one core; its climbs now spread over
+torch's CPU threads, 1.6 times faster on 2), so about 100 s a model there, 500 s for the five: on the device's 16
+cores count on at least 40 s a model (the t-SNEs) beside the robust trainings (2026-12-07, preact-resnet18 features
+of 1,000 GTSRB images, an untrained model's; the CPU's four-clean-models run spent 120-135 s a narrow-cnn model
+between its last translation and the next model).
+
 The matrix's run directory (``NAME.run/``, its models left out) and each section's log lie beside ``--out``.
 ``--quick``: synth-signs (430 training images), narrow-cnn, 2 epochs, 1 clean model, AEGIS cut to class 0 with
 40 seeds; the same code paths.

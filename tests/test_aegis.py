@@ -18,7 +18,8 @@ from benchbd.training.adversarial import adversarial_training_loss, pgd_perturb
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import StepInfo, Trainer, cross_entropy_loss
 from benchbd_builtins.defenses.aegis import (
-    AEGIS, binomial_interval, count_clusters, extra_mass, majority, parse_classes, translate_toward, translation_clusters,
+    AEGIS, binomial_interval, cluster_labels, count_clusters, extra_mass, majority, parse_classes, translate_toward,
+    translation_clusters,
 )
 
 CLASSES = 4
@@ -196,6 +197,13 @@ def test_count_clusters_one_and_two_blobs(method: str) -> None:
     rng = np.random.default_rng(0)
     assert count_clusters(blobs(rng, [100]), method, seed=0) == 1
     assert count_clusters(blobs(rng, [50, 50]), method, seed=0) == 2
+
+
+def test_mean_shift_labels_do_not_depend_on_its_jobs() -> None:
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(centre, 1.0, (150, 2)) for centre in (0, 6, 12)])
+    one = cluster_labels(points, jobs=1)
+    assert len(set(one.tolist())) == 3 and np.array_equal(one, cluster_labels(points, jobs=2))
 
 
 def test_extra_mass_and_class_parsing() -> None:

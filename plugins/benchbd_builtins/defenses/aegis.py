@@ -160,15 +160,19 @@ def bandwidth_of(points: np.ndarray, quantile: float = 0.3) -> float:
 
 
 def cluster_labels(
-    points: np.ndarray, method: Clusterer = "mean-shift", *, bandwidth: float | None = None, min_cluster_size: int = 25
+    points: np.ndarray, method: Clusterer = "mean-shift", *, bandwidth: float | None = None, min_cluster_size: int = 25,
+    jobs: int | None = None,
 ) -> np.ndarray:
-    """Cluster index of every point (−1: HDBSCAN noise). Mean shift uses ``bandwidth`` (estimated when ``None``)."""
+    """Cluster index of every point (−1: HDBSCAN noise). Mean shift uses ``bandwidth`` (estimated when ``None``)
+    and runs its seeds' climbs on torch's CPU threads (``jobs``, default ``torch.get_num_threads()``): each climb is
+    independent, so the labels are the same whatever their number, and on a many-core GPU host the judgement's CPU
+    part shrinks with them (ours)."""
     if method == "mean-shift":
         if bandwidth is None:
             bandwidth = bandwidth_of(points)
         if not bandwidth > 0:  # all points coincide
             return np.zeros(len(points), dtype=np.int64)
-        return MeanShift(bandwidth=bandwidth).fit(points).labels_
+        return MeanShift(bandwidth=bandwidth, n_jobs=jobs or torch.get_num_threads()).fit(points).labels_
     if method == "hdbscan":
         import hdbscan
 
