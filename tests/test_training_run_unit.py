@@ -43,7 +43,8 @@ def test_rttd_cells_report_malicious_and_benign_servers_flagged(tiny_signs: Path
 
 def test_with_no_attack_every_server_is_benign_and_a_flag_is_a_false_positive(tiny_signs: Path, tmp_path: Path) -> None:
     argv = ["matrix", "--dataset", f"npz:{tiny_signs}", "--attacks", "none", "--defenses", "rttd", "--mode", "single",
-            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path), "-P", "rttd.sub_run_steps=4", "-P", "simulation.kernel_noise=0", "--epochs", "4"]
+            "--device", "cpu", "--profile", "cpu", "--out", str(tmp_path), "-P", "rttd.sub_run_steps=4", "-P", "simulation.kernel_noise=0",
+            "--epochs", "4"]
     assert main(argv) == 0
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["status"] == "ok" and record["malicious_servers"] == 0 and not any(record["server_malicious"])

@@ -69,9 +69,9 @@ class Matrix:
         for record in records:
             run_dir.append(record)
             if record["config_hash"] not in planned:
-                warnings.warn(f"{cell_name(record)} / seed {record['seed']}: computed with other code than this matrix planned with (a plugin or "
-                              "benchbd changed while it ran, or a Ray worker has other files): a resume computes it again",
-                              stacklevel=2)
+                warnings.warn(f"{cell_name(record)} / seed {record['seed']}: computed with other code than this matrix "
+                              "planned with (a plugin or benchbd changed while it ran, or a Ray worker has other files): "
+                              "a resume computes it again", stacklevel=2)
             self.progress.cell_finished(record)
             done += 1
             if record["status"] == "error":
