@@ -132,7 +132,7 @@ def test_one_sided_test_ignores_a_primary_closer_than_the_reference_pair() -> No
 # -- parameters and the client's plan ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"distance": "zest"}, "distance"), ({"sub_run_steps": 0}, "sub_run_steps"),
+    [({"distance": "lpips"}, "distance"), ({"sub_run_steps": 0}, "sub_run_steps"), ({"lime_samples": 1}, "lime_samples"),
      ({"replicated": 0}, "replicated"), ({"earliest": 1.0}, "earliest"), ({"alpha": 0.0}, "alpha"),
      ({"benign_fraction": 0.0}, "benign_fraction"), ({"splits": 0}, "splits"), ({"reference_size": 4}, "reference_size")],
 )
@@ -200,11 +200,12 @@ def scripted_context(malicious: list[bool], log: list, seed: int = 0) -> Trainin
     )
 
 
-@pytest.mark.parametrize("distance", ["output", "cka"])
+@pytest.mark.parametrize("distance", ["output", "cka", "zest"])
 def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distance: str) -> None:
     log: list = []
     malicious = [False, True, False, True]
-    defense = ReplicatedTraining(distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96)
+    defense = ReplicatedTraining(distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96,
+                                 lime_samples=200)
     verdict = defense.judge_servers(scripted_context(malicious, log))
     assert verdict.flagged.tolist() == malicious
     assert min(verdict.scores[[1, 3]]) > max(verdict.scores[[0, 2]]) and np.isfinite(verdict.scores).all()

@@ -37,11 +37,11 @@ Distances (on the client's clean reference inputs, ``reference_size`` of them dr
 
 - ``output``: the output-space distance, here the mean over inputs of the total-variation distance between the two
   models' softmax outputs, ½‖p_i(x) − p_j(x)‖₁ (the paper's exact output distance is not in the captions);
-- ``cka``: 1 − linear CKA (Kornblith et al. 2019) of the two models' penultimate features (``model.features``).
-
-Zest (Jia et al. 2022, LIME explanations of the model on reference inputs) is left out: a faithful version needs
-LIME's superpixel segmentation, sampling and weighted linear fits per reference input and model, and an
-approximation would not be the paper's distance.
+- ``cka``: 1 − linear CKA (Kornblith et al. 2019) of the two models' penultimate features (``model.features``);
+- ``zest``: Zest (Jia et al. 2022), the abstract's first metric and figure 5's: the cosine distance of the two
+  models' LIME signatures on the reference inputs (``zest.py``: superpixels, ``lime_samples`` perturbations of
+  each input, least-squares weights to the logits). Zest's own reference set is 128 images, RTTD's reference count
+  is ``reference_size`` (256 by default, for every distance).
 
 Deviations and choices (*ours*):
 
@@ -54,8 +54,8 @@ Deviations and choices (*ours*):
 - Normalisation. Both samples of a test are distances between models returned by the same replicated sub-run (same
   W_t, same k) on the same reference splits of equal size, so they are compared as they are: a common rescaling
   would not change a KS test. Distances of different sub-runs are never pooled, since their scale changes with the
-  learning rate and the training stage; only their p-values are combined (Bonferroni). Both distances are in
-  [0, 1]; CKA is invariant to orthogonal transforms and isotropic scaling of the features.
+  learning rate and the training stage; only their p-values are combined (Bonferroni). The output and CKA
+  distances are in [0, 1], Zest's cosine distance in [0, 2]; CKA is invariant to orthogonal transforms and isotropic scaling of the features.
 - Which sub-runs. The first sub-run and any sub-run starting before ``earliest`` of the job are never replicated:
   replicas of a barely trained model diverge chaotically and their distances are noise. This leaves an attacker who
   misbehaves only early undetected; ``earliest=0`` replicates any sub-run but the first.
@@ -89,8 +89,9 @@ from benchbd import TrainingRunContext, TrainingRunDefense, TrainingRunVerdict, 
 from benchbd.errors import BenchbdError
 from benchbd.params import check
 from benchbd.training.trainer import Checkpoint
+from benchbd_builtins.defenses.zest import LimeProbe, lime_signature, zest_distance
 
-Distance = Literal["output", "cka"]
+Distance = Literal["output", "cka", "zest"]
 
 
 # -- distances between two models on the same reference inputs -----------------------------------------------------
@@ -122,10 +123,10 @@ def cka_distance(x: np.ndarray, y: np.ndarray) -> float:
 def split_distances(outputs: list[np.ndarray], distance: Distance, splits: list[np.ndarray]) -> np.ndarray:
     """Distances between every pair of models, measured on each split of the reference inputs: (S, n, n).
 
-    ``outputs`` are each model's softmax outputs (``output``) or penultimate features (``cka``) on the same
-    reference inputs; ``splits`` index disjoint subsets of them.
+    ``outputs`` are each model's softmax outputs (``output``), penultimate features (``cka``) or Zest signature
+    (``zest``) on the same reference inputs, one row per input; ``splits`` index disjoint subsets of them.
     """
-    measure = output_distance if distance == "output" else cka_distance
+    measure = {"output": output_distance, "cka": cka_distance, "zest": zest_distance}[distance]
     n = len(outputs)
     result = np.zeros((len(splits), n, n))
     for s, part in enumerate(splits):
@@ -198,6 +199,7 @@ class ReplicatedTraining(TrainingRunDefense):
     splits: int = 8
     reference_size: int = 256
     one_sided: bool = True
+    lime_samples: int = 1000
 
     def __post_init__(self) -> None:
         check(self.sub_run_steps >= 1, self.name, "sub_run_steps", ">= 1", self.sub_run_steps)
@@ -208,6 +210,7 @@ class ReplicatedTraining(TrainingRunDefense):
             check(0 < self.benign_fraction <= 1, self.name, "benign_fraction", "in (0, 1] or none", self.benign_fraction)
         check(self.splits >= 1, self.name, "splits", ">= 1", self.splits)
         check(self.reference_size >= 2 * self.splits, self.name, "reference_size", f">= 2 × splits ({2 * self.splits})", self.reference_size)
+        check(self.lime_samples >= 2, self.name, "lime_samples", ">= 2", self.lime_samples)
 
     # -- the client's plan ------------------------------------------------------------------------------------
     def benign_count(self, n: int, malicious_fraction: float) -> int:
@@ -252,6 +255,7 @@ class ReplicatedTraining(TrainingRunDefense):
         reference = context.reference_x[np.sort(rng.choice(len(context.reference_x), size=count, replace=False))]
         size, order = count // self.splits, rng.permutation(count)
         splits = [np.sort(order[s * size : (s + 1) * size]) for s in range(self.splits)]
+        probe = LimeProbe.draw(reference, self.lime_samples, rng) if self.distance == "zest" else None
         benign = self.benign_count(n, context.malicious_fraction)
         _, eligible = self.sub_runs(context.initial.step, context.total_steps)
         m, k = min(self.replicated, len(eligible)), self.sub_run_steps
@@ -260,7 +264,7 @@ class ReplicatedTraining(TrainingRunDefense):
         per_server: list[dict[str, object]] = []
         for primary in range(n):
             picked = self.replicated_sub_runs(eligible, rng)
-            tested, steps_run, replica_steps = self._job(context, primary, set(picked), reference, splits, benign)
+            tested, steps_run, replica_steps = self._job(context, primary, set(picked), reference, probe, splits, benign)
             primary_steps, extra_steps = primary_steps + steps_run, extra_steps + replica_steps
             pvalues = [test.pvalue for _, test, _ in tested]
             if pvalues:
@@ -293,6 +297,9 @@ class ReplicatedTraining(TrainingRunDefense):
             "steps_run_by_primaries": primary_steps,
             "per_server": per_server,
         }
+        if probe is not None:
+            details["lime_samples"] = self.lime_samples
+            details["superpixels_per_reference"] = [len(rows[0]) for rows in probe.keep]
         return TrainingRunVerdict(scores=scores, flagged=flagged, extra_steps=extra_steps, details=details)
 
     def _job(
@@ -301,6 +308,7 @@ class ReplicatedTraining(TrainingRunDefense):
         primary: int,
         picked: set[int],
         reference: np.ndarray,
+        probe: LimeProbe | None,
         splits: list[np.ndarray],
         benign: int,
     ) -> tuple[list[tuple[int, SubRunTest, list[float]]], int, int]:
@@ -321,21 +329,24 @@ class ReplicatedTraining(TrainingRunDefense):
                 continue
             returned = [checkpoint if j == primary else server.run(start, k) for j, server in enumerate(servers)]
             replica_steps += sum(model.step - start.step for j, model in enumerate(returned) if j != primary)
-            outputs = [self._outputs(context, model, reference) for model in returned]
+            outputs = [self._outputs(context, model, reference, probe) for model in returned]
             distances = split_distances(outputs, self.distance, splits)
             whole = distances.mean(axis=0)[primary]
             others = [float(d) for j, d in enumerate(whole) if j != primary]
             tested.append((start.step, judge_sub_run(distances, primary, benign, self.one_sided), others))
         return tested, steps_run, replica_steps
 
-    def _outputs(self, context: TrainingRunContext, checkpoint: Checkpoint, x: np.ndarray) -> np.ndarray:
-        """A returned model's softmax outputs (``output``) or penultimate features (``cka``) on ``x``."""
+    def _outputs(self, context: TrainingRunContext, checkpoint: Checkpoint, x: np.ndarray, probe: LimeProbe | None) -> np.ndarray:
+        """A returned model's softmax outputs (``output``), penultimate features (``cka``) on ``x``, or its Zest
+        signature on ``probe`` (``zest``), one row per reference input."""
         model = context.new_model()
         model.load_state_dict(checkpoint.model)
         model.to(context.trainer.device)
         model.eval()
         if self.distance == "cka":
             return context.trainer.features(model, x)
+        if probe is not None:
+            return lime_signature(probe, lambda images: context.trainer._map(lambda xb, _: model(xb), images).cpu().numpy())
         return torch.softmax(context.trainer._map(lambda xb, _: model(xb), x), dim=1).cpu().numpy()
 
 

@@ -1,0 +1,123 @@
+"""Zest (RTTD's first model distance): quick shift superpixels, LIME's perturbations and least-squares signatures,
+and the class-matched cosine distance, each on constructed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchbd_builtins.defenses.zest import LimeProbe, lime_signature, quickshift, rgb_to_lab, zest_distance
+
+
+def quickshift_pixel_by_pixel(image: np.ndarray, kernel_size: float, ratio: float, max_dist: float) -> np.ndarray:
+    """Quick shift written as its definition reads, one pixel at a time (the vectorised one must agree)."""
+    features = ratio * rgb_to_lab(image.astype(np.float64))
+    height, width, _ = features.shape
+    reach = math.ceil(3 * kernel_size)
+
+    def window(r: int, c: int) -> list[tuple[int, int]]:
+        return [(r2, c2) for r2 in range(max(r - reach, 0), min(r + reach + 1, height))
+                for c2 in range(max(c - reach, 0), min(c + reach + 1, width))]
+
+    def squared(r: int, c: int, r2: int, c2: int) -> float:
+        return float(((features[r, c] - features[r2, c2]) ** 2).sum() + (r - r2) ** 2 + (c - c2) ** 2)
+
+    density = np.array([[sum(math.exp(-0.5 * squared(r, c, *q) / kernel_size**2) for q in window(r, c))
+                         for c in range(width)] for r in range(height)])
+    density += np.random.default_rng(42).normal(scale=1e-5, size=(height, width))
+    parent = {}
+    for r in range(height):
+        for c in range(width):
+            higher = [q for q in window(r, c) if density[q] > density[r, c]]
+            nearest = min(higher, key=lambda q: squared(r, c, *q), default=None)  # the first of equals, as skimage
+            far = nearest is None or math.sqrt(squared(r, c, *nearest)) > max_dist
+            parent[r, c] = (r, c) if far else nearest
+    roots = {}
+    for pixel in parent:
+        root = pixel
+        while parent[root] != root:
+            root = parent[root]
+        roots[pixel] = root
+    order = sorted(set(roots.values()), key=lambda q: q[0] * width + q[1])
+    return np.array([[order.index(roots[r, c]) for c in range(width)] for r in range(height)])
+
+
+def test_lab_of_known_colours() -> None:
+    colours = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    lab = rgb_to_lab(colours)
+    assert lab[0] == pytest.approx([100.0, 0.0, 0.0], abs=0.01)
+    assert lab[1] == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
+    assert lab[2] == pytest.approx([53.24, 80.09, 67.20], abs=0.02)  # sRGB red under D65
+    assert lab[3] == pytest.approx([32.30, 79.19, -107.86], abs=0.02)  # sRGB blue
+
+
+@pytest.mark.parametrize(("kernel_size", "max_dist"), [(4.0, 200.0), (1.0, 200.0), (1.0, 3.0)])
+def test_quickshift_agrees_with_its_pixel_by_pixel_definition(kernel_size: float, max_dist: float) -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 6, 7, 3)).astype(np.float64)
+    images[1, :, :4] = [250.0, 10.0, 10.0]  # flat regions, where densities tie but for the tie-breaking noise
+    labels = quickshift(images, kernel_size=kernel_size, ratio=0.2, max_dist=max_dist)
+    expected = [quickshift_pixel_by_pixel(image, kernel_size, 0.2, max_dist) for image in images]
+    assert [np.array_equal(got, want) for got, want in zip(labels, expected)] == [True] * 3
+    assert len(np.unique(labels[2])) > 1  # not a vacuous agreement on one superpixel
+
+
+def test_quickshift_cuts_two_flat_colours_apart() -> None:
+    image = np.zeros((1, 16, 16, 3))
+    image[0, :, :8] = [255.0, 0.0, 0.0]
+    image[0, :, 8:] = [0.0, 0.0, 255.0]
+    labels = quickshift(image)[0]
+    assert len(np.unique(labels[:, :8])) == 1 and len(np.unique(labels[:, 8:])) == 1
+    assert labels[0, 0] != labels[0, 15]
+
+
+def test_the_probe_keeps_the_whole_image_first_and_fills_hidden_superpixels_with_the_mean_colour() -> None:
+    rng = np.random.default_rng(1)
+    images = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    images[:, :, :8] = [200, 40, 40]
+    images[:, :, 8:] = [40, 40, 200]
+    probe = LimeProbe.draw(images, samples=64, rng=rng)
+    assert [rows.shape for rows in probe.keep] == [(64, 2), (64, 2)]
+    assert (probe.keep[0][0] == 1).all() and 0.3 < probe.keep[0][1:].mean() < 0.7
+    perturbed = probe.perturbed(0)
+    assert np.array_equal(perturbed[0], images[0])
+    assert probe.fill.tolist() == [120, 40, 120]
+    for rows, image in zip(probe.keep[0], perturbed):
+        for segment, kept in enumerate(rows):
+            region = image[probe.segments[0] == segment]
+            assert (region == (images[0][probe.segments[0] == segment] if kept else probe.fill)).all()
+
+
+def test_the_signature_of_a_model_linear_in_its_pixels_is_each_superpixels_contribution() -> None:
+    """For logits linear in the image, f(x) = W·vec(x), a perturbation's logits are f(fill) plus, per kept
+    superpixel, W·(its pixels − fill there): the least-squares fit on the keep-vectors must return those terms
+    (the whole-image fill term spread over the superpixels, since the fit has no intercept, is zero here)."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(3, 10, 10, 3), dtype=np.uint8)
+    probe = LimeProbe.draw(images, samples=300, rng=rng)
+    probe = LimeProbe(probe.images, probe.segments, probe.keep, np.zeros(3, dtype=np.uint8))  # fill 0: f(fill) = 0
+    weights = rng.normal(size=(4, 10 * 10 * 3))
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1).astype(np.float64) / 255 @ weights.T
+
+    signature = lime_signature(probe, logits)
+    widest = max(rows.shape[1] for rows in probe.keep)
+    assert signature.shape == (3, widest, 4)
+    for i, image in enumerate(images):
+        count = probe.keep[i].shape[1]
+        for segment in range(count):
+            alone = np.where((probe.segments[i] == segment)[..., None], image, 0)[None]
+            assert signature[i, segment] == pytest.approx(logits(alone)[0], abs=1e-8)
+        assert (signature[i, count:] == 0).all()
+
+
+def test_zest_distance_is_zero_up_to_the_order_of_classes_and_grows_with_the_difference() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(20, 6, 5))
+    assert zest_distance(a, a.copy()) == pytest.approx(0.0, abs=1e-12)
+    assert zest_distance(a, 2.5 * a[..., [3, 0, 4, 1, 2]]) == pytest.approx(0.0, abs=1e-12)  # classes matched, scale-free
+    near, far = a + 0.1 * rng.normal(size=a.shape), a + 1.0 * rng.normal(size=a.shape)
+    assert 0 < zest_distance(a, near) < zest_distance(a, far)
+    assert zest_distance(a, far) == pytest.approx(zest_distance(far, a), abs=1e-12)
