@@ -193,7 +193,8 @@ class TrainingRunContext:
     profile). ``new_model`` builds a model to load a checkpoint's weights into; ``trainer`` runs batched
     inference (``predict``-style helpers, ``features``). ``reference_x`` are clean held-out images (uint8).
     ``malicious_fraction`` is the share of malicious servers the threat model declares (RTTD's client assumes a
-    benign fraction r, figure 4), never which servers they are.
+    benign fraction r, figure 4), never which servers they are. ``progress(what, done, total)`` shows a long
+    judgement's progress beside the cell, as :class:`ModelContext`'s does.
     """
 
     servers: list[Server]
@@ -204,6 +205,7 @@ class TrainingRunContext:
     reference_x: np.ndarray
     rng: np.random.Generator
     malicious_fraction: float
+    progress: Callable[[str, int, int], None] = no_progress
 
 
 @dataclass

@@ -206,7 +206,9 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     malicious = [False, True, False, True]
     defense = ReplicatedTraining(distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96,
                                  lime_samples=200)
-    verdict = defense.judge_servers(scripted_context(malicious, log))
+    context, reports = scripted_context(malicious, log), []
+    context.progress = lambda what, done, total: reports.append((what, done, total))
+    verdict = defense.judge_servers(context)
     assert verdict.flagged.tolist() == malicious
     assert min(verdict.scores[[1, 3]]) > max(verdict.scores[[0, 2]]) and np.isfinite(verdict.scores).all()
     n, m, k = 4, 2, 5
@@ -214,6 +216,8 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     drawn = [len(record["start_step"]) for record in details["per_server"]]
     assert min(drawn) >= 1, drawn  # this seed's draws judge every primary
     assert verdict.extra_steps == sum(drawn) * k * (n - 1)
+    assert [(done, total) for _, done, total in reports] == [(j, n) for _ in range(sum(drawn)) for j in range(1, n + 1)]
+    assert reports[-1][0] == f"server 4/4's job, replicated sub-run {drawn[3]}/{drawn[3]}: models measured"
     assert (details["m"], details["k"], details["splits"], details["reference_inputs"]) == (m, k, 6, 96)
     assert details["replication_probability"] == pytest.approx(2 / 7)  # sub-runs 5..11 start at step 24 or later
     assert details["overhead_fraction"] == pytest.approx(m * k * (n - 1) / 60)

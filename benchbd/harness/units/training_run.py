@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchbd.defenses import Server, TrainingRunContext, TrainingRunDefense
+from benchbd.defenses import Server, TrainingRunContext, TrainingRunDefense, no_progress
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.servers import build_servers
-from benchbd.harness.units.model import defender_clean
+from benchbd.harness.units.model import defender_clean, labelled
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import TrainingRun
 from benchbd.harness.workbench import PoisonedGroup, Workbench
@@ -34,13 +34,13 @@ TITLE = "Table 5: training-run detection (% of servers; overhead in % of the ser
 
 def training_run_context(
     servers: list[Server], job: TrainingRun, new_model: Callable[[], ImageClassifier], *, reference_x: np.ndarray,
-    rng: np.random.Generator, malicious_fraction: float,
+    rng: np.random.Generator, malicious_fraction: float, progress: Callable[[str, int, int], None] = no_progress,
 ) -> TrainingRunContext:
     """The :class:`TrainingRunContext` of a client's ``job`` (not yet run) outsourced to ``servers``, as the
     harness, the conformance kit and the tests build it."""
     return TrainingRunContext(
         servers=servers, initial=job.checkpoint(), total_steps=job.total_steps, new_model=new_model,
-        trainer=job.trainer, reference_x=reference_x, rng=rng, malicious_fraction=malicious_fraction,
+        trainer=job.trainer, reference_x=reference_x, rng=rng, malicious_fraction=malicious_fraction, progress=progress,
     )
 
 
@@ -60,6 +60,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: TrainingRunDefense, n
         list(servers), job, lambda: bench.fresh_model(seed),
         reference_x=defender_clean(data.x_test, data.y_test, plan.stream(group, "defender-clean"))[0],
         rng=plan.stream(group, "defense", name), malicious_fraction=simulation.malicious_fraction,
+        progress=labelled(bench.step, name),
     )
     verdict = defense.judge_servers(context)
     scores = np.asarray(verdict.scores, dtype=np.float64)

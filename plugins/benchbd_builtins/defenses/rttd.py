@@ -329,7 +329,11 @@ class ReplicatedTraining(TrainingRunDefense):
                 continue
             returned = [checkpoint if j == primary else server.run(start, k) for j, server in enumerate(servers)]
             replica_steps += sum(model.step - start.step for j, model in enumerate(returned) if j != primary)
-            outputs = [self._outputs(context, model, reference, probe) for model in returned]
+            label = f"server {primary + 1}/{len(servers)}'s job, replicated sub-run {len(tested) + 1}/{len(picked)}: models measured"
+            outputs = []
+            for model in returned:
+                outputs.append(self._outputs(context, model, reference, probe))
+                context.progress(label, len(outputs), len(returned))
             distances = split_distances(outputs, self.distance, splits)
             whole = distances.mean(axis=0)[primary]
             others = [float(d) for j, d in enumerate(whole) if j != primary]
