@@ -250,6 +250,17 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     assert details["steps_run_by_primaries"] == sum(5 * len([c for c in job if c[0] == p]) for p, job in enumerate(jobs))
 
 
+def test_every_distance_replicates_the_same_sub_runs() -> None:
+    """Common random numbers: Zest's perturbations come from their own stream, so the same seed replicates the same
+    sub-runs of the same jobs whichever distance judges them."""
+    drawn = {}
+    for distance in ["output", "cka", "zest"]:
+        defense = ReplicatedTraining(distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=20)
+        verdict = defense.judge_servers(scripted_context([False, True, False, True], [], seed=3))
+        drawn[distance] = [record["start_step"] for record in verdict.details["per_server"]]
+    assert drawn["output"] == drawn["cka"] == drawn["zest"] and any(drawn["output"])
+
+
 def test_each_sub_run_is_replicated_with_probability_m_over_the_eligible_count() -> None:
     """Figure 1's probabilistic submission: m replicated sub-runs in expectation, any eligible one equally likely,
     sometimes none; all of them when m is at least their count."""

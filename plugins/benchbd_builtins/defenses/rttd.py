@@ -255,7 +255,8 @@ class ReplicatedTraining(TrainingRunDefense):
         reference = context.reference_x[np.sort(rng.choice(len(context.reference_x), size=count, replace=False))]
         size, order = count // self.splits, rng.permutation(count)
         splits = [np.sort(order[s * size : (s + 1) * size]) for s in range(self.splits)]
-        probe = LimeProbe.draw(reference, self.lime_samples, rng) if self.distance == "zest" else None
+        # Zest's perturbations come from a child stream, so that every other draw is the same whatever the distance.
+        probe = LimeProbe.draw(reference, self.lime_samples, rng.spawn(1)[0]) if self.distance == "zest" else None
         benign = self.benign_count(n, context.malicious_fraction)
         _, eligible = self.sub_runs(context.initial.step, context.total_steps)
         m, k = min(self.replicated, len(eligible)), self.sub_run_steps
