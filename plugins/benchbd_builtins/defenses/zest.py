@@ -14,13 +14,14 @@ Zest compares two models by local linear explanations (LIME, Ribeiro et al. 2016
    the other (:func:`zest_distance`).
 
 The Zest paper is not among benchbd's seed papers. The choices the steps above leave open follow its released code
-(read, not copied, in the public index; the repository's name was not shown there): 128 reference images and 1,000
-perturbations each; quickshift with LIME's parameters (kernel size 4, ratio 0.2, max distance 200), run on the
-images' 0-255 values as floats, which skimage does not rescale, so its L*a*b* conversion sees values up to 255 and
-cuts a 32×32 GTSRB image into about 15 superpixels (on [0, 1] values most get one); hidden superpixels set to 0 in
-the network's normalised input space, i.e. the normalisation's mean colour; the model's raw outputs (logits), not
-probabilities; an unweighted least-squares fit without intercept, ``pinv(MᵀM)Mᵀy`` (no LIME kernel weighting);
-greedy class matching by the smallest column distance; and the cosine distance of the whole flattened signatures.
+(read, not copied, in a public code index that did not name the repository; a re-implementation in a model
+fingerprinting benchmark makes the same ones): 128 reference images and 1,000 perturbations each; quickshift with
+LIME's parameters (kernel size 4, ratio 0.2, max distance 200), run on the images' 0-255 values as floats, which
+skimage does not rescale, so its L*a*b* conversion sees values up to 255 (docs/findings.md, "rttd": how many
+superpixels that gives, against [0, 1] values); hidden superpixels set to 0 in the network's normalised input
+space, i.e. the normalisation's mean colour; the model's raw outputs (logits), not probabilities; an unweighted
+least-squares fit without intercept, ``pinv(MᵀM)Mᵀy`` (no LIME kernel weighting); greedy class matching by the
+smallest column distance; and the cosine distance of the whole flattened signatures.
 *Ours*: benchbd's models take [0, 1] images without a normalisation, so the hidden superpixels take the mean
 colour of the reference images themselves (rounded to uint8); the least-squares solution is numpy's minimum-norm
 ``lstsq``, equal to ``pinv(MᵀM)Mᵀy``.
