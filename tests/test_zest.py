@@ -63,6 +63,43 @@ def test_quickshift_agrees_with_its_pixel_by_pixel_definition(kernel_size: float
     assert len(np.unique(labels[2])) > 1  # not a vacuous agreement on one superpixel
 
 
+#: skimage 0.26.0's ``quickshift(image, kernel_size=K, ratio=0.2, max_dist=200)`` of :func:`skimage_inputs`.
+SKIMAGE_LABELS = {
+    4.0: [
+        [[2, 2, 2, 2, 2, 3, 36, 0, 1], [2, 2, 2, 2, 2, 3, 4, 5, 6], [2, 2, 2, 2, 2, 7, 8, 9, 10], [2, 2, 2, 2, 2, 11, 12, 13, 14],
+         [15, 22, 16, 17, 18, 19, 20, 21, 22], [23, 24, 25, 38, 26, 27, 28, 29, 30], [7, 5, 31, 32, 23, 33, 1, 34, 35],
+         [36, 37, 38, 39, 40, 41, 42, 41, 43]],
+        [[10, 27, 7, 0, 6, 7, 29, 1, 17], [27, 2, 23, 27, 23, 15, 9, 21, 3], [4, 5, 6, 15, 7, 8, 29, 21, 9],
+         [27, 10, 23, 11, 8, 7, 12, 29, 13], [26, 14, 2, 23, 15, 16, 8, 29, 17], [18, 19, 20, 15, 7, 29, 21, 29, 1],
+         [18, 22, 27, 23, 11, 24, 1, 1, 9], [25, 26, 27, 24, 28, 29, 15, 12, 30]],
+    ],
+    1.0: [
+        [[3, 3, 3, 3, 3, 4, 0, 1, 2], [3, 3, 3, 3, 3, 4, 5, 6, 7], [3, 3, 3, 3, 3, 8, 9, 10, 11], [3, 3, 3, 3, 3, 12, 13, 14, 15],
+         [16, 17, 18, 19, 20, 21, 22, 23, 24], [25, 26, 27, 44, 28, 29, 30, 31, 32], [33, 34, 35, 36, 37, 38, 39, 40, 41],
+         [42, 43, 44, 45, 46, 47, 48, 47, 49]],
+        [[19, 0, 15, 1, 14, 16, 2, 3, 4], [18, 5, 6, 7, 8, 9, 17, 10, 11], [12, 13, 14, 9, 15, 16, 22, 10, 17],
+         [18, 19, 8, 20, 16, 15, 21, 22, 23], [37, 24, 5, 8, 25, 26, 16, 22, 27], [28, 29, 30, 25, 15, 22, 31, 22, 16],
+         [28, 32, 18, 33, 20, 34, 16, 16, 35], [36, 37, 38, 34, 39, 40, 15, 35, 41]],
+    ],
+}
+
+
+def skimage_inputs() -> np.ndarray:
+    """Two 8×9 images as 0-255 floats (Zest's input to quickshift): noise with a flat block; a noisy gradient."""
+    images = np.random.default_rng(7).integers(0, 256, size=(2, 8, 9, 3)).astype(np.float64)
+    images[0, :4, :5] = [30, 200, 60]
+    images[1] = np.clip(images[1] * 0.3 + np.linspace(0, 170, 9)[None, :, None], 0, 255).round()
+    return images
+
+
+@pytest.mark.parametrize("kernel_size", [4.0, 1.0])
+def test_quickshift_reproduces_skimages_label_maps(kernel_size: float) -> None:
+    """An independent check of fidelity: label maps skimage computed (benchmarks/zest_quickshift_vs_skimage.py
+    compares the two on real images)."""
+    labels = quickshift(skimage_inputs(), kernel_size=kernel_size, ratio=0.2, max_dist=200.0)
+    assert labels.tolist() == SKIMAGE_LABELS[kernel_size]
+
+
 def test_quickshift_cuts_two_flat_colours_apart() -> None:
     image = np.zeros((1, 16, 16, 3))
     image[0, :, :8] = [255.0, 0.0, 0.0]
@@ -113,6 +150,23 @@ def test_the_signature_of_a_model_linear_in_its_pixels_is_each_superpixels_contr
         assert (signature[i, count:] == 0).all()
 
 
+def test_the_signature_does_not_depend_on_how_many_perturbations_go_through_the_model_at_once(monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    probe = LimeProbe.draw(rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8), samples=40, rng=rng)
+    weights = rng.normal(size=(3, 8 * 8 * 3))
+    calls: list[int] = []
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return np.tanh(x.reshape(len(x), -1).astype(np.float64) / 255 @ weights.T)
+
+    whole = lime_signature(probe, logits)
+    monkeypatch.setattr("benchbd_builtins.defenses.zest.PERTURBED_PER_PASS", 80)
+    in_parts = lime_signature(probe, logits)
+    assert calls == [200, 80, 80, 40]
+    assert np.allclose(whole, in_parts, rtol=0, atol=1e-12)
+
+
 def test_zest_distance_is_zero_up_to_the_order_of_classes_and_grows_with_the_difference() -> None:
     rng = np.random.default_rng(3)
     a = rng.normal(size=(20, 6, 5))
@@ -121,3 +175,7 @@ def test_zest_distance_is_zero_up_to_the_order_of_classes_and_grows_with_the_dif
     near, far = a + 0.1 * rng.normal(size=a.shape), a + 1.0 * rng.normal(size=a.shape)
     assert 0 < zest_distance(a, near) < zest_distance(a, far)
     assert zest_distance(a, far) == pytest.approx(zest_distance(far, a), abs=1e-12)
+    assert zest_distance(a, -a) > 1  # cosine distance reaches past 1 for opposed signatures
+    # Zero rows (the padding of references with fewer superpixels) change nothing.
+    padded_a, padded_far = np.pad(a, ((0, 0), (0, 3), (0, 0))), np.pad(far, ((0, 0), (0, 3), (0, 0)))
+    assert zest_distance(padded_a, padded_far) == pytest.approx(zest_distance(a, far), abs=1e-12)
