@@ -29,7 +29,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="gtsrb", help="a dataset spec, as benchbd matrix takes it (default gtsrb)")
     parser.add_argument("--images", type=int, default=200, help="test images compared (default 200)")
-    parser.add_argument("--data-root", type=Path, help="where the prepared datasets lie (default: $BENCHBD_DATA or ~/.cache/benchbd)")
+    parser.add_argument("--data-root", type=Path,
+                        help="where the prepared datasets lie (default: $BENCHBD_DATA or ~/.cache/benchbd)")
     args = parser.parse_args()
     try:
         from skimage.segmentation import quickshift as skimage_quickshift
@@ -37,14 +38,16 @@ def main() -> int:
         print("this comparison needs scikit-image: pip install scikit-image", file=sys.stderr)
         return 2
     data = load_dataset(default_registry(), args.dataset, args.data_root or default_data_root())
-    picked = data.x_test[np.random.default_rng(0).choice(len(data.x_test), size=min(args.images, len(data.x_test)), replace=False)]
+    count = min(args.images, len(data.x_test))
+    picked = data.x_test[np.random.default_rng(0).choice(len(data.x_test), size=count, replace=False)]
     for scale_name, scale in [("0-255 floats (Zest's code)", 1.0), ("[0, 1]", 1 / 255)]:
         images = picked.astype(np.float64) * scale
         start = time.perf_counter()
         ours = quickshift(images)
         ours_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        theirs = [skimage_quickshift(image, kernel_size=LIME_KERNEL_SIZE, ratio=LIME_RATIO, max_dist=LIME_MAX_DIST) for image in images]
+        theirs = [skimage_quickshift(image, kernel_size=LIME_KERNEL_SIZE, ratio=LIME_RATIO, max_dist=LIME_MAX_DIST)
+                  for image in images]
         theirs_seconds = time.perf_counter() - start
         same = sum(np.array_equal(a, b) for a, b in zip(ours, theirs))
         counts = np.array([labels.max() + 1 for labels in theirs])

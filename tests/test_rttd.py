@@ -204,8 +204,9 @@ def scripted_context(malicious: list[bool], log: list, seed: int = 0) -> Trainin
 def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distance: str) -> None:
     log: list = []
     malicious = [False, True, False, True]
-    defense = ReplicatedTraining(distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96,
-                                 lime_samples=200)
+    defense = ReplicatedTraining(
+        distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96, lime_samples=200
+    )
     context, reports = scripted_context(malicious, log), []
     context.progress = lambda what, done, total: reports.append((what, done, total))
     verdict = defense.judge_servers(context)
@@ -255,7 +256,9 @@ def test_every_distance_replicates_the_same_sub_runs() -> None:
     sub-runs of the same jobs whichever distance judges them."""
     drawn = {}
     for distance in ["output", "cka", "zest"]:
-        defense = ReplicatedTraining(distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=20)
+        defense = ReplicatedTraining(
+            distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=20
+        )
         verdict = defense.judge_servers(scripted_context([False, True, False, True], [], seed=3))
         drawn[distance] = [record["start_step"] for record in verdict.details["per_server"]]
     assert drawn["output"] == drawn["cka"] == drawn["zest"] and any(drawn["output"])

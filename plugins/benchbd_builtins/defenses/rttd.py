@@ -55,7 +55,13 @@ Deviations and choices (*ours*):
   W_t, same k) on the same reference splits of equal size, so they are compared as they are: a common rescaling
   would not change a KS test. Distances of different sub-runs are never pooled, since their scale changes with the
   learning rate and the training stage; only their p-values are combined (Bonferroni). The output and CKA
-  distances are in [0, 1], Zest's cosine distance in [0, 2]; CKA is invariant to orthogonal transforms and isotropic scaling of the features.
+  distances are in [0, 1], Zest's cosine distance in [0, 2]; CKA is invariant to orthogonal transforms and
+  isotropic scaling of the features.
+- Zest on splits. Zest's reference set is 128 images; here it is ``reference_size`` for every distance (256 by
+  default; 128 is Zest's), and each split's Zest distance matches the two models' classes on that split's
+  signatures alone (Zest matches them once, over its whole signature).
+- Precision. Every returned model is measured in float32, whatever precision the servers train in (a bf16 profile
+  on a GPU): the client's measurement should not round away the small distances between benign replicas.
 - Which sub-runs. The first sub-run and any sub-run starting before ``earliest`` of the job are never replicated:
   replicas of a barely trained model diverge chaotically and their distances are noise. This leaves an attacker who
   misbehaves only early undetected; ``earliest=0`` replicates any sub-run but the first.
@@ -79,7 +85,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -265,7 +271,9 @@ class ReplicatedTraining(TrainingRunDefense):
         per_server: list[dict[str, object]] = []
         for primary in range(n):
             picked = self.replicated_sub_runs(eligible, rng)
-            tested, steps_run, replica_steps = self._job(context, primary, set(picked), reference, probe, splits, benign)
+            tested, steps_run, replica_steps = self._job(
+                context, primary, set(picked), reference, probe, splits, benign
+            )
             primary_steps, extra_steps = primary_steps + steps_run, extra_steps + replica_steps
             pvalues = [test.pvalue for _, test, _ in tested]
             if pvalues:
@@ -330,7 +338,8 @@ class ReplicatedTraining(TrainingRunDefense):
                 continue
             returned = [checkpoint if j == primary else server.run(start, k) for j, server in enumerate(servers)]
             replica_steps += sum(model.step - start.step for j, model in enumerate(returned) if j != primary)
-            label = f"server {primary + 1}/{len(servers)}'s job, replicated sub-run {len(tested) + 1}/{len(picked)}: models measured"
+            label = (f"server {primary + 1}/{len(servers)}'s job, "
+                     f"replicated sub-run {len(tested) + 1}/{len(picked)}: models measured")
             outputs = []
             for model in returned:
                 outputs.append(self._outputs(context, model, reference, probe))
@@ -341,18 +350,28 @@ class ReplicatedTraining(TrainingRunDefense):
             tested.append((start.step, judge_sub_run(distances, primary, benign, self.one_sided), others))
         return tested, steps_run, replica_steps
 
-    def _outputs(self, context: TrainingRunContext, checkpoint: Checkpoint, x: np.ndarray, probe: LimeProbe | None) -> np.ndarray:
+    def _outputs(
+        self, context: TrainingRunContext, checkpoint: Checkpoint, x: np.ndarray, probe: LimeProbe | None
+    ) -> np.ndarray:
         """A returned model's softmax outputs (``output``), penultimate features (``cka``) on ``x``, or its Zest
-        signature on ``probe`` (``zest``), one row per reference input."""
+        signature on ``probe`` (``zest``), one row per reference input; computed in float32."""
         model = context.new_model()
         model.load_state_dict(checkpoint.model)
         model.to(context.trainer.device)
         model.eval()
+
+        def in_float32(forward: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray) -> torch.Tensor:
+            def call(xb: torch.Tensor, _: slice) -> torch.Tensor:
+                with torch.autocast(device_type=xb.device.type, enabled=False):
+                    return forward(xb.float())
+            return context.trainer._map(call, images)
+
         if self.distance == "cka":
-            return context.trainer.features(model, x)
-        if probe is not None:
-            return lime_signature(probe, lambda images: context.trainer._map(lambda xb, _: model(xb), images).cpu().numpy())
-        return torch.softmax(context.trainer._map(lambda xb, _: model(xb), x), dim=1).cpu().numpy()
+            return in_float32(model.features, x).cpu().numpy()
+        if self.distance == "zest":
+            assert probe is not None
+            return lime_signature(probe, lambda images: in_float32(model, images).cpu().numpy())
+        return torch.softmax(in_float32(model, x), dim=1).cpu().numpy()
 
 
 @hookimpl

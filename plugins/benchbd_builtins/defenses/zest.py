@@ -14,8 +14,9 @@ Zest compares two models by local linear explanations (LIME, Ribeiro et al. 2016
    the other (:func:`zest_distance`).
 
 The Zest paper is not among benchbd's seed papers. The choices the steps above leave open follow its released code
-(read, not copied, in a public code index that did not name the repository; a re-implementation in a model
-fingerprinting benchmark makes the same ones): 128 reference images and 1,000 perturbations each; quickshift with
+as a public code index holds it (read, not copied; the index did not name the repository, so it is not cited by
+name here; a model-fingerprinting benchmark's re-implementation, also unnamed there, makes the same choices):
+128 reference images and 1,000 perturbations each; quickshift with
 LIME's parameters (kernel size 4, ratio 0.2, max distance 200), run on the images' 0-255 values as floats, which
 skimage does not rescale, so its L*a*b* conversion sees values up to 255 (docs/findings.md, "rttd": how many
 superpixels that gives, against [0, 1] values); hidden superpixels set to 0 in the network's normalised input
@@ -24,7 +25,8 @@ least-squares fit without intercept, ``pinv(MᵀM)Mᵀy`` (no LIME kernel weight
 smallest column distance; and the cosine distance of the whole flattened signatures.
 *Ours*: benchbd's models take [0, 1] images without a normalisation, so the hidden superpixels take the mean
 colour of the reference images themselves (rounded to uint8); the least-squares solution is numpy's minimum-norm
-``lstsq``, equal to ``pinv(MᵀM)Mᵀy``.
+``lstsq``, equal to ``pinv(MᵀM)Mᵀy``; quickshift runs in float64 whatever the input's dtype (skimage keeps float32
+input in float32).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.0
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 #: LIME's quickshift parameters for images (lime_image.LimeImageExplainer's default segmentation).
 LIME_KERNEL_SIZE, LIME_RATIO, LIME_MAX_DIST = 4.0, 0.2, 200.0
-#: Perturbed images per model forward pass.
+#: Perturbed images handed to the model's ``outputs`` at once (it batches them further).
 PERTURBED_PER_PASS = 16_384
 
 
@@ -60,15 +62,19 @@ def _overlap(size: int, shift: int) -> tuple[slice, slice]:
 
 
 def quickshift(
-    images: np.ndarray, kernel_size: float = LIME_KERNEL_SIZE, ratio: float = LIME_RATIO, max_dist: float = LIME_MAX_DIST,
+    images: np.ndarray,
+    kernel_size: float = LIME_KERNEL_SIZE,
+    ratio: float = LIME_RATIO,
+    max_dist: float = LIME_MAX_DIST,
 ) -> np.ndarray:
     """Quick shift superpixels (Vedaldi & Soatto 2008) of RGB images (N, H, W, 3), float in the scale given (as
     skimage takes a float image): labels (N, H, W), 0..S−1 in each image.
 
-    skimage's ``segmentation.quickshift`` with ``sigma=0`` and its default tie-breaking seed (42): pixels are points
-    (ratio·L*a*b*, row, column); a pixel's density is the sum of exp(−d²/2σ²), σ = ``kernel_size``, over the pixels
-    within ⌈3σ⌉ rows and columns; each pixel links to the nearest pixel of higher density in that window, unless
-    it is farther than ``max_dist``; each tree of links is a superpixel.
+    skimage's ``segmentation.quickshift`` with ``sigma=0`` and its default tie-breaking seed (42): pixels are
+    points (ratio·L*a*b*, row, column); a pixel's density is the sum of exp(−d²/2σ²), σ = ``kernel_size``, over
+    the pixels within ⌈3σ⌉ rows and columns (skimage's tie-breaking noise first, as skimage sums them); each pixel
+    links to the nearest pixel of higher density in that window, unless it is farther than ``max_dist``; each
+    tree of links is a superpixel.
     """
     features = ratio * rgb_to_lab(images.astype(np.float64))
     count, height, width, _ = features.shape
@@ -81,11 +87,11 @@ def quickshift(
         squared = ((features[here] - features[there]) ** 2).sum(axis=-1) + dr * dr + dc * dc
         return here, there, squared
 
-    density = np.zeros((count, height, width))
+    noise = np.random.default_rng(42).normal(scale=1e-5, size=(height, width))  # skimage's tie-breaking
+    density = np.broadcast_to(noise, (count, height, width)).copy()
     for dr, dc in offsets:
         here, _, squared = windows(dr, dc)
         density[here] += np.exp(-0.5 * squared / kernel_size**2)
-    density += np.random.default_rng(42).normal(scale=1e-5, size=(height, width))  # skimage's tie-breaking
     index = np.broadcast_to(np.arange(height * width).reshape(height, width), (count, height, width))
     parent, closest = index.copy(), np.full((count, height, width), np.inf)
     for dr, dc in offsets:
@@ -149,22 +155,27 @@ def lime_signature(probe: LimeProbe, outputs: Callable[[np.ndarray], np.ndarray]
     return np.stack(weights)
 
 
-def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    return 1.0 - float(a @ b / norms) if norms > 0 else float(np.linalg.norm(a) != np.linalg.norm(b))
+def _unit_columns(w: np.ndarray) -> np.ndarray:
+    """``w``'s columns scaled to length 1; a zero column stays zero (its cosine with anything is then 0)."""
+    norms = np.linalg.norm(w, axis=0)
+    return w / np.where(norms > 0, norms, 1.0)
 
 
 def zest_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Zest's cosine distance between two signatures of the same probe ((N, S, C) each; any leading shape).
+    """Zest's cosine distance between two signatures of the same probe ((N, S, C) each; any leading shape), in
+    [0, 2]: 1 − cos of the flattened signatures (1 when exactly one of them is all zero, 0 when both are).
 
     Each class (column) of ``b`` is first matched to one of ``a``: repeatedly the pair of unmatched columns at the
     smallest cosine distance. Models that agree up to the order of their classes are at distance 0."""
     wa, wb = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-    classes = wa.shape[1]
-    cost = np.array([[_cosine_distance(wa[:, j], wb[:, k]) for k in range(classes)] for j in range(classes)])
-    matched = np.empty(classes, dtype=int)
-    for _ in range(classes):
+    cost = 1.0 - _unit_columns(wa).T @ _unit_columns(wb)
+    matched = np.empty(wa.shape[1], dtype=int)
+    for _ in range(wa.shape[1]):
         j, k = np.unravel_index(np.argmin(cost), cost.shape)
         matched[j] = k
         cost[j, :] = cost[:, k] = np.inf
-    return max(0.0, _cosine_distance(wa.ravel(), wb[:, matched].ravel()))
+    flat_a, flat_b = wa.ravel(), wb[:, matched].ravel()
+    norms = np.linalg.norm(flat_a) * np.linalg.norm(flat_b)
+    if norms == 0:
+        return float(flat_a.any() != flat_b.any())
+    return max(0.0, 1.0 - float(flat_a @ flat_b) / norms)
