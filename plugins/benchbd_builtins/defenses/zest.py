@@ -81,6 +81,8 @@ def quickshift(
     reach = int(np.ceil(3 * kernel_size))
     offsets = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)]  # skimage's order
 
+    # Both passes below compute each offset's distances again rather than keep them (as skimage does): kept, they
+    # would take (2⌈3σ⌉ + 1)² arrays of the images' size, 650 MB for 128 images of 32×32 at σ = 4.
     def windows(dr: int, dc: int) -> tuple[tuple[slice, slice, slice], tuple[slice, slice, slice], np.ndarray]:
         (rows, rows_to), (cols, cols_to) = _overlap(height, dr), _overlap(width, dc)
         here, there = (slice(None), rows, cols), (slice(None), rows_to, cols_to)
