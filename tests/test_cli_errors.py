@@ -26,6 +26,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         (["--model", "nope"], "unknown model 'nope'; valid: "),
         (["--profile", "nope"], "unknown profile 'nope'; valid: fast, cpu, paper"),
         (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--first-seed", "-1"], "--first-seed must be at least 0"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["-P", "patch.ratio=0"], "patch: parameter 'ratio' must be in (0, 1]"),
         (["-P", "patch.ratio=abc"], "patch: parameter 'ratio' must be float"),

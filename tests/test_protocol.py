@@ -244,6 +244,18 @@ def test_cell_identity_and_streams_do_not_depend_on_the_other_cells(tiny_signs: 
     assert crowded.stream(group, "defense", "abl").integers(2**32) != crowded.stream(group, "defense", "spectral").integers(2**32)
 
 
+def test_seeds_split_over_runs_are_the_cells_of_one_run(tiny_signs: Path) -> None:
+    """--first-seed: seeds 1-2 planned on their own have the hashes, models and draws of seeds 1-2 of --seeds 3."""
+    whole = plan(tiny_signs, attacks=["patch"], defenses=["abl"], seeds=3)
+    tail = plan(tiny_signs, attacks=["patch"], defenses=["abl"], seeds=2, first_seed=1)
+    assert [g.seed for g in whole.groups] == [0, 1, 2] and tail.groups == whole.groups[1:]
+    for group in tail.groups:
+        assert tail.cell_hash(group, "abl") == whole.cell_hash(group, "abl")
+        assert tail.model_key(group) == whole.model_key(group)
+        assert tail.stream(group, "defense", "abl").integers(2**32) == whole.stream(group, "defense", "abl").integers(2**32)
+    assert whole.cell_hash(whole.groups[0], "abl") != whole.cell_hash(whole.groups[1], "abl")
+
+
 def test_a_defenses_parameters_change_its_cell_but_not_its_draws(tiny_signs: Path) -> None:
     default = plan(tiny_signs, attacks=["patch"], defenses=["aegis"])
     other_rule = plan(tiny_signs, attacks=["patch"], defenses=["aegis"], params={"aegis": {"rule": "median"}})

@@ -63,7 +63,8 @@ class MatrixConfig:
     (:class:`Block`). ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n,
     see :func:`trusted_count`). ``epochs``: train every model of the matrix this many epochs instead of the
     profile's (the profile is then recorded as ``NAME (epochs=N)``). ``precision``: ``auto``, ``fp32`` or ``bf16``
-    instead of the profile's (recorded as ``NAME (precision=P)``; :class:`TrainingProfile`)."""
+    instead of the profile's (recorded as ``NAME (precision=P)``; :class:`TrainingProfile`). ``seeds``
+    seeds from ``first_seed``: a seed's cells are the same whichever run plans them."""
 
     dataset: str | None = None
     model: str | None = None
@@ -72,6 +73,7 @@ class MatrixConfig:
     multi_attacks: list[str] | None = None
     blocks: list[Block] | None = None
     seeds: int = 1
+    first_seed: int = 0
     mode: Mode | None = None
     profile: str | None = None
     device: str = "auto"
@@ -168,6 +170,8 @@ def check_config(config: MatrixConfig) -> None:
     """Refuse settings no matrix can run with, one line naming the option."""
     if config.seeds < 1:
         raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
+    if config.first_seed < 0:
+        raise BenchbdError(f"--first-seed must be at least 0; got {config.first_seed}")
     if config.executor not in ("local", "ray"):
         raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
     if config.mode not in (None, "single", "multi", "both"):

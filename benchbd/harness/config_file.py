@@ -40,7 +40,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.config import Block
 
 SCALARS: dict[str, type | tuple[type, ...]] = {
-    "dataset": str, "model": str, "seeds": int, "mode": str, "profile": str, "device": str,
+    "dataset": str, "model": str, "seeds": int, "first_seed": int, "mode": str, "profile": str, "device": str,
     "out": str, "data_root": str, "cell_timeout": (int, float), "clean_models": int, "executor": str, "ray_address": str,
     "trusted": int, "epochs": int, "precision": str,
 }

@@ -130,7 +130,7 @@ class Plan:
         """Each group and the defenses that judge it, seed by seed and block by block; a group that several
         blocks share is one group."""
         cells: dict[Group, list[str]] = {}
-        for seed in range(self.config.seeds):
+        for seed in range(self.config.first_seed, self.config.first_seed + self.config.seeds):
             for block in self.blocks:
                 groups = [Group(() if name == NO_ATTACK else (name,), "single", seed) for name in block.attacks] if block.mode != "multi" else []
                 if block.multi_attacks:
@@ -274,5 +274,6 @@ class Plan:
             "trusted": self.config.trusted,
             "clean_models": self.config.clean_models,
             "seeds": self.config.seeds,
+            "first_seed": self.config.first_seed,
             "device": str(self.device),
         }
