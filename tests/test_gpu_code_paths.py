@@ -38,3 +38,18 @@ def test_models_and_images_are_channels_last() -> None:
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     images = trainer.images(torch.zeros(2, 32, 32, 3, dtype=torch.uint8).numpy())
     assert images.shape == (2, 3, 32, 32) and images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_float32_inference_under_a_bf16_profile(colour_data: ImageData) -> None:
+    """``float32=True`` (what RTTD measures its distances with) turns the profile's bf16 autocast off: the logits and
+    features are a float32 trainer's, where the bf16 ones differ by bf16's rounding."""
+    bf16 = Trainer(replace(PROFILES["fast"], precision="bf16"), torch.device("cpu"), seed=0)
+    fp32 = Trainer(replace(PROFILES["fast"], precision="fp32"), torch.device("cpu"), seed=0)
+    torch.manual_seed(0)
+    model = bf16.place(small_cnn(colour_data.num_classes))
+    x = colour_data.x_test[:64]
+    reference = fp32.logits(model, x)
+    assert torch.equal(bf16.logits(model, x, float32=True), reference)
+    assert not torch.allclose(bf16.logits(model, x), reference, atol=1e-4)
+    assert (bf16.features(model, x, float32=True) == fp32.features(model, x)).all()
+    assert torch.equal(bf16.predict(model, x), bf16.logits(model, x).argmax(1))

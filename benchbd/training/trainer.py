@@ -138,8 +138,8 @@ class Trainer:
             return y.to(self.device)
         return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self.device)
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+    def _autocast(self, enabled: bool = True) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16 and enabled)
 
     # -- training -------------------------------------------------------------------------------------------
     def fit(
@@ -190,6 +190,7 @@ class Trainer:
         fn: Callable[[torch.Tensor, slice], torch.Tensor],
         x: np.ndarray | torch.Tensor,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        float32: bool = False,
     ) -> torch.Tensor:
         x_dev = self.images(x)
         outputs = []
@@ -198,16 +199,29 @@ class Trainer:
             xb = x_dev[part].float().div_(255)
             if transform is not None:
                 xb = transform(xb)
-            with self._autocast():
+            with self._autocast(enabled=not float32):
                 outputs.append(fn(xb, part).float())
         return torch.cat(outputs)
+
+    def logits(
+        self,
+        model: nn.Module,
+        x: np.ndarray | torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        float32: bool = False,
+    ) -> torch.Tensor:
+        """Logits (as float32) for uint8 images, optionally after a float-space ``transform`` (a trigger).
+        ``float32=True`` computes them in float32 whatever the profile's precision: for measurements that compare
+        models, which bf16 rounding would blur."""
+        model.eval()
+        return self._map(lambda xb, _: model(xb), x, transform, float32)
 
     def predict(
         self, model: nn.Module, x: np.ndarray | torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> torch.Tensor:
         """Predicted classes for uint8 images, optionally after a float-space ``transform`` (a trigger)."""
-        model.eval()
-        return self._map(lambda xb, _: model(xb), x, transform).argmax(1)
+        return self.logits(model, x, transform).argmax(1)
 
     def per_example_loss(self, model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> np.ndarray:
         """Cross-entropy of every example, one batched inference pass in eval mode."""
@@ -216,10 +230,10 @@ class Trainer:
         losses = self._map(lambda xb, part: F.cross_entropy(model(xb).float(), y_dev[part], reduction="none"), x)
         return losses.cpu().numpy()
 
-    def features(self, model: nn.Module, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Penultimate activations (``model.features``) of every example."""
+    def features(self, model: nn.Module, x: np.ndarray | torch.Tensor, *, float32: bool = False) -> np.ndarray:
+        """Penultimate activations (``model.features``) of every example; ``float32`` as in :meth:`logits`."""
         model.eval()
-        return self._map(lambda xb, _: model.features(xb), x).cpu().numpy()
+        return self._map(lambda xb, _: model.features(xb), x, float32=float32).cpu().numpy()
 
 
 @dataclass

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -357,21 +357,14 @@ class ReplicatedTraining(TrainingRunDefense):
         signature on ``probe`` (``zest``), one row per reference input; computed in float32."""
         model = context.new_model()
         model.load_state_dict(checkpoint.model)
-        model.to(context.trainer.device)
-        model.eval()
-
-        def in_float32(forward: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray) -> torch.Tensor:
-            def call(xb: torch.Tensor, _: slice) -> torch.Tensor:
-                with torch.autocast(device_type=xb.device.type, enabled=False):
-                    return forward(xb.float())
-            return context.trainer._map(call, images)
-
+        trainer = context.trainer
+        trainer.place(model)
         if self.distance == "cka":
-            return in_float32(model.features, x).cpu().numpy()
+            return trainer.features(model, x, float32=True)
         if self.distance == "zest":
             assert probe is not None
-            return lime_signature(probe, lambda images: in_float32(model, images).cpu().numpy())
-        return torch.softmax(in_float32(model, x), dim=1).cpu().numpy()
+            return lime_signature(probe, lambda images: trainer.logits(model, images, float32=True).cpu().numpy())
+        return torch.softmax(trainer.logits(model, x, float32=True), dim=1).cpu().numpy()
 
 
 @hookimpl
