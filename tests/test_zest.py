@@ -24,9 +24,10 @@ def quickshift_pixel_by_pixel(image: np.ndarray, kernel_size: float, ratio: floa
     def squared(r: int, c: int, r2: int, c2: int) -> float:
         return float(((features[r, c] - features[r2, c2]) ** 2).sum() + (r - r2) ** 2 + (c - c2) ** 2)
 
-    density = np.array([[sum(math.exp(-0.5 * squared(r, c, *q) / kernel_size**2) for q in window(r, c))
-                         for c in range(width)] for r in range(height)])
-    density += np.random.default_rng(42).normal(scale=1e-5, size=(height, width))
+    noise = np.random.default_rng(42).normal(scale=1e-5, size=(height, width))  # first, as skimage sums
+    kernel = [[[math.exp(-0.5 * squared(r, c, *q) / kernel_size**2) for q in window(r, c)] for c in range(width)]
+              for r in range(height)]
+    density = np.array([[sum(kernel[r][c], start=noise[r, c]) for c in range(width)] for r in range(height)])
     parent = {}
     for r in range(height):
         for c in range(width):
@@ -175,7 +176,10 @@ def test_zest_distance_is_zero_up_to_the_order_of_classes_and_grows_with_the_dif
     near, far = a + 0.1 * rng.normal(size=a.shape), a + 1.0 * rng.normal(size=a.shape)
     assert 0 < zest_distance(a, near) < zest_distance(a, far)
     assert zest_distance(a, far) == pytest.approx(zest_distance(far, a), abs=1e-12)
-    assert zest_distance(a, -a) > 1  # cosine distance reaches past 1 for opposed signatures
+    one_class = a[..., :1]
+    assert zest_distance(one_class, -one_class) == pytest.approx(2.0, abs=1e-12)  # opposed: nothing to re-match
+    with pytest.raises(ValueError, match="different shapes"):
+        zest_distance(a, a[..., :4])
     # Zero rows (the padding of references with fewer superpixels) change nothing.
     padded_a, padded_far = np.pad(a, ((0, 0), (0, 3), (0, 0))), np.pad(far, ((0, 0), (0, 3), (0, 0)))
     assert zest_distance(padded_a, padded_far) == pytest.approx(zest_distance(a, far), abs=1e-12)

@@ -22,7 +22,7 @@ skimage does not rescale, so its L*a*b* conversion sees values up to 255 (docs/f
 superpixels that gives, against [0, 1] values); hidden superpixels set to 0 in the network's normalised input
 space, i.e. the normalisation's mean colour; the model's raw outputs (logits), not probabilities; an unweighted
 least-squares fit without intercept, ``pinv(MᵀM)Mᵀy`` (no LIME kernel weighting); greedy class matching by the
-smallest column distance; and the cosine distance of the whole flattened signatures.
+smallest cosine distance between two classes' columns; and the cosine distance of the whole flattened signatures.
 *Ours*: benchbd's models take [0, 1] images without a normalisation, so the hidden superpixels take the mean
 colour of the reference images themselves (rounded to uint8); the least-squares solution is numpy's minimum-norm
 ``lstsq``, equal to ``pinv(MᵀM)Mᵀy``; quickshift runs in float64 whatever the input's dtype (skimage keeps float32
@@ -91,9 +91,10 @@ def quickshift(
 
     noise = np.random.default_rng(42).normal(scale=1e-5, size=(height, width))  # skimage's tie-breaking
     density = np.broadcast_to(noise, (count, height, width)).copy()
+    exponent_per_squared = -0.5 / (kernel_size * kernel_size)  # skimage's factor, computed as skimage does
     for dr, dc in offsets:
         here, _, squared = windows(dr, dc)
-        density[here] += np.exp(-0.5 * squared / kernel_size**2)
+        density[here] += np.exp(squared * exponent_per_squared)
     index = np.broadcast_to(np.arange(height * width).reshape(height, width), (count, height, width))
     parent, closest = index.copy(), np.full((count, height, width), np.inf)
     for dr, dc in offsets:
@@ -169,6 +170,8 @@ def zest_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     Each class (column) of ``b`` is first matched to one of ``a``: repeatedly the pair of unmatched columns at the
     smallest cosine distance. Models that agree up to the order of their classes are at distance 0."""
+    if a.shape != b.shape:
+        raise ValueError(f"signatures of different shapes {a.shape} and {b.shape}: not of the same probe and classes")
     wa, wb = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
     cost = 1.0 - _unit_columns(wa).T @ _unit_columns(wb)
     matched = np.empty(wa.shape[1], dtype=int)
