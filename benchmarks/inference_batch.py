@@ -1,10 +1,11 @@
 """Images a second of the trainer's batched inference (``Trainer.logits``) by the number of images per pass.
 
-    python benchmarks/inference_batch.py [--device auto] [--models narrow-cnn,small-cnn] [--batches 128,256,512,1024]
+    python benchmarks/inference_batch.py [--device auto] [--models narrow-cnn,small-cnn] [--batches 128,256,512,1024,2048]
 
 Random GTSRB-shaped images (8,192 by default; speed does not depend on content), untrained models of 43 classes,
-float32 inference; each figure is the best of ``--repeats`` timed passes over all images, after one warm-up pass.
-The trainer's pass size is ``benchbd.training.trainer.INFERENCE_BATCH``, which this script sets for each row.
+the fast profile's precision (float32 on a CPU, bf16 on CUDA); each figure is the best of ``--repeats`` timed passes over all images, after one warm-up pass.
+The trainer's pass size is ``Trainer.inference_batch`` (256 on a CPU, 1,024 elsewhere), which this script sets
+for each column.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import time
 import numpy as np
 import torch
 
-import benchbd.training.trainer as trainer_module
 from benchbd.registry import default_registry
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer, resolve_device
 
 
 def images_per_second(trainer: Trainer, model: torch.nn.Module, x: np.ndarray, batch: int, repeats: int) -> float:
-    trainer_module.INFERENCE_BATCH = batch
+    trainer.inference_batch = batch
     trainer.logits(model, x[:batch])
     best = float("inf")
     for _ in range(repeats):

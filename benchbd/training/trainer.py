@@ -26,8 +26,6 @@ from torch import nn
 from benchbd.errors import BenchbdError
 from benchbd.training.profiles import TrainingProfile
 
-INFERENCE_BATCH = 1024
-
 
 @dataclass(frozen=True)
 class StepInfo:
@@ -119,6 +117,8 @@ class Trainer:
         self.seed = seed
         self.on_epoch = on_epoch
         self.use_bf16 = profile.uses_bf16(device.type)
+        # Images per inference pass: a CPU's caches favour small passes (benchmarks/inference_batch.py).
+        self.inference_batch = 256 if device.type == "cpu" else 1024
 
     # -- data -----------------------------------------------------------------------------------------------
     def images(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -194,8 +194,8 @@ class Trainer:
     ) -> torch.Tensor:
         x_dev = self.images(x)
         outputs = []
-        for start in range(0, len(x_dev), INFERENCE_BATCH):
-            part = slice(start, start + INFERENCE_BATCH)
+        for start in range(0, len(x_dev), self.inference_batch):
+            part = slice(start, start + self.inference_batch)
             xb = x_dev[part].float().div_(255)
             if transform is not None:
                 xb = transform(xb)
