@@ -63,8 +63,8 @@ class MatrixConfig:
     (:class:`Block`). ``trusted``: how many clean training examples the defender holds (default: BaDLoss's 2n,
     see :func:`trusted_count`). ``epochs``: train every model of the matrix this many epochs instead of the
     profile's (the profile is then recorded as ``NAME (epochs=N)``). ``precision``: ``auto``, ``fp32`` or ``bf16``
-    instead of the profile's (recorded as ``NAME (precision=P)``; :class:`TrainingProfile`). ``seeds``
-    seeds from ``first_seed``: a seed's cells are the same whichever run plans them."""
+    instead of the profile's (recorded as ``NAME (precision=P)``; :class:`TrainingProfile`). ``seeds``:
+    how many seeds, from ``first_seed`` on (a seed's cells are the same whichever run plans them)."""
 
     dataset: str | None = None
     model: str | None = None
