@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -82,7 +84,19 @@ def test_environment_names_benchbds_commit_whatever_the_working_directory(tmp_pa
     if head.returncode != 0:
         pytest.skip("benchbd is not a git checkout here")
     monkeypatch.chdir(tmp_path)  # a folder outside any repository: the commit must still be benchbd's
-    assert environment(torch.device("cpu"))["git_commit"].startswith(head.stdout.strip())
+    recorded = environment(torch.device("cpu"))
+    assert recorded["git_commit"].startswith(head.stdout.strip())
+    assert recorded["device_name"]
+
+
+def test_environment_records_the_instruction_set_of_torchs_cpu_kernels() -> None:
+    """What float32 results on a CPU depend on (docs/findings.md): lowered by ATEN_CPU_CAPABILITY, the record follows."""
+    code = ("import torch; from benchbd.harness.environment import environment; "
+            "print(environment(torch.device('cpu'))['cpu_capability'])")
+    lowered = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ATEN_CPU_CAPABILITY": "default"},
+                             capture_output=True, text=True, check=True)
+    assert lowered.stdout.strip() == "DEFAULT"
+    assert environment(torch.device("cpu"))["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_no_attack_cells_show_what_a_defense_costs_for_nothing(tiny_signs: Path, tmp_path: Path) -> None:

@@ -38,13 +38,28 @@ def _git_commit() -> str | None:
     return f"{commit}+modified" if _git("status", "--porcelain", "--untracked-files=no") else commit
 
 
+def _cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what ``platform`` knows, else "cpu"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def environment(device: torch.device) -> dict[str, Any]:
+    """``cpu_capability`` is the vector instruction set torch's CPU kernels use (``AVX2``, ``AVX512``; the
+    ``ATEN_CPU_CAPABILITY`` variable lowers it): float32 training on a CPU rounds differently, hence trains other
+    models, under another one (docs/findings.md, "The trainer on a CPU")."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "git_commit": _git_commit(),
     }
