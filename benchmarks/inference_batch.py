@@ -3,9 +3,9 @@
     python benchmarks/inference_batch.py [--device auto] [--models narrow-cnn,small-cnn] [--batches 128,256,512,1024,2048]
 
 Random GTSRB-shaped images (8,192 by default; speed does not depend on content), untrained models of 43 classes,
-the fast profile's precision (float32 on a CPU, bf16 on CUDA); each figure is the best of ``--repeats`` timed passes over all images, after one warm-up pass.
-The trainer's pass size is ``Trainer.inference_batch`` (256 on a CPU, 1,024 elsewhere), which this script sets
-for each column.
+the fast profile's precision (float32 on a CPU, bf16 on CUDA); each figure is the best of ``--repeats`` timed
+passes over all images, after one warm-up pass. The trainer's pass size is ``Trainer.inference_batch`` (256 on a
+CPU, 1,024 elsewhere), which this script sets for each column.
 """
 
 from __future__ import annotations

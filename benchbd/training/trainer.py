@@ -215,7 +215,7 @@ class Trainer:
         ``float32=True`` computes them in float32 whatever the profile's precision: for measurements that compare
         models, which bf16 rounding would blur."""
         model.eval()
-        return self._map(lambda xb, _: model(xb), x, transform, float32)
+        return self._map(lambda xb, _: model(xb), x, transform, float32=float32)
 
     def predict(
         self, model: nn.Module, x: np.ndarray | torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
