@@ -69,7 +69,7 @@ from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import load_dataset
 from benchbd.harness.environment import environment
-from benchbd.harness.results import RESULTS, read_records, write_json_atomic
+from benchbd.harness.results import INVOCATIONS, RESULTS, read_records, write_json_atomic
 from benchbd.models import ImageClassifier
 from benchbd.registry import default_registry
 from benchbd.training.profiles import get_profile
@@ -290,8 +290,8 @@ def phase_seconds(records: list[dict[str, Any]], wall: float) -> dict[str, float
 
 def matrix_figures(run_dir: Path, wall: float) -> dict[str, Any]:
     records = read_records(run_dir / RESULTS)
-    config_file = run_dir / "config.json"
-    total = json.loads(config_file.read_text())["cells"] if config_file.is_file() else None
+    invocations = read_records(run_dir / INVOCATIONS)
+    total = invocations[-1]["config"]["cells"] if invocations else None
     figures: dict[str, Any] = {
         "wall": figure(wall, "s"),
         "cells_finished": len(records),

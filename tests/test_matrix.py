@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -57,8 +56,9 @@ def test_records_show_a_learned_task_and_a_working_attack(run_dir: Path) -> None
     assert spectral["params"]["defense"] == {"fraction": 0.15}
     builtin = f"benchbd {metadata.version('benchbd')}"
     assert spectral["plugins"] == {"attacks": {"patch": builtin}, "defense": builtin, "model": builtin}
-    assert json.loads((run_dir / "config.json").read_text())["attacks"]["patch"]["target"] == 2
-    assert "torch" in json.loads((run_dir / "environment.json").read_text())["packages"]
+    invocation = read_records(run_dir / "invocations.jsonl")[0]
+    assert invocation["config"]["attacks"]["patch"]["target"] == 2 and "torch" in invocation["environment"]["packages"]
+    assert spectral["environment"] == invocation["environment"]
 
 
 def test_rerun_skips_finished_cells(run_dir: Path, small_signs: Path, capsys: pytest.CaptureFixture) -> None:
@@ -125,7 +125,8 @@ def test_epochs_and_precision_override_the_profile_and_every_record_says_so(tiny
     assert main(argv) == 0
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["profile"] == "cpu (epochs=2, precision=bf16)"
-    profile = json.loads((tmp_path / "config.json").read_text())["profile"]
+    (invocation,) = read_records(tmp_path / "invocations.jsonl")
+    profile = invocation["config"]["profile"]
     assert profile["epochs"] == 2 and profile["precision"] == "bf16"
     progress = capsys.readouterr().err
     assert "epoch 2/2" in progress and "epoch 1/8" not in progress

@@ -16,7 +16,7 @@ from benchbd import LossComputation, ModelContext, ModelDefense, ModelVerdict
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
-from benchbd.harness.results import read_records
+from benchbd.harness.results import outcome, read_records
 from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -186,7 +186,7 @@ def test_a_stacked_clean_population_is_judged_cached_and_trained_whole(tiny_sign
                               mode="single", clean_models=2, epochs=3, params={"patch": {"ratio": 0.2, "target": 3}})
         assert not Matrix(config, registry_with_detector(), Progress()).run().failed
         (record,) = read_records(tmp_path / "results.jsonl")
-        return {key: value for key, value in record.items() if key not in ("seconds", "train_seconds")}
+        return outcome(record)
 
     record = run()
     assert trainings == [2]

@@ -20,18 +20,15 @@ from benchbd.harness.digests import harness_sources, plugin_sources, source_dige
 from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
-from benchbd.harness.results import read_records
+from benchbd.harness.results import outcome, read_records
 from benchbd.harness.units.example import detection
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack
 
-TIMING_FIELDS = {"seconds", "train_seconds"}
-
-
 def records_of(out: Path, defense: str) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_records(out / "results.jsonl") if r["defense"] == defense]
+    return [outcome(r) for r in read_records(out / "results.jsonl") if r["defense"] == defense]
 
 
 def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: Path, tmp_path: Path) -> None:

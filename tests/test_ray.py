@@ -10,7 +10,7 @@ from benchbd.cli import main
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.executors import run_on_ray
 from benchbd.harness.plan import Plan
-from benchbd.harness.results import RunDirectory, read_records
+from benchbd.harness.results import RunDirectory, outcome, read_records
 from benchbd.registry import default_registry
 
 ray = pytest.importorskip("ray")
@@ -36,9 +36,8 @@ def test_matrix_through_ray_matches_the_local_executor(tiny_signs: Path, tmp_pat
     assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
     # Ray workers run torch on one thread (local_ray), as this process does: float reductions match bit for bit.
     assert main([*argv, "--out", str(tmp_path / "local")]) == 0
-    timing = {"seconds", "train_seconds"}
     by_ray, local = (
-        sorted(({k: v for k, v in r.items() if k not in timing} for r in read_records(tmp_path / name / "results.jsonl")),
+        sorted((outcome(r) for r in read_records(tmp_path / name / "results.jsonl")),
                key=lambda r: r["defense"])
         for name in ("ray", "local")
     )

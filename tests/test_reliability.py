@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
+import torch
 
 import benchbd
 from benchbd.attacks import TrainingCodeAttack
@@ -23,11 +24,8 @@ from benchbd.harness.cells import CellTimeout, time_limit
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
-from benchbd.harness.results import RunDirectory, read_records
+from benchbd.harness.results import RunDirectory, outcome, read_records
 from benchbd.registry import Registry, default_registry, make_manager
-
-TIMING_FIELDS = {"seconds", "train_seconds"}
-
 
 def matrix_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["matrix", "--dataset", f"npz:{data}", "--attacks", "patch", "--defenses", "none,spectral",
@@ -76,14 +74,29 @@ def test_a_second_matrix_on_the_same_directory_is_refused(tmp_path: Path) -> Non
 
 def test_a_run_directory_of_another_setting_is_refused_before_any_training(tiny_signs: Path, tmp_path: Path, capsys) -> None:
     """One run directory, one dataset, model and profile: a matrix at another profile is refused (exit 2, one line)
-    before it trains or overwrites the directory's config.json."""
+    before it trains or logs an invocation."""
     assert main(matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single")) == 0
-    config = (tmp_path / "config.json").read_text()
+    invocations = (tmp_path / "invocations.jsonl").read_text()
     capsys.readouterr()
     assert main(matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single", "--epochs", "1")) == 2
     error = capsys.readouterr().err
     assert "holds records of dataset" in error and "profile cpu (epochs=1)" in error and "epoch 1/1" not in error
-    assert (tmp_path / "config.json").read_text() == config and len(read_records(tmp_path / "results.jsonl")) == 1
+    assert (tmp_path / "invocations.jsonl").read_text() == invocations and len(read_records(tmp_path / "results.jsonl")) == 1
+
+
+def test_a_run_made_over_two_invocations_keeps_both_configs(tiny_signs: Path, tmp_path: Path) -> None:
+    """Seed 1 added later with --first-seed: invocations.jsonl holds both invocations' configs, not only the last,
+    and each record names the environment it was computed in."""
+    argv = matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single", "--epochs", "1")
+    assert main(argv) == 0
+    assert main([*argv, "--first-seed", "1"]) == 0
+    first, second = read_records(tmp_path / "invocations.jsonl")
+    assert (first["config"]["first_seed"], second["config"]["first_seed"]) == (0, 1)
+    assert first["started"] <= second["started"]
+    records = read_records(tmp_path / "results.jsonl")
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    assert all(r["environment"] == second["environment"] for r in records)
+    assert records[0]["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_same_seed_same_records_whether_run_at_once_or_resumed(tiny_signs: Path, tmp_path: Path) -> None:
@@ -91,7 +104,7 @@ def test_same_seed_same_records_whether_run_at_once_or_resumed(tiny_signs: Path,
     assert main(matrix_argv(tiny_signs, tmp_path / "a")) == 0
     assert main([*matrix_argv(tiny_signs, tmp_path / "b"), "--defenses", "none"]) == 0
     assert main(matrix_argv(tiny_signs, tmp_path / "b")) == 0
-    runs = [[{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_records(tmp_path / name / "results.jsonl")]
+    runs = [[outcome(r) for r in read_records(tmp_path / name / "results.jsonl")]
             for name in ("a", "b")]
     assert runs[0] == runs[1]
 

@@ -15,7 +15,7 @@ from benchbd import params as plugin_params
 from benchbd.errors import BenchbdError
 from benchbd.harness import units
 from benchbd.harness.config import SIMULATION
-from benchbd.harness.plan import Group, Plan
+from benchbd.harness.plan import Group
 from benchbd.harness.progress import Progress
 from benchbd.harness.workbench import Workbench
 
@@ -43,8 +43,10 @@ def time_limit(seconds: float | None, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
-    """What every record of a cell says, whatever its outcome: the cell, its parameters and its code."""
+def base_record(bench: Workbench, group: Group, defense: str) -> dict[str, Any]:
+    """What every record of a cell says, whatever its outcome: the cell, its parameters, its code and the
+    environment it was computed in."""
+    plan = bench.plan
     instance = plan.defenses[defense]
     params: dict[str, Any] = {
         "attacks": dict(plan.group_identity(group)["attacks"]),
@@ -73,6 +75,7 @@ def base_record(plan: Plan, group: Group, defense: str) -> dict[str, Any]:
         "status": "ok",
         "error": None,
         "config_hash": plan.cell_hash(group, defense),
+        "environment": bench.environment,
     }
 
 
@@ -93,11 +96,11 @@ def run_group(bench: Workbench, group: Group, pending: list[str], progress: Prog
             state = bench.poisoned_group(group)
     except Exception as exc:  # noqa: BLE001 - a failing plugin fails its cells, not the matrix
         for name in pending:
-            yield error_record(bench, base_record(plan, group, name), exc, started)
+            yield error_record(bench, base_record(bench, group, name), exc, started)
         return
     for name in pending:
         cell_started = time.perf_counter()
-        base = {**base_record(plan, group, name), **state.summary}
+        base = {**base_record(bench, group, name), **state.summary}
         progress.cell_started(f"{group.label} / {name} / seed {group.seed}")
         try:
             with time_limit(limit, f"defense {name}"):

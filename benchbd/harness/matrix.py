@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from benchbd.errors import BenchbdError
@@ -53,8 +54,11 @@ class Matrix:
         if others:
             raise BenchbdError(f"{run_dir.path} holds records of {'; '.join(others)}, and this matrix is {ours}: its tables "
                                "would mix them; give this matrix a run directory of its own (--out)")
-        run_dir.write_json("config.json", plan.resolved_config())
-        run_dir.write_json("environment.json", environment(plan.device))
+        run_dir.log_invocation({
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": plan.resolved_config(),
+            "environment": environment(plan.device),
+        })
         finished = {r["config_hash"] for r in existing if r.get("status") in ("ok", "not_applicable")}
         work = plan.pending(finished)
         planned = {plan.cell_hash(group, name) for group, names in work for name in names}

@@ -1,5 +1,5 @@
-"""The run directory: resolved config, environment, ``results.jsonl`` (one JSON object per finished cell),
-cell logs and the model cache. Everything is written so that a crash at any point loses no finished cell and
+"""The run directory: ``invocations.jsonl`` (each ``benchbd matrix`` on it: its resolved config and environment),
+``results.jsonl`` (one JSON object per finished cell), cell logs and the model cache. Everything is written so that a crash at any point loses no finished cell and
 leaves nothing half-written that a later run would read.
 """
 
@@ -17,6 +17,8 @@ import torch
 from benchbd.errors import BenchbdError
 
 RESULTS = "results.jsonl"
+INVOCATIONS = "invocations.jsonl"
+CIRCUMSTANCES = ("seconds", "train_seconds", "environment")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -39,6 +41,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 warnings.warn(f"{path}:{number}: skipping a torn or corrupt line (an interrupted write)", stacklevel=2)
     return records
+
+
+def outcome(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without its circumstances (how long the cell took, where it ran): what any computation of the cell
+    on the same code must reproduce, whether alone, after other cells, resumed or on a Ray worker."""
+    return {key: value for key, value in record.items() if key not in CIRCUMSTANCES}
 
 
 def describe_setting(record: dict[str, Any]) -> str:
@@ -75,27 +83,38 @@ class RunDirectory:
 
     def _repair_torn_tail(self) -> None:
         """A crash mid-append can leave a last line without its newline: end it so the next append starts clean."""
-        if self.results.is_file() and self.results.stat().st_size:
-            with open(self.results, "rb+") as handle:
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":
-                    handle.write(b"\n")
+        for path in (self.results, self.path / INVOCATIONS):
+            if path.is_file() and path.stat().st_size:
+                with open(path, "rb+") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.results)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record as one line with a single write, flushed to disk before returning."""
-        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        """Append one record to ``results.jsonl``."""
+        self._append_line(self.results, record)
+
+    def log_invocation(self, invocation: dict[str, Any]) -> None:
+        """Append one ``benchbd matrix`` on this directory to ``invocations.jsonl``: a table made over several
+        invocations (more seeds later, a resume on another host) keeps every one's config and environment."""
+        self._append_line(self.path / INVOCATIONS, invocation)
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return read_records(self.path / INVOCATIONS)
+
+    @staticmethod
+    def _append_line(path: Path, obj: dict[str, Any]) -> None:
+        """Append ``obj`` as one JSON line with a single write, flushed to disk before returning."""
+        line = (json.dumps(obj, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    def write_json(self, name: str, obj: Any) -> None:
-        write_json_atomic(self.path / name, obj)
 
     def has_model(self, key: str) -> bool:
         return (self.models / f"{key}.pt").is_file()

@@ -19,6 +19,7 @@ import torch
 from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
 from benchbd.defenses import no_progress
+from benchbd.harness.environment import environment
 from benchbd.harness.metrics import attack_success_rates, clean_accuracy, robust_accuracy, target_rate
 from benchbd.harness.plan import Group, Plan
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
@@ -82,6 +83,7 @@ class Workbench:
         self.data = plan.data
         self.run_dir = run_dir
         self.step = step
+        self.environment = environment(plan.device)
         self._trained: dict[str, tuple[ImageClassifier, dict[str, Any]]] = {}
 
     @property

@@ -3,6 +3,7 @@ heatmaps beside it, and the terminal's tables."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -74,7 +75,8 @@ def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records), *notes]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records),
+                        *environment_notes(records), *notes]) + "\n"
 
 
 def scale_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -110,6 +112,40 @@ def code_notes(records: list[dict[str, Any]]) -> list[str]:
         notes.append(f"{which} made before benchbd recorded code digests (old protocol: {detection}ASR boosted ×2 at "
                      "test time for the blends and sinusoid).")
     return notes
+
+
+def environment_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Where the records were computed: each environment (device, the instruction set of torch's CPU kernels, torch,
+    Python, benchbd's commit) with its count of records when there are several, since float32 training on a CPU
+    trains other models under another instruction set; and the count of records written before benchbd recorded
+    it."""
+    counts = Counter(describe_environment(r["environment"]) for r in records if "environment" in r)
+    notes = []
+    if len(counts) == 1:
+        notes.append(f"Computed on {markdown_escape(next(iter(counts)))}.")
+    elif counts:
+        where = "; ".join(f"{markdown_escape(e)} ({n} record{'s' if n > 1 else ''})" for e, n in sorted(counts.items()))
+        notes.append(f"Computed in {len(counts)} environments: {where}.")
+        capabilities = {r["environment"]["cpu_capability"] for r in records
+                        if "environment" in r and r["environment"]["device"] == "cpu"}
+        if len(capabilities) > 1:
+            notes.append(f"Its CPU records come from {len(capabilities)} instruction sets ({', '.join(sorted(capabilities))}): "
+                         "float32 training under each trains other models, so their cells are not one computation "
+                         "(docs/architecture.md, \"What a record depends on\").")
+    if missing := sum("environment" not in r for r in records):
+        notes.append(f"{missing} of {len(records)} records were written before benchbd recorded where a cell was computed.")
+    return notes
+
+
+def describe_environment(environment: dict[str, Any]) -> str:
+    """One line for a record's ``environment`` (:func:`benchbd.harness.environment.environment`)."""
+    device = environment["device_name"]
+    if environment["device"] == "cpu":
+        device += f" ({environment['cpu_capability']}, {environment['torch_threads']} torch threads)"
+    commit = environment["git_commit"]
+    code = f"benchbd commit {commit[:7]}{'+modified' if commit.endswith('+modified') else ''}" if commit else \
+        f"benchbd {environment['packages']['benchbd']}"
+    return f"{device}, torch {environment['packages']['torch']}, Python {environment['python']}, {code}"
 
 
 def _code_versions(record: dict[str, Any]) -> list[tuple[str, str]]:
