@@ -205,7 +205,7 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     log: list = []
     malicious = [False, True, False, True]
     defense = ReplicatedTraining(
-        distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96, lime_samples=200
+        distance=distance, sub_run_steps=5, replicated=2, earliest=0.4, splits=6, reference_size=96, lime_samples=1000
     )
     context, reports = scripted_context(malicious, log), []
     context.progress = lambda what, done, total: reports.append((what, done, total))
@@ -257,7 +257,7 @@ def test_every_distance_replicates_the_same_sub_runs() -> None:
     drawn = {}
     for distance in ["output", "cka", "zest"]:
         defense = ReplicatedTraining(
-            distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=20
+            distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=100
         )
         verdict = defense.judge_servers(scripted_context([False, True, False, True], [], seed=3))
         drawn[distance] = [record["start_step"] for record in verdict.details["per_server"]]

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from benchbd.errors import BenchbdError
 from benchbd_builtins.defenses.zest import LimeProbe, lime_signature, quickshift, rgb_to_lab, zest_distance
 
 
@@ -153,7 +154,7 @@ def test_the_signature_of_a_model_linear_in_its_pixels_is_each_superpixels_contr
 
 def test_the_signature_does_not_depend_on_how_many_perturbations_go_through_the_model_at_once(monkeypatch) -> None:
     rng = np.random.default_rng(4)
-    probe = LimeProbe.draw(rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8), samples=40, rng=rng)
+    probe = LimeProbe.draw(rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8), samples=120, rng=rng)
     weights = rng.normal(size=(3, 8 * 8 * 3))
     calls: list[int] = []
 
@@ -162,9 +163,9 @@ def test_the_signature_does_not_depend_on_how_many_perturbations_go_through_the_
         return np.tanh(x.reshape(len(x), -1).astype(np.float64) / 255 @ weights.T)
 
     whole = lime_signature(probe, logits)
-    monkeypatch.setattr("benchbd_builtins.defenses.zest.PERTURBED_PER_PASS", 80)
+    monkeypatch.setattr("benchbd_builtins.defenses.zest.PERTURBED_PER_PASS", 240)
     in_parts = lime_signature(probe, logits)
-    assert calls == [200, 80, 80, 40]
+    assert calls == [600, 240, 240, 120]
     assert np.allclose(whole, in_parts, rtol=0, atol=1e-12)
 
 
@@ -183,3 +184,14 @@ def test_zest_distance_is_zero_up_to_the_order_of_classes_and_grows_with_the_dif
     # Zero rows (the padding of references with fewer superpixels) change nothing.
     padded_a, padded_far = np.pad(a, ((0, 0), (0, 3), (0, 0))), np.pad(far, ((0, 0), (0, 3), (0, 0)))
     assert zest_distance(padded_a, padded_far) == pytest.approx(zest_distance(a, far), abs=1e-12)
+
+
+def test_too_few_perturbations_to_determine_a_signature_are_refused() -> None:
+    """Fewer perturbations than superpixels leave the least-squares weights undetermined: an error, not one of the
+    many fits."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
+    probe = LimeProbe.draw(images, samples=3, rng=rng)
+    assert max(rows.shape[1] for rows in probe.keep) > 3
+    with pytest.raises(BenchbdError, match="superpixels and its 3 perturbations determine only"):
+        lime_signature(probe, lambda x: x.reshape(len(x), -1)[:, :2].astype(np.float64))

@@ -25,7 +25,9 @@ least-squares fit without intercept, ``pinv(MᵀM)Mᵀy`` (no LIME kernel weight
 smallest cosine distance between two classes' columns; and the cosine distance of the whole flattened signatures.
 *Ours*: benchbd's models take [0, 1] images without a normalisation, so the hidden superpixels take the mean
 colour of the reference images themselves (rounded to uint8); the least-squares solution is numpy's minimum-norm
-``lstsq``, equal to ``pinv(MᵀM)Mᵀy``; quickshift runs in float64 whatever the input's dtype (skimage keeps float32
+``lstsq``, equal to ``pinv(MᵀM)Mᵀy``, and a reference whose perturbations do not determine it (fewer independent
+ones than superpixels, as too small a ``lime_samples`` gives) is refused, where ``pinv`` would return one fit of
+many; quickshift runs in float64 whatever the input's dtype (skimage keeps float32
 input in float32).
 """
 
@@ -35,6 +37,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from benchbd.errors import BenchbdError
 
 #: sRGB (linear) to CIE XYZ, and the D65 white point: the constants of skimage's rgb2lab.
 SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
@@ -145,7 +149,8 @@ class LimeProbe:
 def lime_signature(probe: LimeProbe, outputs: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """A model's Zest signature (N, S, C): per reference image the least-squares weights from its superpixels' keep
     vector to the model's ``outputs`` (logits, of uint8 images), zero-padded to the most superpixels S of any
-    reference."""
+    reference. Raises :class:`BenchbdError` when a reference's keep-vectors do not determine its weights (fewer
+    independent perturbations than superpixels): its signature would be one of many fits, not the model's."""
     widest = max(rows.shape[1] for rows in probe.keep)
     weights: list[np.ndarray] = []
     per_pass = max(1, PERTURBED_PER_PASS // len(probe.keep[0]))
@@ -153,7 +158,11 @@ def lime_signature(probe: LimeProbe, outputs: Callable[[np.ndarray], np.ndarray]
         chunk = range(start, min(start + per_pass, len(probe.keep)))
         answers = outputs(np.concatenate([probe.perturbed(i) for i in chunk])).astype(np.float64)
         for i, y in zip(chunk, np.split(answers, len(chunk))):
-            solution = np.linalg.lstsq(probe.keep[i].astype(np.float64), y, rcond=None)[0]
+            solution, _, rank, _ = np.linalg.lstsq(probe.keep[i].astype(np.float64), y, rcond=None)
+            if rank < len(solution):
+                raise BenchbdError(f"zest: reference image {i} has {len(solution)} superpixels and its "
+                                   f"{len(y)} perturbations determine only {rank} of their weights: draw more "
+                                   "(lime_samples; Zest's is 1000)")
             weights.append(np.pad(solution, ((0, widest - len(solution)), (0, 0))))
     return np.stack(weights)
 
