@@ -359,6 +359,10 @@ def test_the_header_says_where_the_records_were_computed(tmp_path: Path) -> None
     _, two_commits = render(tmp_path, [record("none", 0, ["patch"], environment=avx2),
                                        record("none", 1, ["patch"], environment=environment("AVX2", "abc1234+modified"))])
     assert "benchbd commit abc1234\\+modified (1 record)" in two_commits and "instruction sets" not in two_commits
+    partial = {"device": "cpu", "device_name": "AMD EPYC", "git_commit": None, "packages": {"benchbd": "0.1.0"}}
+    _, sparse = render(tmp_path, [record("none", 0, ["patch"], environment=partial), record("none", 1, ["patch"])])
+    assert "Computed in 1 environment: AMD EPYC (?, ? torch threads), torch ?, Python ?, benchbd 0.1.0 (1 record)." in sparse
+    assert "1 of 2 records were written before benchbd recorded" in sparse
 
 
 def test_a_cell_computed_again_shows_its_latest_record_not_two_seeds(tmp_path: Path) -> None:

@@ -119,33 +119,37 @@ def environment_notes(records: list[dict[str, Any]]) -> list[str]:
     Python, benchbd's commit) with its count of records when there are several, since float32 training on a CPU
     trains other models under another instruction set; and the count of records written before benchbd recorded
     it."""
-    counts = Counter(describe_environment(r["environment"]) for r in records if "environment" in r)
+    known = [r["environment"] for r in records if r.get("environment")]
+    counts = Counter(describe_environment(e) for e in known)
     notes = []
-    if len(counts) == 1:
+    if len(counts) == 1 and len(known) == len(records):
         notes.append(f"Computed on {markdown_escape(next(iter(counts)))}.")
     elif counts:
         where = "; ".join(f"{markdown_escape(e)} ({n} record{'s' if n > 1 else ''})" for e, n in sorted(counts.items()))
-        notes.append(f"Computed in {len(counts)} environments: {where}.")
-        capabilities = {r["environment"]["cpu_capability"] for r in records
-                        if "environment" in r and r["environment"]["device"] == "cpu"}
+        notes.append(f"Computed in {len(counts)} environment{'s' if len(counts) > 1 else ''}: {where}.")
+        capabilities = {e.get("cpu_capability") for e in known if e.get("device") == "cpu"}
         if len(capabilities) > 1:
-            notes.append(f"Its CPU records come from {len(capabilities)} instruction sets ({', '.join(sorted(capabilities))}): "
+            notes.append(f"Its CPU records come from {len(capabilities)} instruction sets "
+                         f"({', '.join(sorted(map(str, capabilities)))}): "
                          "float32 training under each trains other models, so their cells are not one computation "
                          "(docs/architecture.md, \"What a record depends on\").")
-    if missing := sum("environment" not in r for r in records):
+    if missing := len(records) - len(known):
         notes.append(f"{missing} of {len(records)} records were written before benchbd recorded where a cell was computed.")
     return notes
 
 
 def describe_environment(environment: dict[str, Any]) -> str:
-    """One line for a record's ``environment`` (:func:`benchbd.harness.environment.environment`)."""
-    device = environment["device_name"]
-    if environment["device"] == "cpu":
-        device += f" ({environment['cpu_capability']}, {environment['torch_threads']} torch threads)"
-    commit = environment["git_commit"]
+    """One line for a record's ``environment`` (:func:`benchbd.harness.environment.environment`); a key it lacks
+    reads "?"."""
+    known = {key: value for key, value in environment.items() if value is not None}
+    packages = known.get("packages") or {}
+    device = known.get("device_name", known.get("device", "?"))
+    if known.get("device") == "cpu":
+        device += f" ({known.get('cpu_capability', '?')}, {known.get('torch_threads', '?')} torch threads)"
+    commit = known.get("git_commit")
     code = f"benchbd commit {commit[:7]}{'+modified' if commit.endswith('+modified') else ''}" if commit else \
-        f"benchbd {environment['packages']['benchbd']}"
-    return f"{device}, torch {environment['packages']['torch']}, Python {environment['python']}, {code}"
+        f"benchbd {packages.get('benchbd', '?')}"
+    return f"{device}, torch {packages.get('torch', '?')}, Python {known.get('python', '?')}, {code}"
 
 
 def _code_versions(record: dict[str, Any]) -> list[tuple[str, str]]:

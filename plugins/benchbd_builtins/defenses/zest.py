@@ -130,12 +130,18 @@ class LimeProbe:
     @classmethod
     def draw(cls, images: np.ndarray, samples: int, rng: np.random.Generator) -> LimeProbe:
         """Superpixels of the uint8 ``images`` (N, H, W, 3) and ``samples`` keep-vectors for each: superpixels kept
-        with probability ½, the first vector all kept; hidden ones take the images' mean colour."""
+        with probability ½, the first vector all kept; hidden ones take the images' mean colour. Raises
+        :class:`BenchbdError` when an image's keep-vectors do not determine the weights of its superpixels (fewer
+        independent ones than superpixels): every model's signature would be one fit of many, not the model's."""
         segments = quickshift(images.astype(np.float64))
         keep = []
-        for labels in segments:
+        for i, labels in enumerate(segments):
             rows = rng.integers(0, 2, size=(samples, int(labels.max()) + 1), dtype=np.uint8)
             rows[0] = 1
+            if (rank := np.linalg.matrix_rank(rows.astype(np.float64))) < rows.shape[1]:
+                raise BenchbdError(f"zest: reference image {i} has {rows.shape[1]} superpixels and its {samples} "
+                                   f"perturbations determine only {rank} of their weights: draw more (lime_samples; "
+                                   "Zest's is 1000)")
             keep.append(rows)
         fill = images.reshape(-1, images.shape[-1]).mean(axis=0).round().astype(np.uint8)
         return cls(images, segments, keep, fill)
@@ -149,8 +155,7 @@ class LimeProbe:
 def lime_signature(probe: LimeProbe, outputs: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """A model's Zest signature (N, S, C): per reference image the least-squares weights from its superpixels' keep
     vector to the model's ``outputs`` (logits, of uint8 images), zero-padded to the most superpixels S of any
-    reference. Raises :class:`BenchbdError` when a reference's keep-vectors do not determine its weights (fewer
-    independent perturbations than superpixels): its signature would be one of many fits, not the model's."""
+    reference."""
     widest = max(rows.shape[1] for rows in probe.keep)
     weights: list[np.ndarray] = []
     per_pass = max(1, PERTURBED_PER_PASS // len(probe.keep[0]))
@@ -158,11 +163,7 @@ def lime_signature(probe: LimeProbe, outputs: Callable[[np.ndarray], np.ndarray]
         chunk = range(start, min(start + per_pass, len(probe.keep)))
         answers = outputs(np.concatenate([probe.perturbed(i) for i in chunk])).astype(np.float64)
         for i, y in zip(chunk, np.split(answers, len(chunk))):
-            solution, _, rank, _ = np.linalg.lstsq(probe.keep[i].astype(np.float64), y, rcond=None)
-            if rank < len(solution):
-                raise BenchbdError(f"zest: reference image {i} has {len(solution)} superpixels and its "
-                                   f"{len(y)} perturbations determine only {rank} of their weights: draw more "
-                                   "(lime_samples; Zest's is 1000)")
+            solution = np.linalg.lstsq(probe.keep[i].astype(np.float64), y, rcond=None)[0]
             weights.append(np.pad(solution, ((0, widest - len(solution)), (0, 0))))
     return np.stack(weights)
 
