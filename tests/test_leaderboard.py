@@ -336,29 +336,32 @@ def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:
     assert "Demo scale" not in real
 
 
-def environment(capability: str, commit: str = "57de76c" + "0" * 33) -> dict:
-    return {"device": "cpu", "device_name": "AMD EPYC", "cpu_capability": capability, "torch_threads": 2,
+def environment(capability: str, commit: str = "57de76c" + "0" * 33, threads: int = 2) -> dict:
+    return {"device": "cpu", "device_name": "AMD EPYC", "cpu_capability": capability, "torch_threads": threads,
             "python": "3.11.7", "packages": {"benchbd": "0.1.0", "torch": "2.14.1"}, "git_commit": commit}
 
 
 def test_the_header_says_where_the_records_were_computed(tmp_path: Path) -> None:
     """One environment: named. Several: each with its count, and a line when CPU records come from several
-    instruction sets (float32 training differs between them). Records without one: counted."""
+    instruction sets or thread counts (float32 training differs between them). Records without one: counted."""
     avx512, avx2 = environment("AVX512"), environment("AVX2")
     _, one = render(tmp_path, [record("none", 0, ["patch"], environment=avx512),
                                record("none", 1, ["patch"], environment=avx512)])
     assert ("Computed on AMD EPYC (AVX512, 2 torch threads), torch 2.14.1, Python 3.11.7, benchbd commit 57de76c."
             in one)
-    assert "instruction sets" not in one and "environments" not in one
+    assert "instruction set" not in one and "environments" not in one
     _, mixed = render(tmp_path, [record("none", 0, ["patch"], environment=avx512),
                                  record("none", 1, ["patch"], environment=avx2),
                                  record("none", 2, ["patch"], environment=avx2), record("none", 3, ["patch"])])
     assert "Computed in 2 environments: AMD EPYC (AVX2, 2 torch threads)" in mixed and "(2 records); AMD EPYC (AVX512" in mixed
-    assert "CPU records come from 2 instruction sets (AVX2, AVX512)" in mixed
+    assert "CPU records come from 2 settings of instruction set and torch threads (AVX2 on 2 threads, AVX512 on 2 threads)" in mixed
     assert "1 of 4 records were written before benchbd recorded where a cell was computed" in mixed
     _, two_commits = render(tmp_path, [record("none", 0, ["patch"], environment=avx2),
                                        record("none", 1, ["patch"], environment=environment("AVX2", "abc1234+modified"))])
-    assert "benchbd commit abc1234\\+modified (1 record)" in two_commits and "instruction sets" not in two_commits
+    assert "benchbd commit abc1234\\+modified (1 record)" in two_commits and "instruction set" not in two_commits
+    _, threads = render(tmp_path, [record("none", 0, ["patch"], environment=avx2),
+                                   record("none", 1, ["patch"], environment=environment("AVX2", threads=1))])
+    assert "2 settings of instruction set and torch threads (AVX2 on 1 threads, AVX2 on 2 threads)" in threads
     partial = {"device": "cpu", "device_name": "AMD EPYC", "git_commit": None, "packages": {"benchbd": "0.1.0"}}
     _, sparse = render(tmp_path, [record("none", 0, ["patch"], environment=partial), record("none", 1, ["patch"])])
     assert "Computed in 1 environment: AMD EPYC (?, ? torch threads), torch ?, Python ?, benchbd 0.1.0 (1 record)." in sparse

@@ -115,10 +115,10 @@ def code_notes(records: list[dict[str, Any]]) -> list[str]:
 
 
 def environment_notes(records: list[dict[str, Any]]) -> list[str]:
-    """Where the records were computed: each environment (device, the instruction set of torch's CPU kernels, torch,
-    Python, benchbd's commit) with its count of records when there are several, since float32 training on a CPU
-    trains other models under another instruction set; and the count of records written before benchbd recorded
-    it."""
+    """Where the records were computed: each environment (device, the instruction set of torch's CPU kernels and
+    torch's thread count, torch, Python, benchbd's commit) with its count of records when there are several, since
+    float32 training on a CPU trains other models under another instruction set or thread count; and the count of
+    records written before benchbd recorded it."""
     known = [r["environment"] for r in records if r.get("environment")]
     counts = Counter(describe_environment(e) for e in known)
     notes = []
@@ -127,12 +127,11 @@ def environment_notes(records: list[dict[str, Any]]) -> list[str]:
     elif counts:
         where = "; ".join(f"{markdown_escape(e)} ({n} record{'s' if n > 1 else ''})" for e, n in sorted(counts.items()))
         notes.append(f"Computed in {len(counts)} environment{'s' if len(counts) > 1 else ''}: {where}.")
-        capabilities = {e.get("cpu_capability") for e in known if e.get("device") == "cpu"}
-        if len(capabilities) > 1:
-            notes.append(f"Its CPU records come from {len(capabilities)} instruction sets "
-                         f"({', '.join(sorted(map(str, capabilities)))}): "
-                         "float32 training under each trains other models, so their cells are not one computation "
-                         "(docs/architecture.md, \"What a record depends on\").")
+        cpu = {f"{e.get('cpu_capability')} on {e.get('torch_threads')} threads" for e in known if e.get("device") == "cpu"}
+        if len(cpu) > 1:
+            notes.append(f"Its CPU records come from {len(cpu)} settings of instruction set and torch threads "
+                         f"({', '.join(sorted(cpu))}): float32 training under each trains other models, so their "
+                         "cells are not one computation (docs/architecture.md, \"What a record depends on\").")
     if missing := len(records) - len(known):
         notes.append(f"{missing} of {len(records)} records were written before benchbd recorded where a cell was computed.")
     return notes
