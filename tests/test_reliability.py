@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,6 +98,24 @@ def test_a_run_made_over_two_invocations_keeps_both_configs(tiny_signs: Path, tm
     assert sorted(r["seed"] for r in records) == [0, 1]
     assert all(r["environment"] == second["environment"] for r in records)
     assert records[0]["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_resume_under_another_cpu_thread_count_is_warned_of(tiny_signs: Path, tmp_path: Path) -> None:
+    """float32 training on a CPU differs by thread count: new cells joining records of another are not the same
+    computation, and the run says so."""
+    argv = matrix_argv(tiny_signs, tmp_path, "--defenses", "none", "--mode", "single", "--epochs", "1")
+    assert main(argv) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([*argv, "--first-seed", "1"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.warns(UserWarning, match=f"computed under .* on {threads} threads, and this run computes under "
+                                             f".* on {threads + 1} threads"):
+            assert main([*argv, "--first-seed", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_same_seed_same_records_whether_run_at_once_or_resumed(tiny_signs: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.environment import environment
@@ -30,6 +31,22 @@ class RunSummary:
     done: int
     skipped: int
     failed: list[str]
+
+
+def warn_of_other_cpu_settings(records: list[dict[str, Any]], here: dict[str, Any]) -> None:
+    """Warn when this CPU invocation joins records computed under another instruction set or thread count: its cells
+    will train other models than those would have (docs/findings.md, "float32 on a CPU"), and the table mixes both."""
+    def setting(environment: dict[str, Any]) -> str:
+        return f"{environment.get('cpu_capability')} on {environment.get('torch_threads')} threads"
+
+    if here["device"] != "cpu":
+        return
+    earlier = {setting(e) for r in records if (e := r.get("environment")) and e.get("device") == "cpu"} - {setting(here)}
+    if earlier:
+        warnings.warn(f"this run directory holds CPU records computed under {', '.join(sorted(earlier))}, and this run "
+                      f"computes under {setting(here)}: float32 training differs between them, so its new cells are "
+                      "not the computation the others are (set OMP_NUM_THREADS, or ATEN_CPU_CAPABILITY and "
+                      "ONEDNN_MAX_CPU_ISA, to match)", stacklevel=2)
 
 
 class Matrix:
@@ -54,10 +71,13 @@ class Matrix:
         if others:
             raise BenchbdError(f"{run_dir.path} holds records of {'; '.join(others)}, and this matrix is {ours}: its tables "
                                "would mix them; give this matrix a run directory of its own (--out)")
+        here = environment(plan.device)
+        if plan.config.executor == "local":  # Ray workers compute under their own settings, which the records name
+            warn_of_other_cpu_settings(existing, here)
         run_dir.log_invocation({
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": plan.resolved_config(),
-            "environment": environment(plan.device),
+            "environment": here,
         })
         finished = {r["config_hash"] for r in existing if r.get("status") in ("ok", "not_applicable")}
         work = plan.pending(finished)
