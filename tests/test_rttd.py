@@ -251,17 +251,20 @@ def test_each_primary_runs_its_own_chained_job_and_replicates_m_sub_runs(distanc
     assert details["steps_run_by_primaries"] == sum(5 * len([c for c in job if c[0] == p]) for p, job in enumerate(jobs))
 
 
-def test_every_distance_replicates_the_same_sub_runs() -> None:
-    """Common random numbers: Zest's perturbations come from their own stream, so the same seed replicates the same
-    sub-runs of the same jobs whichever distance judges them."""
+def test_every_distance_and_reference_set_replicates_the_same_sub_runs() -> None:
+    """Common random numbers: the reference inputs, their splits and Zest's perturbations come from their own
+    streams, so the same seed replicates the same sub-runs of the same jobs whichever distance judges them, on
+    however many reference inputs in however many splits."""
     drawn = {}
-    for distance in ["output", "cka", "zest"]:
+    for distance, reference_size, splits in [("output", 96, 6), ("cka", 96, 6), ("zest", 96, 6), ("output", 48, 6),
+                                             ("output", 96, 3)]:
         defense = ReplicatedTraining(
-            distance=distance, sub_run_steps=5, earliest=0.4, splits=6, reference_size=96, lime_samples=100
+            distance=distance, sub_run_steps=5, earliest=0.4, splits=splits, reference_size=reference_size, lime_samples=100
         )
         verdict = defense.judge_servers(scripted_context([False, True, False, True], [], seed=3))
-        drawn[distance] = [record["start_step"] for record in verdict.details["per_server"]]
-    assert drawn["output"] == drawn["cka"] == drawn["zest"] and any(drawn["output"])
+        drawn[distance, reference_size, splits] = [record["start_step"] for record in verdict.details["per_server"]]
+    first = drawn["output", 96, 6]
+    assert any(first) and all(steps == first for steps in drawn.values())
 
 
 def test_each_sub_run_is_replicated_with_probability_m_over_the_eligible_count() -> None:

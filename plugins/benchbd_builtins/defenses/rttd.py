@@ -258,11 +258,14 @@ class ReplicatedTraining(TrainingRunDefense):
         if count < 2 * self.splits:
             available = len(context.reference_x)
             raise BenchbdError(f"{self.name}: {available} reference inputs; needs at least {2 * self.splits}")
-        reference = context.reference_x[np.sort(rng.choice(len(context.reference_x), size=count, replace=False))]
-        size, order = count // self.splits, rng.permutation(count)
+        # The reference inputs, their splits and Zest's perturbations come from child streams, so that the sub-runs
+        # drawn below are the same whatever the distance, the reference size or the split count.
+        reference_rng, probe_rng = rng.spawn(2)
+        picked = reference_rng.choice(len(context.reference_x), size=count, replace=False)
+        reference = context.reference_x[np.sort(picked)]
+        size, order = count // self.splits, reference_rng.permutation(count)
         splits = [np.sort(order[s * size : (s + 1) * size]) for s in range(self.splits)]
-        # Zest's perturbations come from a child stream, so that every other draw is the same whatever the distance.
-        probe = LimeProbe.draw(reference, self.lime_samples, rng.spawn(1)[0]) if self.distance == "zest" else None
+        probe = LimeProbe.draw(reference, self.lime_samples, probe_rng) if self.distance == "zest" else None
         benign = self.benign_count(n, context.malicious_fraction)
         _, eligible = self.sub_runs(context.initial.step, context.total_steps)
         m, k = min(self.replicated, len(eligible)), self.sub_run_steps
