@@ -52,7 +52,7 @@ def main() -> None:
         plan = Plan(config, default_registry())
         run_dir = RunDirectory(args.out)
         try:
-            bench = Workbench(plan, run_dir)
+            bench = Workbench(plan, run_dir, step=lambda label, done, total: print(f"  {label} {done}/{total}", flush=True))
             group, defense = plan.groups[0], plan.defenses["aegis"]
             attacks, rng = bench.prepared_attacks(group)
             poisoned = poison_training_set(plan.data, [a for a in attacks if isinstance(a, DataPoisoningAttack)], rng)
