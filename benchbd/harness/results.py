@@ -1,6 +1,6 @@
 """The run directory: ``invocations.jsonl`` (each ``benchbd matrix`` on it: its resolved config and environment),
-``results.jsonl`` (one JSON object per finished cell), cell logs and the model cache. Everything is written so that a crash at any point loses no finished cell and
-leaves nothing half-written that a later run would read.
+``results.jsonl`` (one JSON object per finished cell), cell logs and the model cache. Everything is written so that
+a crash at any point loses no finished cell and leaves nothing half-written that a later run would read.
 """
 
 from __future__ import annotations
@@ -101,9 +101,6 @@ class RunDirectory:
         """Append one ``benchbd matrix`` on this directory to ``invocations.jsonl``: a table made over several
         invocations (more seeds later, a resume on another host) keeps every one's config and environment."""
         self._append_line(self.path / INVOCATIONS, invocation)
-
-    def invocations(self) -> list[dict[str, Any]]:
-        return read_records(self.path / INVOCATIONS)
 
     @staticmethod
     def _append_line(path: Path, obj: dict[str, Any]) -> None:
