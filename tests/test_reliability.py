@@ -35,8 +35,9 @@ def matrix_argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tiny_signs: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
+    # One thread, as the resume below in this process (tests/conftest.py): one computation, not two.
     process = subprocess.Popen([sys.executable, "-m", "benchbd.cli", *matrix_argv(tiny_signs, out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     results = out / "results.jsonl"
     deadline = time.monotonic() + 300
     while not (results.is_file() and results.read_text().count("\n") >= 1):
