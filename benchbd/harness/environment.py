@@ -63,3 +63,10 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "git_commit": _git_commit(),
     }
+
+
+def cpu_setting(environment: dict[str, Any]) -> str | None:
+    """What float32 training on a CPU depends on beyond the code, as "AVX512 on 2 threads"; None off a CPU."""
+    if environment.get("device") != "cpu":
+        return None
+    return f"{environment.get('cpu_capability')} on {environment.get('torch_threads')} threads"

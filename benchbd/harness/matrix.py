@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbd.errors import BenchbdError
-from benchbd.harness.environment import environment
+from benchbd.harness.environment import cpu_setting, environment
 from benchbd.harness.executors import run_local, run_on_ray
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
@@ -36,15 +36,13 @@ class RunSummary:
 def warn_of_other_cpu_settings(records: list[dict[str, Any]], here: dict[str, Any]) -> None:
     """Warn when this CPU invocation joins records computed under another instruction set or thread count: its cells
     will train other models than those would have (docs/findings.md, "float32 on a CPU"), and the table mixes both."""
-    def setting(environment: dict[str, Any]) -> str:
-        return f"{environment.get('cpu_capability')} on {environment.get('torch_threads')} threads"
-
-    if here["device"] != "cpu":
+    ours = cpu_setting(here)
+    if ours is None:
         return
-    earlier = {setting(e) for r in records if (e := r.get("environment")) and e.get("device") == "cpu"} - {setting(here)}
+    earlier = {cpu_setting(r["environment"]) for r in records if r.get("environment")} - {ours, None}
     if earlier:
         warnings.warn(f"this run directory holds CPU records computed under {', '.join(sorted(earlier))}, and this run "
-                      f"computes under {setting(here)}: float32 training differs between them, so its new cells are "
+                      f"computes under {ours}: float32 training differs between them, so its new cells are "
                       "not the computation the others are (set OMP_NUM_THREADS, or ATEN_CPU_CAPABILITY and "
                       "ONEDNN_MAX_CPU_ISA, to match)", stacklevel=2)
 

@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
+from benchbd.harness.environment import cpu_setting
 from benchbd.harness.results import RESULTS, describe_setting, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
@@ -127,7 +128,7 @@ def environment_notes(records: list[dict[str, Any]]) -> list[str]:
     elif counts:
         where = "; ".join(f"{markdown_escape(e)} ({n} record{'s' if n > 1 else ''})" for e, n in sorted(counts.items()))
         notes.append(f"Computed in {len(counts)} environment{'s' if len(counts) > 1 else ''}: {where}.")
-        cpu = {f"{e.get('cpu_capability')} on {e.get('torch_threads')} threads" for e in known if e.get("device") == "cpu"}
+        cpu = {cpu_setting(e) for e in known} - {None}
         if len(cpu) > 1:
             notes.append(f"Its CPU records come from {len(cpu)} settings of instruction set and torch threads "
                          f"({', '.join(sorted(cpu))}): float32 training under each trains other models, so their "
