@@ -24,8 +24,8 @@ from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import poison_training_set
 from benchbd.harness.results import RunDirectory
-from benchbd.harness.units.model import training_identity
-from benchbd.harness.workbench import Workbench, model_figures, poisoned_loss
+from benchbd.harness.units.model import backdoored_model_trained_by
+from benchbd.harness.workbench import Workbench, model_figures
 from benchbd.attacks import DataPoisoningAttack
 from benchbd.registry import default_registry
 
@@ -57,10 +57,7 @@ def main() -> None:
             attacks, rng = bench.prepared_attacks(group)
             poisoned = poison_training_set(plan.data, [a for a in attacks if isinstance(a, DataPoisoningAttack)], rng)
             started = time.perf_counter()
-            model, _ = bench.trained_model(
-                plan.model_key(group, training=training_identity(defense)), group.seed, poisoned.x, poisoned.y,
-                defense.training_loss(poisoned_loss(attacks)), "robust backdoored model", attacks,
-            )
+            model = backdoored_model_trained_by(bench, group, poisoned.x, poisoned.y, defense, "aegis")
             trained = time.perf_counter() - started
             figures = model_figures(bench.trainer(group.seed), model, plan.data, attacks)
             x = torch.from_numpy(plan.data.x_test).permute(0, 3, 1, 2).float() / 255

@@ -20,6 +20,7 @@ from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
+from benchbd.harness.plan import Group
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
 
 
@@ -82,6 +83,16 @@ def training_identity(defense: ModelDefense) -> dict[str, Any]:
     return {"defense": defense.name, "fields": fields, "training_loss": function_code(type(defense).training_loss)}
 
 
+def backdoored_model_trained_by(bench: Workbench, group: Group, x: np.ndarray, y: np.ndarray, defense: ModelDefense,
+                                name: str) -> ImageClassifier:
+    """The group's backdoored model trained on its poisoned set (``x``, ``y``) with the defense's own
+    ``training_loss`` (which must not be None), cached under the key every matrix with that training uses."""
+    attacks, _ = bench.prepared_attacks(group)
+    loss = defense.training_loss(poisoned_loss(attacks))
+    key = bench.plan.model_key(group, training=training_identity(defense))
+    return bench.trained_model(key, group.seed, x, y, loss, f"backdoored model for {name}", attacks)[0]
+
+
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
     """The backdoored model, then the clean ones, trained as the defense needs them."""
     plan, group, data = bench.plan, state.group, bench.data
@@ -89,12 +100,7 @@ def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense,
     training = training_identity(defense) if own_loss is not None else "profile"
     backdoored = state.model
     if own_loss is not None:
-        attacks, _ = bench.prepared_attacks(group)
-        loss = defense.training_loss(poisoned_loss(attacks))
-        backdoored, _ = bench.trained_model(
-            plan.model_key(group, training=training), group.seed, state.poisoned.x, state.poisoned.y, loss,
-            f"backdoored model for {name}", attacks,
-        )
+        backdoored = backdoored_model_trained_by(bench, group, state.poisoned.x, state.poisoned.y, defense, name)
     code = {key: value for key, value in plan.group_code(group).items() if key != "attacks"}
     count = plan.config.clean_models
     stacked = own_loss is None and bench.stacks_populations
