@@ -5,6 +5,7 @@ guarantees, not a model's."""
 
 from __future__ import annotations
 
+import ast
 import sys
 import textwrap
 from pathlib import Path
@@ -16,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig, trusted_count
-from benchbd.harness.digests import harness_sources, plugin_sources, source_digest, sources_digest
+from benchbd.harness.digests import harness_sources, plugin_sources, source_digest, sources_digest, tree_text
 from benchbd.harness.plan import Plan
 from benchbd.harness.poisoning import CLEAN
 from benchbd.harness.progress import SilentProgress
@@ -193,6 +194,17 @@ def test_a_digest_reads_the_code_not_its_comments_docstrings_or_layout(tmp_path:
     broken = sources_digest({"module": module})
     module.write_text("def half_written(x:\n")
     assert sources_digest({"module": module}) != broken
+
+
+def test_the_code_form_leaves_out_what_python_versions_add_or_write_differently() -> None:
+    """Python 3.12 added ``type_params`` to every function (``ast.dump`` shows it empty) and writes f-strings back
+    with other quotes (``ast.unparse``); the form a digest reads sets neither, so one code has one digest."""
+    code = "def f(x):\n    return f\"{', '.join(x)}\"\n"
+    assert tree_text(ast.parse(code)) == (
+        "Module(body=[FunctionDef(name='f', args=arguments(args=[arg(arg='x')]), body=[Return(value=JoinedStr(values="
+        "[FormattedValue(value=Call(func=Attribute(value=Constant(value=', '), attr='join', ctx=Load()), "
+        "args=[Name(id='x', ctx=Load())]), conversion=-1)]))])])"
+    )
 
 
 def test_benchbds_own_code_names_every_cell_and_model(tiny_signs: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,8 @@
 
 A source file's digest reads its code, not its text (:func:`code_text`): an edited comment, docstring or layout
 keeps it, an edited statement changes it (ours: documentation is not behaviour, and a run directory should not be
-recomputed for it)."""
+recomputed for it). The code is read in a form that does not depend on the Python version that parses it, so a run
+directory resumed, or a seed computed, under another Python names the same code."""
 
 from __future__ import annotations
 
@@ -86,9 +87,9 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
 
 
 def code_text(path: Path) -> str:
-    """The code of a Python source file as its digest reads it: the file's syntax tree without its docstrings,
-    written back as source (``ast.unparse``), so comments, docstrings and layout do not count; a file that does
-    not parse (a module being edited) is read as it is."""
+    """The code of a Python source file as its digest reads it: the file's syntax tree without its docstrings, in
+    :func:`tree_text`'s form, so comments, docstrings and layout do not count; a file that does not parse (a module
+    being edited) is read as it is."""
     return _code_text(path.read_bytes())
 
 
@@ -108,7 +109,20 @@ def _code_text(source: bytes) -> str:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
                 node.body = node.body[1:] or [ast.Pass()]
-    return ast.unparse(tree)
+    return tree_text(tree)
+
+
+def tree_text(node: Any) -> str:
+    """A syntax tree as text that the same code gives under every Python version: each node's type and the fields
+    it sets, leaving out those that are ``None`` or empty. Not ``ast.unparse``, which writes the same f-string with
+    other quotes from Python 3.12 on, nor ``ast.dump``, which shows fields that newer versions add (``type_params``)
+    and, from 3.13 on, leaves out empty ones."""
+    if isinstance(node, ast.AST):
+        fields = [f"{name}={tree_text(value)}" for name, value in ast.iter_fields(node) if value is not None and value != []]
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(tree_text(item) for item in node)}]"
+    return repr(node)
 
 
 def sources_digest(sources: dict[str, Path]) -> str:
