@@ -81,10 +81,15 @@ def defense_effectiveness(clean_acc: float, clean_acc_after: float, asr: float, 
 FIXED_FPRS = (0.01, 0.05)
 
 
-def tpr_at_fpr(positive: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The highest TPR among the score thresholds whose FPR is at most each of :data:`FIXED_FPRS`."""
-    fpr, tpr, _ = roc_curve(positive, scores)
-    return {f"{limit:g}": float(tpr[fpr <= limit].max()) for limit in FIXED_FPRS}
+def tpr_at_fpr(positive: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """The highest TPR among the score thresholds whose FPR is at most each of :data:`FIXED_FPRS`; ``None`` for a
+    limit under which not one negative may be flagged (fewer than 1/limit negatives: four clean models measure FPR in
+    steps of 25%, and "TPR at 1% FPR" would be the TPR at none flagged). Every threshold counts: scikit-learn's
+    ``drop_intermediate`` leaves out points on a straight stretch of the curve, which can hold the highest TPR under
+    the limit."""
+    fpr, tpr, _ = roc_curve(positive, scores, drop_intermediate=False)
+    negatives = int((~positive).sum())
+    return {f"{limit:g}": float(tpr[fpr <= limit].max()) if negatives * limit >= 1 else None for limit in FIXED_FPRS}
 
 
 def detection_metrics(scores: np.ndarray, flagged: np.ndarray, positive: np.ndarray) -> dict[str, object]:

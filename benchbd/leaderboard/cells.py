@@ -78,7 +78,7 @@ class Cells:
             return f"{label} {self.mark(status + ': ' + str(bad[0]['error']))}"
         values = [value(r) for r in records]
         if any(v is None for v in values):
-            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples')}"
+            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, or too few clean ones to measure that FPR')}"
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
