@@ -15,8 +15,10 @@ import benchbd
 from benchbd import LossComputation, ModelContext, ModelDefense, ModelVerdict
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
+from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import outcome, read_records
+from benchbd.harness.units.model import clean_models
 from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -118,7 +120,22 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     assert len(list((tmp_path / "models").glob("*.pt"))) == 3 and len(list((tmp_path / "models").glob("*.json"))) == 3
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     judged = [f"{100 * record['clean_acc']:.2f}", f"{100 * record['asr']['patch']:.2f}"]  # no model of its own: the cell's
-    assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "100.00", "100.00", *judged]]
+    # two clean models measure FPR in steps of 50%: no TPR at 1% or 5% FPR
+    assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "n/a (1)", "n/a (1)", *judged]]
+    assert "too few clean ones to measure that FPR" in table.notes[0]
+
+
+def test_each_seed_has_its_own_clean_models_and_its_cells_share_them(tiny_signs: Path) -> None:
+    """Seeds repeat the whole population: an interval over seeds must not treat one set of clean models as several."""
+    plan = Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch", "blend-random"], defenses=["known-trigger"],
+                             device="cpu", mode="single", seeds=2, clean_models=3), registry_with_detector())
+    by_seed: dict[int, set[tuple[tuple[str, ...], tuple[int, ...]]]] = {}
+    for group in plan.groups:
+        keys, seeds = clean_models(plan, group, "profile", stacked=False)
+        by_seed.setdefault(group.seed, set()).add((tuple(keys), tuple(seeds)))
+    assert sorted(by_seed) == [0, 1] and all(len(populations) == 1 for populations in by_seed.values())  # shared
+    (keys_0, seeds_0), (keys_1, seeds_1) = (next(iter(by_seed[seed])) for seed in (0, 1))
+    assert len(set(keys_0) | set(keys_1)) == 6 and len(set(seeds_0) | set(seeds_1)) == 6  # each seed its own
 
 
 def test_a_defenses_own_models_are_cached_under_its_training_fields_only(tiny_signs: Path, tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
-from benchbd.harness.plan import Group
+from benchbd.harness.plan import Group, Plan
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
 
 
-#: Seeds of the clean models, offset from the cells' seeds.
+#: Seeds of the clean models: seed s's clean model i trains with ``CLEAN_MODEL_SEED * (s + 1) + i``.
 CLEAN_MODEL_SEED = 10_000
 #: Held-out clean images a model or training-run defender holds: up to this many of the test split.
 DEFENDER_CLEAN = 2000
@@ -93,6 +93,19 @@ def backdoored_model_trained_by(bench: Workbench, group: Group, x: np.ndarray, y
     return bench.trained_model(key, group.seed, x, y, loss, f"backdoored model for {name}", attacks)[0]
 
 
+def clean_models(plan: Plan, group: Group, training: Any, stacked: bool) -> tuple[list[str], list[int]]:
+    """The cache keys and training seeds of the ``--clean-models`` clean models the cells of ``group``'s seed judge
+    (ours): each seed has its own, so that a run's seeds repeat the whole population, and a table's interval over
+    seeds covers the draw of clean models too; the cells of one seed share them, whatever their attacks."""
+    code = {key: value for key, value in plan.group_code(group).items() if key != "attacks"}
+    count = plan.config.clean_models
+    keys = [digest({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.as_dict(),
+                    "seed": group.seed, "clean_model": i, "training": training, "code": code,
+                    **({"stacked": count} if stacked else {})})
+            for i in range(count)]
+    return keys, [CLEAN_MODEL_SEED * (group.seed + 1) + i for i in range(count)]
+
+
 def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: str) -> list[ImageClassifier]:
     """The backdoored model, then the clean ones, trained as the defense needs them."""
     plan, group, data = bench.plan, state.group, bench.data
@@ -101,13 +114,8 @@ def judged_models(bench: Workbench, state: PoisonedGroup, defense: ModelDefense,
     backdoored = state.model
     if own_loss is not None:
         backdoored = backdoored_model_trained_by(bench, group, state.poisoned.x, state.poisoned.y, defense, name)
-    code = {key: value for key, value in plan.group_code(group).items() if key != "attacks"}
-    count = plan.config.clean_models
     stacked = own_loss is None and bench.stacks_populations
-    keys = [digest({"dataset": plan.config.dataset, "model": plan.model_name, "profile": plan.profile.as_dict(),
-                    "clean_model": i, "training": training, "code": code, **({"stacked": count} if stacked else {})})
-            for i in range(count)]
-    seeds = [CLEAN_MODEL_SEED + i for i in range(count)]
+    keys, seeds = clean_models(plan, group, training, stacked)
     if stacked:
         return [backdoored, *bench.trained_together(keys, seeds, data.x_train, data.y_train, "clean models")]
     loss = own_loss or cross_entropy_loss
