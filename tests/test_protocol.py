@@ -19,13 +19,16 @@ from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig, trusted_count
 from benchbd.harness.digests import harness_sources, plugin_sources, source_digest, sources_digest, tree_text
 from benchbd.harness.plan import Plan
-from benchbd.harness.poisoning import CLEAN
+from benchbd.data.images import ImageData
+from benchbd.errors import BenchbdError
+from benchbd.harness.poisoning import CLEAN, check_eligible, poison_training_set
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import outcome, read_records
 from benchbd.harness.units.example import detection
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
+from benchbd_builtins.attacks.sinusoid import SinusoidAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack
 
 def records_of(out: Path, defense: str) -> list[dict]:
@@ -233,6 +236,20 @@ def test_a_resumed_blind_record_equals_a_fresh_one(tiny_signs: Path, tmp_path: P
 
 def plan(tiny_signs: Path, **config: object) -> Plan:
     return Plan(MatrixConfig(dataset=f"npz:{tiny_signs}", device="cpu", **config), default_registry())
+
+
+def test_a_multi_attack_set_is_checked_against_the_draws_it_can_expect_not_the_order_of_the_data() -> None:
+    """Labels sorted by class, as real GTSRB's are: the patch attack's first 20 candidates are all of class 0, but
+    its draw takes a quarter of them on average, leaving the clean-label attack the 10 it needs; 18 are too many."""
+    y = np.repeat(np.arange(5), 20)
+    def attacks(needed: int) -> list:
+        return [PatchAttack(target=4, ratio=0.2), SinusoidAttack(target=0, ratio=needed / 100)]
+    check_eligible(attacks(10), y)
+    data = ImageData("sorted", np.zeros((100, 32, 32, 3), np.uint8), y, np.zeros((5, 32, 32, 3), np.uint8), np.arange(5), 5, "gtsrb")
+    poisoned = poison_training_set(data, attacks(10), np.random.default_rng(0))
+    assert np.bincount(poisoned.source[poisoned.source != CLEAN]).tolist() == [20, 10]
+    with pytest.raises(BenchbdError, match="sinusoid: needs 18 examples to poison but the attacks before it in the set are expected to leave 15 of its 20"):
+        check_eligible(attacks(18), y)
 
 
 def test_the_multi_attack_cell_is_badloss_six_unless_named(tiny_signs: Path) -> None:

@@ -51,8 +51,20 @@ def poison_training_set(data: ImageData, attacks: list[DataPoisoningAttack], rng
 
 
 def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> None:
-    """Refuse, before any training, attacks whose ratios need more examples than are eligible: each attack's
-    candidates less those the attacks before it take (disjoint, as :func:`poison_training_set` draws them)."""
-    available = np.ones(len(y_train), dtype=bool)
+    """Refuse, before any training, an attack whose ratio needs more examples than it has candidates, or than the
+    attacks before it in the set are expected to leave it. Each attack draws uniformly from its candidates still
+    clean (:func:`poison_training_set`), so each example's chance of being clean when an attack draws follows from
+    the counts before it. The expectation, not the worst case (ours): the worst case refuses sets whose draws leave
+    hundreds to spare (every data attack on real GTSRB, whose 30% of invisible images could all come from the
+    sinusoid's target class), and a draw that falls short is still refused when it happens
+    (:meth:`~benchbd.attacks.DataPoisoningAttack.eligible`, a failed cell)."""
+    clean = np.ones(len(y_train))
     for attack in attacks:
-        available[attack.eligible(y_train, available)[: attack.poison_count(len(y_train))]] = False
+        candidates = attack.eligible(y_train, np.ones(len(y_train), dtype=bool))
+        count, expected = attack.poison_count(len(y_train)), float(clean[candidates].sum())
+        if count > expected:
+            raise BenchbdError(
+                f"{attack.name}: needs {count} examples to poison but the attacks before it in the set are expected to "
+                f"leave {expected:.0f} of its {len(candidates)} candidates (ratio {attack.ratio}, target {attack.target})"
+            )
+        clean[candidates] *= 1 - count / expected
