@@ -113,6 +113,24 @@ def test_multi_attack_cells_and_average_asr(tmp_path: Path) -> None:
     assert any("this run's multi-attack cell has patch, wanet: not compared" in n for n in beside["Table 3"].notes)
 
 
+def test_a_run_with_no_attack_cells_and_two_multi_attack_sets_is_compared(tmp_path: Path) -> None:
+    """The no-attack cells (``--attacks none``) have no column of Table 2; two multi-attack sets get a Table 3 each."""
+    records = [
+        record("badloss", 0, [], clean_acc_after=0.85, removed_frac=0.01),
+        record("badloss", 0, ["patch"], auroc=0.9, clean_acc_after=0.8, asr_after={"patch": 0.1}),
+        record("badloss", 0, SIX, auroc=0.9, auroc_per_attack={a: 0.9 for a in SIX}, clean_acc_after=0.8,
+               asr_after={a: 0.1 for a in SIX}),
+        record("badloss", 0, ["patch", "wanet"], auroc=0.9, auroc_per_attack={"patch": 0.9, "wanet": 0.9},
+               clean_acc_after=0.7, asr_after={"patch": 0.2, "wanet": 0.3}),
+    ]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    tables = [t for t in render_run(tmp_path, compare="badloss") if " beside " in t.title]
+    assert rows(next(t for t in tables if t.title.startswith("Table 2 ")))["badloss", "CA patch"][0] == "80.00"
+    multi = {t.title.split(": ")[1].split(" clean")[0]: rows(t) for t in tables if t.title.startswith("Table 3 ")}
+    assert multi[f"multi-attack ({'+'.join(SIX)})"]["badloss", "Clean Acc."] == ["80.00", "80.23", "-0.23"]
+    assert multi["multi-attack (patch+wanet)"]["badloss", "Clean Acc."][0] == "70.00"
+
+
 def test_the_dataset_family_picks_the_paper_block(tmp_path: Path) -> None:
     cifar = [record("badloss", 0, ["patch"], dataset="cifar10", family=None, auroc=0.5, clean_acc_after=0.9,
                     asr_after={"patch": 0.1})]

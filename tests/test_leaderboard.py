@@ -72,6 +72,24 @@ def test_multi_attack_table_has_average_asr(tmp_path: Path) -> None:
     assert multi.rows[1] == ["spectral", "85.00", "10.00", "30.00", "20.00"]
 
 
+def test_two_multi_attack_sets_are_two_experiments_not_two_seeds(tmp_path: Path) -> None:
+    """A run directory re-used with other --multi-attacks holds two sets: each gets its own tables."""
+    three = ["patch", "wanet", "blend"]
+    records = [
+        record("spectral", 0, three, auroc=0.7, clean_acc_after=0.8, asr_after={a: 0.1 for a in three},
+               auroc_per_attack={a: 0.7 for a in three}),
+        record("spectral", 0, ["patch", "wanet"], auroc=0.9, clean_acc_after=0.9, asr_after={"patch": 0.3, "wanet": 0.5},
+               auroc_per_attack={"patch": 0.9, "wanet": 0.9}),
+    ]
+    tables, _ = render(tmp_path, records)
+    asr = {t.title.split(" clean")[0]: t for t in tables if t.title.startswith("Table 3:")}
+    assert list(asr) == ["Table 3: multi-attack (patch+wanet+blend)", "Table 3: multi-attack (patch+wanet)"]
+    assert asr["Table 3: multi-attack (patch+wanet)"].rows == [["spectral", "90.00", "30.00", "50.00", "40.00"]]
+    assert asr["Table 3: multi-attack (patch+wanet+blend)"].rows == [["spectral", "80.00", "10.00", "10.00", "10.00", "10.00"]]
+    detection = [t for t in tables if t.title.startswith("Table 3a")]
+    assert [t.rows for t in detection] == [[["spectral", "0.70", "0.70", "0.70", "0.70"]], [["spectral", "0.90", "0.90", "0.90"]]]
+
+
 def test_one_plugin_under_two_parameter_sets_gets_two_rows_not_a_mean(tmp_path: Path) -> None:
     """A run directory re-used with other -P values holds two experiments; they must not be averaged as seeds."""
     def with_params(defense: str, defense_params: dict, ratio: float, **fields) -> dict:

@@ -108,6 +108,14 @@ def select(frame: pd.DataFrame, **where: Any) -> list[dict[str, Any]]:
     return frame.loc[mask, "record"].tolist()
 
 
+def multi_attack_sets(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The multi-attack records by attack set (``patch+wanet``), in order of appearance: two sets are two
+    experiments, whose records no table cell may average together."""
+    multi = frame[(frame["mode"] == "multi") & (frame["attacks"].map(len) > 0)]
+    sets = multi["attacks"].map("+".join)
+    return [(attack_set, multi[sets == attack_set]) for attack_set in ordered(sets)]
+
+
 def mitigation_rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """(defense, row label) of the mitigation tables: the baselines (unit ``none``) first as "No Defense", named
     when there are several, then every defense that filters and retrains."""

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchbd.leaderboard.cells import NO_DEFENSE, Cells, Table, after, after_field, mitigation_rows, ordered, select
+from benchbd.leaderboard.cells import (
+    NO_DEFENSE, Cells, Table, after, after_field, mitigation_rows, multi_attack_sets, ordered, select,
+)
 from benchbd.papers import PAPERS, Paper, PaperValue, paper_table
 
 
@@ -69,7 +71,7 @@ def _family_comparison(
     versus = f"beside {paper.title}'s, {family}"
     asr = "ASR boosted ×2 at test time for the attacks with a boost; Δ = ours − paper"
     tables = []
-    single = frame[frame["mode"] == "single"]
+    single = frame[(frame["mode"] == "single") & (frame["attacks"].map(len) > 0)]  # not the no-attack cells
     if not single.empty:
         single = single.assign(attack=single["attacks"].map(lambda a: a[0]))
         attacks = ordered(single["attack"])
@@ -96,8 +98,8 @@ def _family_comparison(
                                       value_of.get((2, defense_of(name), plugin[a], "asr")), asr=True)
         title = f"Table 2 {versus}: one-attack clean accuracy and attack success rate (%) after retraining; {asr}"
         tables.append(Table(title, COMPARED_COLUMNS, rows, [setting, _asr_note(records, attacks), *cells.footnotes()]))
-    multi = frame[frame["mode"] == "multi"]
-    if not multi.empty:
+    sets = multi_attack_sets(frame)
+    for attack_set, multi in sets:
         attacks = ordered(a for combo in multi["attacks"] for a in combo)
         paper_attacks = {v.attack for v in values if v.table == 3 and v.metric == "asr"}
         same_attacks = {plugin[a] for a in attacks} == paper_attacks
@@ -117,7 +119,8 @@ def _family_comparison(
         if not same_attacks:
             notes.append(f"The paper's Avg. ASR is over its six attacks ({', '.join(sorted(paper_attacks))}); this run's "
                          f"multi-attack cell has {', '.join(attacks)}: not compared.")
-        title = f"Table 3 {versus}: multi-attack clean accuracy and attack success rate (%) after retraining; {asr}"
+        heading = f"multi-attack ({attack_set})" if len(sets) > 1 else "multi-attack"
+        title = f"Table 3 {versus}: {heading} clean accuracy and attack success rate (%) after retraining; {asr}"
         tables.append(Table(title, COMPARED_COLUMNS, rows, [*notes, *cells.footnotes()]))
     return tables
 

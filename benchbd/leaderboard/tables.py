@@ -15,7 +15,7 @@ from benchbd.harness.servers import Simulation
 from benchbd.harness.units import model as model_unit, training_run as training_run_unit
 from benchbd.leaderboard.cells import (
     AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, after_field, asr_of, mitigation_rows,
-    ordered, select, with_boosted,
+    multi_attack_sets, ordered, select, with_boosted,
 )
 
 
@@ -30,11 +30,11 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         tables += _no_attack_tables(frame[~attacked])
     frame_attacked = frame[attacked]
     single = frame_attacked[frame_attacked["mode"] == "single"]
-    multi = frame_attacked[frame_attacked["mode"] == "multi"]
     if not single.empty:
         tables += _single_attack_tables(single)
-    if not multi.empty:
-        tables += _multi_attack_tables(multi)
+    sets = multi_attack_sets(frame_attacked)
+    for attack_set, multi in sets:
+        tables += _multi_attack_tables(multi, f"multi-attack ({attack_set})" if len(sets) > 1 else "multi-attack")
     tables += _detection_tables(frame)
     return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
@@ -109,7 +109,9 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
 
 
-def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
+def _multi_attack_tables(frame: pd.DataFrame, heading: str) -> list[Table]:
+    """Tables 3, 3a-3c of one multi-attack set's records, ``heading`` ("multi-attack", with the set where a run has
+    several) in their titles."""
     attacks = ordered(a for combo in frame["attacks"] for a in combo)
     tables = []
     example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
@@ -120,7 +122,7 @@ def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
             + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1) for a in attacks]
             for name in example_defenses
         ]
-        title = "Table 3a: multi-attack detection AUROC, all poisoned examples and each attack's against the clean ones"
+        title = f"Table 3a: {heading} detection AUROC, all poisoned examples and each attack's against the clean ones"
         tables.append(Table(title, ["Defense", "All", *attacks], rows, cells.footnotes()))
     cells = Cells()
     rows = []
@@ -133,10 +135,10 @@ def _multi_attack_tables(frame: pd.DataFrame) -> list[Table]:
             + [cells.text(selected, lambda r: float(np.mean(list(asr(r).values()))), 100, asr=True)]
         )
     columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
-    title = f"Table 3: multi-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
+    title = f"Table 3: {heading} clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
     tables.append(Table(title, columns, rows, cells.footnotes()))
-    tables += _effectiveness_table("Table 3c: multi-attack", frame, attacks, lambda name, a: select(frame, defense=name))
-    title = "Table 3b: multi-attack attack success rate (%) after retraining"
+    tables += _effectiveness_table(f"Table 3c: {heading}", frame, attacks, lambda name, a: select(frame, defense=name))
+    title = f"Table 3b: {heading} attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name))
 
 
