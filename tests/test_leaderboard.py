@@ -404,6 +404,17 @@ def test_a_cell_computed_again_shows_its_latest_record_not_two_seeds(tmp_path: P
     assert "computed again" not in markdown
 
 
+def test_the_record_that_finished_last_stands_whatever_order_the_files_were_joined_in(tmp_path: Path) -> None:
+    """Seeds split over machines, one computed on both: the later computation is the cell, not the later line."""
+    earlier = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5},
+                     finished="2026-12-07T10:00:00.000+00:00")
+    later = record("spectral", 0, ["patch"], auroc=0.7, clean_acc_after=0.8, asr_after={"patch": 0.5},
+                   finished="2026-12-07T11:00:00.000+00:00")
+    for order in ([earlier, later], [later, earlier]):
+        tables, _ = render(tmp_path, [record("none", 0, ["patch"]), *order])
+        assert next(t for t in tables if t.title.startswith("Table 1:")).rows == [["spectral", "0.70"]]
+
+
 def test_records_of_two_profiles_are_not_averaged_into_one_table(tmp_path: Path) -> None:
     """A run directory is one dataset, model and profile: the same cell at 8 and 16 epochs is two results, which one
     table would show as one (the later, or their mean); rendering refuses and names both settings."""

@@ -9,6 +9,7 @@ import signal
 import time
 import traceback
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from benchbd import params as plugin_params
@@ -83,7 +84,14 @@ def error_record(bench: Workbench, base: dict[str, Any], exc: BaseException, sta
     log = bench.run_dir.logs / f"{base['config_hash']}.log"
     log.write_text("".join(traceback.format_exception(exc)))
     summary = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return {**base, "status": "error", "error": f"{type(exc).__name__}: {summary} (traceback: {log})", "seconds": time.perf_counter() - started}
+    return finished({**base, "status": "error", "error": f"{type(exc).__name__}: {summary} (traceback: {log})"}, started)
+
+
+def finished(record: dict[str, Any], started: float) -> dict[str, Any]:
+    """The record with how long its cell took since ``started`` (``time.perf_counter``) and when it finished (UTC):
+    which of two records of one cell is the later does not depend on the order of the lines that hold them."""
+    return {**record, "seconds": time.perf_counter() - started,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
 
 
 def run_group(bench: Workbench, group: Group, pending: list[str], progress: Progress) -> Iterator[dict[str, Any]]:
@@ -105,6 +113,6 @@ def run_group(bench: Workbench, group: Group, pending: list[str], progress: Prog
         try:
             with time_limit(limit, f"defense {name}"):
                 result = units.judge(bench, state, plan.defenses[name], name)
-            yield {**base, **result, "seconds": time.perf_counter() - cell_started}
+            yield finished({**base, **result}, cell_started)
         except Exception as exc:  # noqa: BLE001
             yield error_record(bench, base, exc, cell_started)

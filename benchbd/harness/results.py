@@ -18,7 +18,7 @@ from benchbd.errors import BenchbdError
 
 RESULTS = "results.jsonl"
 INVOCATIONS = "invocations.jsonl"
-CIRCUMSTANCES = ("seconds", "train_seconds", "environment")
+CIRCUMSTANCES = ("seconds", "train_seconds", "finished", "environment")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -44,7 +44,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def outcome(record: dict[str, Any]) -> dict[str, Any]:
-    """A record without its circumstances (how long the cell took, where it ran): what any computation of the cell
+    """A record without its circumstances (how long the cell took, when it finished, where it ran): what any computation of the cell
     on the same code must reproduce, whether alone, after other cells, resumed or on a Ray worker."""
     return {key: value for key, value in record.items() if key not in CIRCUMSTANCES}
 
