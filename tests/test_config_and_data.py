@@ -49,12 +49,15 @@ def test_flags_override_the_file(tiny_signs: Path, tmp_path: Path, capsys) -> No
     assert code == 2 and "--seeds must be at least 1" in capsys.readouterr().err
 
 
-def test_load_results_flattens_per_attack_fields(tmp_path: Path) -> None:
-    record = {"attacks": ["patch", "wanet"], "defense": "none", "status": "ok", "asr": {"patch": 0.9, "wanet": 0.5}}
-    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+def test_load_results_flattens_per_attack_fields_one_row_per_cell(tmp_path: Path) -> None:
+    """A cell computed again (after a change of code) is one row, its latest record, as in the leaderboard."""
+    record = {"mode": "multi", "attacks": ["patch", "wanet"], "defense": "none", "seed": 0, "status": "ok",
+              "asr": {"patch": 0.9, "wanet": 0.5}}
+    again = {**record, "asr": {"patch": 0.9, "wanet": 0.6}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n" + json.dumps(again) + "\n")
     frame = benchbd.load_results(tmp_path)
-    assert frame.loc[0, "attack_set"] == "patch+wanet"
-    assert frame.loc[0, "asr.wanet"] == 0.5
+    assert len(frame) == 1 and frame.loc[0, "attack_set"] == "patch+wanet"
+    assert frame.loc[0, "asr.wanet"] == 0.6
 
 
 def test_export_csv(tmp_path: Path) -> None:
@@ -62,7 +65,8 @@ def test_export_csv(tmp_path: Path) -> None:
 
     from benchbd.cli import main
 
-    record = {"attacks": ["patch"], "defense": "none", "status": "ok", "clean_acc": 0.9, "asr": {"patch": 0.8}}
+    record = {"mode": "single", "attacks": ["patch"], "defense": "none", "seed": 0, "status": "ok", "clean_acc": 0.9,
+              "asr": {"patch": 0.8}}
     (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
     assert main(["export", str(tmp_path), "--csv", str(tmp_path / "out.csv")]) == 0
     table = pd.read_csv(tmp_path / "out.csv")

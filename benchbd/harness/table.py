@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from benchbd.errors import BenchbdError
-from benchbd.harness.results import RESULTS, read_records
+from benchbd.harness.results import RESULTS, latest_per_seed, read_records
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """The cells of a run directory as a DataFrame.
+    """The cells of a run directory as a DataFrame, each cell's latest record (:func:`latest_per_seed`: a cell
+    computed again after a change of code or settings has one row, as in the leaderboard).
 
     Per-attack objects become columns: ``asr`` → ``asr.patch``, ``asr_after.patch``, ``auroc_per_attack.patch``,
     ``targets.patch``. ``attacks`` stays a list; ``attack_set`` joins it with "+".
@@ -19,7 +20,7 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / RESULTS
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
-    frame = pd.json_normalize(read_records(path), max_level=1)
+    frame = pd.json_normalize(latest_per_seed(read_records(path))[0], max_level=1)
     if not frame.empty:
         frame.insert(0, "attack_set", frame["attacks"].map("+".join))
     return frame

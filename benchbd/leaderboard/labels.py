@@ -14,20 +14,6 @@ PER_ATTACK_FIELDS = (
 )
 
 
-def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """The records with each experiment's seed kept once, in their order, and how many were dropped. A cell
-    computed again in the same run directory (its code or a setting of the harness changed, so its hash did)
-    appends a second record of the same seed and parameters, and results files of several machines may be joined:
-    the one that finished last stands, since two records of one seed are not two seeds; among records without a
-    finish time (written before records had one) or with the same, the one written last."""
-    latest: dict[str, int] = {}
-    for index, record in enumerate(records):
-        key = _params_key([record["mode"], record["attacks"], record["defense"], record["seed"], record.get("params")])
-        if key not in latest or record.get("finished", "") >= records[latest[key]].get("finished", ""):
-            latest[key] = index
-    return [records[index] for index in sorted(latest.values())], len(records) - len(latest)
-
-
 def label_configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records with every plugin that appears under several parameter sets renamed per set, e.g.
     ``patch (ratio=0.05)`` and ``patch (ratio=0.1)``; other plugins keep their names. Records written before

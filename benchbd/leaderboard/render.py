@@ -15,10 +15,10 @@ from tabulate import tabulate
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
-from benchbd.harness.results import RESULTS, describe_setting, read_records
+from benchbd.harness.results import RESULTS, describe_setting, latest_per_seed, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
-from benchbd.leaderboard.labels import label_configurations, latest_per_seed
+from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.tables import build_tables
 from benchbd.papers import PAPERS
 from benchbd.plots import write_heatmaps
