@@ -9,11 +9,13 @@ import ast
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from benchbd import ExampleVerdict
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import PAPER_MULTI_ATTACKS, MatrixConfig, trusted_count
@@ -24,7 +26,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import CLEAN, check_eligible, poison_training_set
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import outcome, read_records
-from benchbd.harness.units.example import detection
+from benchbd.harness.units.example import checked, detection
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -52,6 +54,14 @@ def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: P
     assert record["trusted"] == 193 and record["judged"] == 430 - 193 - 96
     assert record["details"]["probes"] == {"clean": 96, "backdoor": 97, "mislabelled": 96}
     assert len(record["details"]["warnings"]) == 3
+
+
+def test_the_harness_marks_the_trusted_examples_on_its_own_copy_of_the_verdict() -> None:
+    """``mitigate(context, verdict)`` gets the verdict the defense returned, not one the harness has edited."""
+    verdict = ExampleVerdict(np.zeros(4), np.zeros(4, dtype=bool), judged=np.ones(4, dtype=bool))
+    _, _, judged = checked(SimpleNamespace(name="test"), verdict, 4)
+    judged[:2] = False
+    assert verdict.judged.all()
 
 
 def test_detection_counts_only_the_judged_examples() -> None:
