@@ -415,6 +415,15 @@ def test_the_record_that_finished_last_stands_whatever_order_the_files_were_join
         assert next(t for t in tables if t.title.startswith("Table 1:")).rows == [["spectral", "0.70"]]
 
 
+def test_a_cell_with_fewer_seeds_than_the_others_is_said_to_have_them(tmp_path: Path) -> None:
+    """Seeds 0-2 of the baseline but only seed 0 of spectral: its bare 0.60 is one seed, and the header says so."""
+    spectral = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})
+    _, markdown = render(tmp_path, [*(record("none", seed, ["patch"]) for seed in range(3)), spectral])
+    assert "1 of 2 experiments hold fewer seeds than the others' 3 (as few as 1)" in markdown
+    _, markdown = render(tmp_path, [record("none", 0, ["patch"]), spectral])
+    assert "fewer seeds" not in markdown
+
+
 def test_records_of_two_profiles_are_not_averaged_into_one_table(tmp_path: Path) -> None:
     """A run directory is one dataset, model and profile: the same cell at 8 and 16 epochs is two results, which one
     table would show as one (the later, or their mean); rendering refuses and names both settings."""

@@ -3,6 +3,7 @@ heatmaps beside it, and the terminal's tables."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,8 +77,23 @@ def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *scale_notes(records), *plugins, *code_notes(records),
-                        *environment_notes(records), *notes]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *seed_notes(records), *scale_notes(records), *plugins,
+                        *code_notes(records), *environment_notes(records), *notes]) + "\n"
+
+
+def seed_notes(records: list[dict[str, Any]]) -> list[str]:
+    """A note when some cells hold fewer of the run's seeds than others (a run stopped, a seed added to some cells):
+    their mean is over fewer seeds, and a cell of one shows its value without "(n=1)"."""
+    seeds: dict[str, set[int]] = {}
+    for r in records:
+        cell = json.dumps([r["mode"], r["attacks"], r["defense"], r.get("params")], sort_keys=True, default=str)
+        seeds.setdefault(cell, set()).add(r["seed"])
+    counts = [len(s) for s in seeds.values()]
+    if min(counts) == max(counts):
+        return []
+    fewer = sum(count < max(counts) for count in counts)
+    return [f"{fewer} of {len(counts)} experiments hold fewer seeds than the others' {max(counts)} (as few as "
+            f"{min(counts)}): their cells are means over fewer seeds, and a cell of one seed shows its value alone."]
 
 
 def scale_notes(records: list[dict[str, Any]]) -> list[str]:
