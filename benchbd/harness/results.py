@@ -49,16 +49,20 @@ def outcome(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in CIRCUMSTANCES}
 
 
+def experiment(record: dict[str, Any]) -> str:
+    """What a record is one seed of: its mode, attacks, defense and parameters, as one string."""
+    return json.dumps([record["mode"], record["attacks"], record["defense"], record.get("params")], sort_keys=True, default=str)
+
+
 def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """The records with each experiment's seed kept once, in their order, and how many were dropped. A cell
     computed again in the same run directory (its code or a setting of the harness changed, so its hash did)
     appends a second record of the same seed and parameters, and results files of several machines may be joined:
     the one that finished last stands, since two records of one seed are not two seeds; among records without a
     finish time (written before records had one) or with the same, the one written last."""
-    latest: dict[str, int] = {}
+    latest: dict[tuple[str, int], int] = {}
     for index, record in enumerate(records):
-        key = json.dumps([record["mode"], record["attacks"], record["defense"], record["seed"], record.get("params")],
-                         sort_keys=True, default=str)
+        key = experiment(record), record["seed"]
         if key not in latest or record.get("finished", "") >= records[latest[key]].get("finished", ""):
             latest[key] = index
     return [records[index] for index in sorted(latest.values())], len(records) - len(latest)

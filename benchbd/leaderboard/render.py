@@ -3,7 +3,6 @@ heatmaps beside it, and the terminal's tables."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +15,7 @@ from tabulate import tabulate
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
-from benchbd.harness.results import RESULTS, describe_setting, latest_per_seed, read_records
+from benchbd.harness.results import RESULTS, describe_setting, experiment, latest_per_seed, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.labels import label_configurations
@@ -86,8 +85,7 @@ def seed_notes(records: list[dict[str, Any]]) -> list[str]:
     their mean is over fewer seeds, and a cell of one shows its value without "(n=1)"."""
     seeds: dict[str, set[int]] = {}
     for r in records:
-        cell = json.dumps([r["mode"], r["attacks"], r["defense"], r.get("params")], sort_keys=True, default=str)
-        seeds.setdefault(cell, set()).add(r["seed"])
+        seeds.setdefault(experiment(r), set()).add(r["seed"])
     counts = [len(s) for s in seeds.values()]
     if min(counts) == max(counts):
         return []
