@@ -424,6 +424,17 @@ def test_a_cell_with_fewer_seeds_than_the_others_is_said_to_have_them(tmp_path: 
     assert "fewer seeds" not in markdown
 
 
+def test_a_cell_whose_seeds_ran_different_code_says_so(tmp_path: Path) -> None:
+    """A resume after a code change, stopped after seed 0: the cell's mean mixes two versions of the code."""
+    old = record("spectral", 1, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})
+    new = record("spectral", 0, ["patch"], auroc=0.7, clean_acc_after=0.8, asr_after={"patch": 0.5},
+                 code={**old["code"], "benchbd": "b2"})
+    tables, _ = render(tmp_path, [record("none", 0, ["patch"]), record("none", 1, ["patch"]), new, old])
+    table_1 = next(t for t in tables if t.title.startswith("Table 1:"))
+    assert table_1.rows == [["spectral", "0.65 ± 0.64 (n=2) (1)"]]
+    assert table_1.notes == ["(1) its seeds were computed by different versions of benchbd's or a plugin's code"]
+
+
 def test_records_of_two_profiles_are_not_averaged_into_one_table(tmp_path: Path) -> None:
     """A run directory is one dataset, model and profile: the same cell at 8 and 16 epochs is two results, which one
     table would show as one (the later, or their mean); rendering refuses and names both settings."""

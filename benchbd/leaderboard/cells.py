@@ -3,6 +3,7 @@ attack set, or why it has none (footnotes), and the record fields the mitigation
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,13 +83,16 @@ class Cells:
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
-        """Marks for a defense that removed nothing, with the gate it recorded, and for old records' ASR."""
+        """Marks for a defense that removed nothing, with the gate it recorded, for seeds computed by different
+        versions of the code, and for old records' ASR."""
         marks = []
         empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
         if empty:
             seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
             gate = (empty[0].get("details") or {}).get("gate")
             marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
+        if len({json.dumps(r.get("code"), sort_keys=True) for r in records}) > 1:
+            marks.append(self.mark("its seeds were computed by different versions of benchbd's or a plugin's code"))
         if asr and any(made_before_code_digests(r) for r in records):
             marks.append(self.mark(OLD_ASR))
         return marks
