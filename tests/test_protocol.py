@@ -218,6 +218,11 @@ def test_the_code_form_leaves_out_what_python_versions_add_or_write_differently(
         "[FormattedValue(value=Call(func=Attribute(value=Constant(value=', '), attr='join', ctx=Load()), "
         "args=[Name(id='x', ctx=Load())]), conversion=-1)]))])])"
     )
+    spec = ast.parse('f"{x:>{w}}"')  # Python 3.12 parses its format spec with an empty constant at the end
+    spec_312 = ast.parse('f"{x:>{w}}"')
+    spec_312.body[0].value.values[0].format_spec.values.append(ast.Constant(value=""))
+    assert tree_text(spec_312) == tree_text(spec) and "''" not in tree_text(spec)
+    assert tree_text(ast.parse('["", x]')) != tree_text(ast.parse("[x]"))  # an empty string elsewhere is code
 
 
 def test_benchbds_own_code_names_every_cell_and_model(tiny_signs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
