@@ -122,7 +122,8 @@ class DataPoisoningAttack(Attack):
 
     def eligible(self, y: np.ndarray, available: np.ndarray) -> np.ndarray:
         """The candidates still ``available`` (a bool mask); an error when they are fewer than ``poison_count``
-        (the harness asks before any training, with the attacks before this one in the set taken out)."""
+        (the harness asks before any training, of all the examples, and again when it poisons, with the examples
+        the attacks before this one in the set took marked unavailable)."""
         candidates = self.candidates(y)
         candidates = candidates[available[candidates]]
         count = self.poison_count(len(y))

@@ -263,7 +263,7 @@ def test_a_multi_attack_set_is_checked_against_the_draws_it_can_expect_not_the_o
     data = ImageData("sorted", np.zeros((100, 32, 32, 3), np.uint8), y, np.zeros((5, 32, 32, 3), np.uint8), np.arange(5), 5, "gtsrb")
     poisoned = poison_training_set(data, attacks(10), np.random.default_rng(0))
     assert np.bincount(poisoned.source[poisoned.source != CLEAN]).tolist() == [20, 10]
-    with pytest.raises(BenchbdError, match="sinusoid: needs 18 examples to poison but the attacks before it in the set are expected to leave 15 of its 20"):
+    with pytest.raises(BenchbdError, match="sinusoid: needs 18 examples to poison but the attacks before it in the set are expected to leave 15.0 of its 20"):
         check_eligible(attacks(18), y)
 
 

@@ -70,7 +70,8 @@ def checked(defense: ExampleDefense, verdict: ExampleVerdict, n: int) -> tuple[n
     """The verdict's scores, flags and judged mask, refused unless there is one finite score and flag per example."""
     scores = np.asarray(verdict.scores, dtype=np.float64)
     flagged = np.asarray(verdict.flagged, dtype=bool)
-    judged = np.ones(n, dtype=bool) if verdict.judged is None else np.array(verdict.judged, dtype=bool)  # a copy: marked below
+    # a copy of the defense's mask: judge() marks the trusted examples unjudged on it
+    judged = np.ones(n, dtype=bool) if verdict.judged is None else np.array(verdict.judged, dtype=bool)
     if scores.shape != (n,) or flagged.shape != (n,) or judged.shape != (n,):
         raise BenchbdError(f"{defense.name}: expected {n} scores, flags and judged marks, got shapes {scores.shape}, {flagged.shape}, {judged.shape}")
     if not np.isfinite(scores[judged]).all():
