@@ -58,6 +58,10 @@ def test_load_results_flattens_per_attack_fields_one_row_per_cell(tmp_path: Path
     frame = benchbd.load_results(tmp_path)
     assert len(frame) == 1 and frame.loc[0, "attack_set"] == "patch+wanet"
     assert frame.loc[0, "asr.wanet"] == 0.6
+    other_profile = {**record, "profile": "fast (epochs=16)"}  # another run's results joined: not one cell
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n" + json.dumps(other_profile) + "\n")
+    with pytest.raises(BenchbdError, match="its records come from 2 settings"):
+        benchbd.load_results(tmp_path)
 
 
 def test_export_csv(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_records_show_a_learned_task_and_a_working_attack(run_dir: Path) -> None
     assert 0.0 <= spectral["auroc"] <= 1.0
     assert spectral["removed_frac"] == pytest.approx(0.15, abs=0.03)
     for key in ("dataset", "model", "profile", "attacks", "unit", "seed", "tpr", "fpr", "clean_acc_after",
-                "asr_after", "seconds", "config_hash"):
+                "asr_after", "seconds", "finished", "config_hash"):
         assert key in spectral
     assert spectral["params"]["attacks"]["patch"]["ratio"] == 0.1 and spectral["params"]["attacks"]["patch"]["target"] == 2
     assert spectral["params"]["defense"] == {"fraction": 0.15}

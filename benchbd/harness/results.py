@@ -73,6 +73,15 @@ def describe_setting(record: dict[str, Any]) -> str:
     return f"dataset {record.get('dataset')}, model {record.get('model')}, profile {record.get('profile')}"
 
 
+def check_one_setting(records: list[dict[str, Any]], run_dir: str | Path) -> None:
+    """Refuse records of several settings (:func:`describe_setting`; results files of several runs joined): one
+    table, or :func:`latest_per_seed`, would take the same cell at two settings for one."""
+    settings = sorted({describe_setting(r) for r in records})
+    if len(settings) > 1:
+        raise BenchbdError(f"{run_dir}: its records come from {len(settings)} settings ({'; '.join(settings)}); one table "
+                           "would average across them: keep a run directory per setting")
+
+
 class RunDirectory:
     """One matrix's directory. Holding it takes an exclusive lock: a second matrix on it refuses to start.
 

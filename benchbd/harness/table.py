@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchbd.errors import BenchbdError
-from benchbd.harness.results import RESULTS, latest_per_seed, read_records
+from benchbd.harness.results import RESULTS, check_one_setting, latest_per_seed, read_records
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
@@ -20,7 +20,9 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / RESULTS
     if not path.is_file():
         raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
-    frame = pd.json_normalize(latest_per_seed(read_records(path))[0], max_level=1)
+    records = read_records(path)
+    check_one_setting(records, run_dir)
+    frame = pd.json_normalize(latest_per_seed(records)[0], max_level=1)
     if not frame.empty:
         frame.insert(0, "attack_set", frame["attacks"].map("+".join))
     return frame

@@ -91,7 +91,7 @@ class Cells:
             seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
             gate = (empty[0].get("details") or {}).get("gate")
             marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
-        if len({json.dumps(r.get("code"), sort_keys=True) for r in records}) > 1:
+        if len({json.dumps(r["code"], sort_keys=True) for r in records if not made_before_code_digests(r)}) > 1:
             marks.append(self.mark("its seeds were computed by different versions of benchbd's or a plugin's code"))
         if asr and any(made_before_code_digests(r) for r in records):
             marks.append(self.mark(OLD_ASR))

@@ -15,7 +15,7 @@ from tabulate import tabulate
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
-from benchbd.harness.results import RESULTS, describe_setting, experiment, latest_per_seed, read_records
+from benchbd.harness.results import RESULTS, check_one_setting, experiment, latest_per_seed, read_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.labels import label_configurations
@@ -188,10 +188,7 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     all_records = read_records(path)
-    settings = sorted({describe_setting(r) for r in all_records})
-    if len(settings) > 1:
-        raise BenchbdError(f"{run_dir}: its records come from {len(settings)} settings ({'; '.join(settings)}); one table "
-                           "would average across them: render a run directory per setting")
+    check_one_setting(all_records, run_dir)
     read, superseded = latest_per_seed(all_records)
     records = label_configurations(read)
     tables = build_tables(records)
