@@ -23,7 +23,7 @@ from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.progress import Progress
-from benchbd.harness.results import read_records
+from benchbd.harness.results import latest_per_seed, read_records
 from benchbd import params as plugin_params
 from benchbd.harness.servers import Simulation
 from benchbd.registry import default_registry
@@ -63,7 +63,7 @@ def main() -> None:
                                       device=args.device, out=out, params=params, seeds=args.seeds)
                 Matrix(config, registry, Progress()).run()
                 simulation = {**plugin_params.as_dict(Simulation()), "servers": n}  # other variants in --out are not this sweep's
-                records = [r for r in read_records(out / "results.jsonl")
+                records = [r for r in latest_per_seed(read_records(out / "results.jsonl"))[0]  # a cell once, as computed last
                            if r["defense"] == "rttd" and r["details"]["k"] == k and r["params"]["simulation"] == simulation]
                 failed = [r["error"] for r in records if r["status"] != "ok"]
                 if failed:
