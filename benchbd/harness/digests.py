@@ -116,8 +116,8 @@ def tree_text(node: Any) -> str:
     """A syntax tree as text that the same code gives under every Python version: each node's type and the fields
     it sets, leaving out those that are ``None`` or empty, and an f-string's empty parts. Not ``ast.unparse``, which
     writes the same f-string with other quotes from Python 3.12 on, nor ``ast.dump``, which shows fields that newer
-    versions add (``type_params``) and, from 3.13 on, leaves out empty ones. Checked on benchbd's own modules under
-    3.11-3.13; a later Python may parse some code into another tree, which then has another digest."""
+    versions add (``type_params``) and, from 3.13 on, leaves out empty ones. A later Python may still parse some
+    code into another tree, which then has another digest (docs/architecture.md says what was checked)."""
     if isinstance(node, ast.JoinedStr):  # Python 3.12 adds an empty part to some format specs (CPython gh-110309)
         node = ast.JoinedStr(values=[v for v in node.values if not (isinstance(v, ast.Constant) and v.value == "")])
     if isinstance(node, ast.AST):
