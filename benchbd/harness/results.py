@@ -44,8 +44,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def outcome(record: dict[str, Any]) -> dict[str, Any]:
-    """A record without its circumstances (how long the cell took, when it finished, where it ran): what any computation of the cell
-    on the same code must reproduce, whether alone, after other cells, resumed or on a Ray worker."""
+    """A record without its circumstances (how long the cell took, when it finished, where it ran): what any
+    computation of the cell on the same code must reproduce, whether alone, after other cells, resumed or on a Ray
+    worker."""
     return {key: value for key, value in record.items() if key not in CIRCUMSTANCES}
 
 

@@ -113,11 +113,14 @@ def select(frame: pd.DataFrame, **where: Any) -> list[dict[str, Any]]:
 
 
 def multi_attack_sets(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The multi-attack records by attack set (``patch+wanet``), in order of appearance: two sets are two
+    """The multi-attack records by attack set, in order of appearance, each with the heading its tables' titles
+    use: "multi-attack", or "multi-attack (patch+wanet)" where a run has several sets. Two sets are two
     experiments, whose records no table cell may average together."""
     multi = frame[(frame["mode"] == "multi") & (frame["attacks"].map(len) > 0)]
     sets = multi["attacks"].map("+".join)
-    return [(attack_set, multi[sets == attack_set]) for attack_set in ordered(sets)]
+    named = len(set(sets)) > 1
+    return [(f"multi-attack ({attack_set})" if named else "multi-attack", multi[sets == attack_set])
+            for attack_set in ordered(sets)]
 
 
 def mitigation_rows(frame: pd.DataFrame) -> list[tuple[str, str]]:

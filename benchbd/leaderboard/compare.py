@@ -98,8 +98,7 @@ def _family_comparison(
                                       value_of.get((2, defense_of(name), plugin[a], "asr")), asr=True)
         title = f"Table 2 {versus}: one-attack clean accuracy and attack success rate (%) after retraining; {asr}"
         tables.append(Table(title, COMPARED_COLUMNS, rows, [setting, _asr_note(records, attacks), *cells.footnotes()]))
-    sets = multi_attack_sets(frame)
-    for attack_set, multi in sets:
+    for heading, multi in multi_attack_sets(frame):
         attacks = ordered(a for combo in multi["attacks"] for a in combo)
         paper_attacks = {v.attack for v in values if v.table == 3 and v.metric == "asr"}
         same_attacks = {plugin[a] for a in attacks} == paper_attacks
@@ -119,7 +118,6 @@ def _family_comparison(
         if not same_attacks:
             notes.append(f"The paper's Avg. ASR is over its six attacks ({', '.join(sorted(paper_attacks))}); this run's "
                          f"multi-attack cell has {', '.join(attacks)}: not compared.")
-        heading = f"multi-attack ({attack_set})" if len(sets) > 1 else "multi-attack"
         title = f"Table 3 {versus}: {heading} clean accuracy and attack success rate (%) after retraining; {asr}"
         tables.append(Table(title, COMPARED_COLUMNS, rows, [*notes, *cells.footnotes()]))
     return tables

@@ -32,9 +32,8 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     single = frame_attacked[frame_attacked["mode"] == "single"]
     if not single.empty:
         tables += _single_attack_tables(single)
-    sets = multi_attack_sets(frame_attacked)
-    for attack_set, multi in sets:
-        tables += _multi_attack_tables(multi, f"multi-attack ({attack_set})" if len(sets) > 1 else "multi-attack")
+    for heading, multi in multi_attack_sets(frame_attacked):
+        tables += _multi_attack_tables(multi, heading)
     tables += _detection_tables(frame)
     return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
@@ -110,8 +109,8 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
 
 
 def _multi_attack_tables(frame: pd.DataFrame, heading: str) -> list[Table]:
-    """Tables 3, 3a-3c of one multi-attack set's records, ``heading`` ("multi-attack", with the set where a run has
-    several) in their titles."""
+    """Tables 3, 3a-3c of one multi-attack set's records, ``heading`` (:func:`multi_attack_sets`'s) in their
+    titles."""
     attacks = ordered(a for combo in frame["attacks"] for a in combo)
     tables = []
     example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
