@@ -338,10 +338,27 @@ def test_table_4_shows_the_model_the_defense_judged(tmp_path: Path) -> None:
     """AEGIS judges robust models it had trained: their clean accuracy and ASR, not the cell's standard model's."""
     judged = {"clean_acc": 0.91, "asr": {"patch": 0.02}, "robust_acc": {"patch": 0.9}}
     aegis = record("aegis", 0, ["patch"], unit="model", tpr=0.0, fpr=0.75, auroc=0.12, target_found={"patch": False},
-                   class_fpr=0.06, tpr_at_fpr={"0.01": 0.0, "0.05": 0.0}, judged_model=judged)
+                   class_fpr=0.06, model_scores={"backdoored": 0.1, "clean": [0.3, 0.2, 0.0, 0.4]}, judged_model=judged)
     tables, _ = render(tmp_path, [aegis])
     (row,) = table(tables, "Table 4").rows
     assert row[-2:] == ["91.00", "2.00"]  # the cell's own model: 90.00 and 95.00
+
+
+def test_table_4_reads_the_tpr_at_a_fixed_fpr_off_the_model_scores(tmp_path: Path) -> None:
+    """Records before 5faef96 hold the TPR at no clean model flagged as "TPR at 1% FPR"; the column recomputes it
+    from the judged models' scores: n/a over 4 clean models, the TPR over 100 (a clean model not judged is left out)."""
+    few = record("neural-cleanse-model", 0, ["patch"], unit="model", tpr=1.0, fpr=0.0, auroc=1.0, target_found={"patch": True},
+                 class_fpr=0.0, tpr_at_fpr={"0.01": 1.0, "0.05": 1.0},
+                 model_scores={"backdoored": 3.0, "clean": [1.0, 1.5, None, 0.5]})
+    many = record("neural-cleanse-model", 0, ["blend-random"], unit="model", tpr=1.0, fpr=0.0, auroc=0.99,
+                  target_found={"blend-random": True}, class_fpr=0.0, tpr_at_fpr={"0.01": 1.0, "0.05": 0.0},
+                  model_scores={"backdoored": 3.0, "clean": [*(i / 50 for i in range(98)), 4.0, 5.0]})
+    tables, markdown = render(tmp_path, [few, many])
+    header = table(tables, "Table 4").columns
+    rows = {row[1]: dict(zip(header, row)) for row in table(tables, "Table 4").rows}
+    assert rows["patch"]["TPR @1% FPR"].startswith("n/a") and rows["patch"]["TPR @5% FPR"].startswith("n/a")
+    assert rows["blend-random"]["TPR @1% FPR"] == "0.00" and rows["blend-random"]["TPR @5% FPR"] == "100.00"
+    assert "too few clean ones to measure that FPR" in markdown
 
 
 def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from benchbd import params as plugin_params
 from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progress
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
-from benchbd.harness.metrics import detection_metrics
+from benchbd.harness.metrics import FIXED_FPRS, detection_metrics, tpr_at_fpr
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
@@ -36,14 +36,26 @@ COLUMNS = [
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),
-    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
-    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
+    ("TPR @1% FPR", lambda r: population_tpr_at_fpr(r)["0.01"], 100),
+    ("TPR @5% FPR", lambda r: population_tpr_at_fpr(r)["0.05"], 100),
     ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
     ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
 ]
 TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean models); "
          "the backdoored model judged: its clean accuracy and ASR as trained (a defense that trains its own models, "
          "AEGIS, judges those)")
+
+
+def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None]:
+    """:func:`~benchbd.harness.metrics.tpr_at_fpr` over the record's judged models, from their ``model_scores``:
+    the scores are the evidence, and records written before that rule (5faef96) hold in ``tpr_at_fpr`` the TPR at
+    no clean model flagged where 2-4 clean models cannot measure a 1% or 5% FPR."""
+    scores = [record["model_scores"]["backdoored"], *record["model_scores"]["clean"]]
+    positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))
+    judged = np.array([score is not None for score in scores])
+    if not (positive[judged].any() and (~positive[judged]).any()):
+        return {f"{limit:g}": None for limit in FIXED_FPRS}
+    return tpr_at_fpr(positive[judged], np.array([s for s in scores if s is not None], dtype=float))
 
 
 def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
