@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--multi-attacks", metavar="A,B,...", help="the data attacks of the multi-attack cell (default: BaDLoss section 3.3's six with --attacks all, else the data attacks named in --attacks)")
     matrix.add_argument("--trusted", type=int, metavar="N", help="known-clean training examples the defender holds, never judged (default: BaDLoss's 2n = 500; 1,500 against the warping attack alone)")
     matrix.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
-    matrix.add_argument("--first-seed", type=int, metavar="K", help="start the seeds at K: --seeds N runs seeds K..K+N-1 (default 0). A seed's records do not depend on which run planned it, so seeds can be split over machines and their results.jsonl files concatenated")
+    matrix.add_argument("--first-seed", type=int, metavar="K", help="start the seeds at K: --seeds N runs seeds K..K+N-1 (default 0; K+N at most 10,000). A seed's records do not depend on which run planned it, so seeds can be split over machines and their results.jsonl files concatenated")
     matrix.add_argument("--mode", choices=("single", "multi", "both"), help="each attack alone, all data attacks in one training set, or both (default)")
     matrix.add_argument("--profile", help=f"training profile (default fast; the CPU demo: cpu): {'; '.join(f'{p.name}: {p.description}' for p in PROFILES.values())}")
     matrix.add_argument("--epochs", type=int, metavar="N", help="train every model this many epochs instead of the profile's; the tables name the profile NAME (epochs=N) (default: the profile's)")

@@ -27,6 +27,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         (["--profile", "nope"], "unknown profile 'nope'; valid: fast, cpu, paper"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--first-seed", "-1"], "--first-seed must be at least 0"),
+        (["--first-seed", "9999", "--seeds", "2"], "--first-seed plus --seeds must be at most 10,000"),
+        (["--clean-models", "10001"], "--clean-models must be at most 10,000"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["-P", "patch.ratio=0"], "patch: parameter 'ratio' must be in (0, 1]"),
         (["-P", "patch.ratio=abc"], "patch: parameter 'ratio' must be float"),

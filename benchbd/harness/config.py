@@ -90,6 +90,10 @@ class MatrixConfig:
     precision: Precision | None = None
 
 
+#: Seed s's clean model i trains with ``CLEAN_MODEL_SEED * (s + 1) + i`` (ours): seeds and ``--clean-models``
+#: stay under it, so that no two models of a run share a training seed.
+CLEAN_MODEL_SEED = 10_000
+
 #: The defaults on a GPU (and on a CPU once attacks or defenses are named).
 DEFAULTS: dict[str, Any] = {"dataset": "synth-signs", "profile": "fast", "mode": "both", "clean_models": 4}
 
@@ -172,12 +176,17 @@ def check_config(config: MatrixConfig) -> None:
         raise BenchbdError(f"--seeds must be at least 1; got {config.seeds}")
     if config.first_seed < 0:
         raise BenchbdError(f"--first-seed must be at least 0; got {config.first_seed}")
+    if config.first_seed + config.seeds > CLEAN_MODEL_SEED:
+        raise BenchbdError(f"--first-seed plus --seeds must be at most {CLEAN_MODEL_SEED:,} (the clean models' seeds "
+                           f"start there); got {config.first_seed} + {config.seeds}")
     if config.executor not in ("local", "ray"):
         raise BenchbdError(f"executor must be local or ray; got {config.executor!r}")
     if config.mode not in (None, "single", "multi", "both"):
         raise BenchbdError(f"mode must be single, multi or both; got {config.mode!r}")
     if config.clean_models is not None and config.clean_models < 1:
         raise BenchbdError(f"--clean-models must be at least 1; got {config.clean_models}")
+    if config.clean_models is not None and config.clean_models > CLEAN_MODEL_SEED:
+        raise BenchbdError(f"--clean-models must be at most {CLEAN_MODEL_SEED:,}; got {config.clean_models}")
     if config.cell_timeout is not None and config.cell_timeout <= 0:
         raise BenchbdError(f"--cell-timeout must be positive; got {config.cell_timeout}")
     if config.trusted is not None and config.trusted < 2:

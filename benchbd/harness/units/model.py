@@ -16,6 +16,7 @@ from benchbd import params as plugin_params
 from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progress
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
+from benchbd.harness.config import CLEAN_MODEL_SEED
 from benchbd.harness.metrics import FIXED_FPRS, detection_metrics, tpr_at_fpr
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
@@ -24,8 +25,6 @@ from benchbd.harness.plan import Group, Plan
 from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
 
 
-#: Seeds of the clean models: seed s's clean model i trains with ``CLEAN_MODEL_SEED * (s + 1) + i``.
-CLEAN_MODEL_SEED = 10_000
 #: Held-out clean images a model or training-run defender holds: up to this many of the test split.
 DEFENDER_CLEAN = 2000
 
