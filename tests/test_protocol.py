@@ -267,6 +267,19 @@ def test_a_multi_attack_set_is_checked_against_the_draws_it_can_expect_not_the_o
         check_eligible(attacks(18), y)
 
 
+def test_the_examples_wanet_warps_with_noise_are_counted_as_taken() -> None:
+    """Noise mode warps twice the backdoor count of other examples, from any class: after its 10 + 20, class 0's 20
+    examples are expected to be 13.6 clean (17.5 counting the 10 alone), too few for a clean-label attack's 15."""
+    y = np.repeat(np.arange(5), 20)
+    def attacks(noise: bool) -> list:
+        return [WaNetAttack(target=4, ratio=0.1, noise=noise, cross_ratio=2.0), SinusoidAttack(target=0, ratio=0.15)]
+    check_eligible(attacks(False), y)
+    with pytest.raises(BenchbdError, match="sinusoid: needs 15 examples to poison but the attacks before it in the set are expected to leave 13.6"):
+        check_eligible(attacks(True), y)
+    with pytest.raises(BenchbdError, match="wanet: changes 200 examples besides the 10 it poisons but the attacks before it"):
+        check_eligible([WaNetAttack(target=4, ratio=0.1, noise=True, cross_ratio=20.0)], y)
+
+
 def test_the_multi_attack_cell_is_badloss_six_unless_named(tiny_signs: Path) -> None:
     every = plan(tiny_signs, attacks=["all"], defenses=["none"])
     assert [g.attacks for g in every.groups if g.mode == "multi"] == [PAPER_MULTI_ATTACKS]
