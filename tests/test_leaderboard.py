@@ -172,6 +172,23 @@ def table(tables: list, prefix: str):
     return next(t for t in tables if t.title.startswith(prefix))
 
 
+def test_the_asr_tables_name_the_targets_and_which_differ_alone_and_in_company(tmp_path: Path) -> None:
+    """Each attack takes the lowest free class: alone every one class 0, in a set its place. A reader comparing
+    Table 2 with Table 3 is told which attacks had another target alone."""
+    records = [
+        record("none", 0, ["patch"], targets={"patch": 0}),
+        record("none", 0, ["wanet"], targets={"wanet": 0}),
+        record("none", 0, ["patch", "wanet"], targets={"patch": 0, "wanet": 1}),
+        record("none", 0, ["wanet", "patch"], targets={"wanet": 0, "patch": 1}),
+    ]
+    tables, markdown = render(tmp_path, records)
+    assert table(tables, "Table 2:").notes == ["Target classes: patch 0, wanet 0."]
+    first, second = (t for t in tables if t.title.startswith("Table 3:"))
+    assert first.notes == ["Target classes: patch 0, wanet 1. Alone (Table 2) the target is another: wanet 0."]
+    assert second.notes == ["Target classes: wanet 0, patch 1. Alone (Table 2) the target is another: patch 0."]
+    assert "Alone (Table 2) the target is another: wanet 0." in markdown
+
+
 def test_asr_tables_say_which_asr_and_the_boosted_one_has_its_own(tmp_path: Path) -> None:
     """Issue 15, item 5: Tables 2 and 3 show the trigger as trained; 2b and 3b the boost, for the attacks that have one."""
     one = ["patch", "blend-random"]

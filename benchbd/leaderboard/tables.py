@@ -30,10 +30,11 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
         tables += _no_attack_tables(frame[~attacked])
     frame_attacked = frame[attacked]
     single = frame_attacked[frame_attacked["mode"] == "single"]
+    alone = attack_targets(single)
     if not single.empty:
         tables += _single_attack_tables(single)
     for heading, multi in multi_attack_sets(frame_attacked):
-        tables += _multi_attack_tables(multi, heading)
+        tables += _multi_attack_tables(multi, heading, alone)
     tables += _detection_tables(frame)
     return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
@@ -41,6 +42,31 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
 #: The units whose tables list detection per (defense, attack set); each unit module names its title and columns.
 DETECTION_UNITS = {"model": model_unit, "training-run": training_run_unit}
 SIMULATION_DEFAULTS = dataclasses.asdict(Simulation())
+
+
+def attack_targets(frame: pd.DataFrame) -> dict[str, list[int]]:
+    """Each attack's target classes in the frame's records (one, unless the records differ)."""
+    targets: dict[str, set[int]] = {}
+    for record in frame["record"]:
+        for attack, target in record.get("targets", {}).items():
+            targets.setdefault(attack, set()).add(target)
+    return {attack: sorted(classes) for attack, classes in targets.items()}
+
+
+def targets_note(targets: dict[str, list[int]], attacks: list[str], alone: dict[str, list[int]] | None = None) -> list[str]:
+    """The note under an ASR table naming the target class of each of its ``attacks`` (none without targets:
+    failed cells); under a multi-attack table, also the attacks whose target alone (Table 2) is another, so that a
+    reader comparing the two tables knows."""
+    attacks = [attack for attack in attacks if attack in targets]
+    if not attacks:
+        return []
+    def classes(attack: str, of: dict[str, list[int]]) -> str:
+        return "/".join(map(str, of[attack]))
+    note = "Target classes: " + ", ".join(f"{attack} {classes(attack, targets)}" for attack in attacks) + "."
+    differ = [f"{attack} {classes(attack, alone)}" for attack in attacks if alone and attack in alone and alone[attack] != targets[attack]]
+    if differ:
+        note += f" Alone (Table 2) the target is another: {', '.join(differ)}."
+    return [note]
 
 
 def _attack_set(record: dict[str, Any]) -> str:
@@ -102,15 +128,15 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
         )
     columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
     title = f"Table 2: one-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
-    tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables.append(Table(title, columns, rows, cells.footnotes() + targets_note(attack_targets(frame), attacks)))
     tables += _effectiveness_table("Table 2c: one-attack", frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
     title = "Table 2b: one-attack attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
 
 
-def _multi_attack_tables(frame: pd.DataFrame, heading: str) -> list[Table]:
+def _multi_attack_tables(frame: pd.DataFrame, heading: str, alone: dict[str, list[int]]) -> list[Table]:
     """Tables 3, 3a-3c of one multi-attack set's records, ``heading`` (:func:`multi_attack_sets`'s) in their
-    titles."""
+    titles; ``alone``: the attacks' targets in the one-attack records."""
     attacks = ordered(a for combo in frame["attacks"] for a in combo)
     tables = []
     example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
@@ -135,7 +161,7 @@ def _multi_attack_tables(frame: pd.DataFrame, heading: str) -> list[Table]:
         )
     columns = ["Defense", "Clean Acc.", *(f"ASR {a}" for a in attacks), "Avg. ASR"]
     title = f"Table 3: {heading} clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
-    tables.append(Table(title, columns, rows, cells.footnotes()))
+    tables.append(Table(title, columns, rows, cells.footnotes() + targets_note(attack_targets(frame), attacks, alone)))
     tables += _effectiveness_table(f"Table 3c: {heading}", frame, attacks, lambda name, a: select(frame, defense=name))
     title = f"Table 3b: {heading} attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name))
