@@ -120,6 +120,11 @@ class DataPoisoningAttack(Attack):
         """How many examples to poison: ``ratio`` of the whole training set."""
         return max(1, round(self.ratio * n_train))
 
+    def extra_count(self, n_train: int) -> int:
+        """How many examples besides the poisoned ones :meth:`poison` also changes, drawn from every example still
+        available (WaNet's noise mode); the harness's eligibility check counts them. Default 0."""
+        return 0
+
     def eligible(self, y: np.ndarray, available: np.ndarray) -> np.ndarray:
         """The candidates still ``available`` (a bool mask); an error when they are fewer than ``poison_count``
         (the harness asks before any training, of all the examples, and again when it poisons, with the examples

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--device", help="auto (GPU when there is one, default), cpu, cuda, cuda:N")
     matrix.add_argument("--out", type=Path, help="run directory (default: runs/DATASET-MODEL-PROFILE)")
     matrix.add_argument("--data-root", type=Path, help="dataset downloads and caches (default: $BENCHBD_DATA or ~/.cache/benchbd)")
-    matrix.add_argument("--clean-models", type=int, metavar="N", help="clean models that model-level defenses (neural-cleanse-model, aegis) are also judged on, for their false-positive rate (default 4; the CPU demo: 2)")
+    matrix.add_argument("--clean-models", type=int, metavar="N", help="clean models that model-level defenses (neural-cleanse-model, aegis) are also judged on, for their false-positive rate (default 4; the CPU demo: 2; at most 10,000)")
     matrix.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="give up on a cell (status error) after this long; default: no limit")
     matrix.add_argument("--executor", choices=("local", "ray"), help="run cells in this process (default) or as Ray tasks")
     matrix.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")

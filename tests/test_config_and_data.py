@@ -12,7 +12,7 @@ import benchbd
 from benchbd.data.images import load_npz
 from benchbd.errors import BenchbdError
 from benchbd.harness.config_file import read_config
-from benchbd.harness.config import build_attack, load_dataset
+from benchbd.harness.config import MatrixConfig, build_attack, check_config, load_dataset
 from benchbd.registry import default_registry
 
 
@@ -58,6 +58,10 @@ def test_load_results_flattens_per_attack_fields_one_row_per_cell(tmp_path: Path
     frame = benchbd.load_results(tmp_path)
     assert len(frame) == 1 and frame.loc[0, "attack_set"] == "patch+wanet"
     assert frame.loc[0, "asr.wanet"] == 0.6
+    model = {"mode": "single", "attacks": ["patch"], "defense": "aegis", "unit": "model", "seed": 0, "status": "ok",
+             "tpr_at_fpr": {"0.01": 1.0, "0.05": 1.0}, "model_scores": {"backdoored": 2.0, "clean": [1.0, 0.5, 0.2, 0.1]}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(model) + "\n")  # a record before 5faef96: read as Table 4 does
+    assert benchbd.load_results(tmp_path)[["tpr_at_fpr.0.01", "tpr_at_fpr.0.05"]].isna().all(axis=None)
     other_profile = {**record, "profile": "fast (epochs=16)"}  # another run's results joined: not one cell
     (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n" + json.dumps(other_profile) + "\n")
     with pytest.raises(BenchbdError, match="its records come from 2 settings"):
@@ -148,3 +152,12 @@ def test_gtsrb_subset_errors(tmp_path: Path, spec: str, with_frames: bool, messa
     _gtsrb_cache(tmp_path, with_frames)
     with pytest.raises(BenchbdError, match=message):
         load_dataset(default_registry(), spec, tmp_path)
+
+
+def test_seeds_and_clean_models_are_accepted_up_to_the_clean_models_seeds() -> None:
+    """Clean model i of seed s trains with 10,000·(s + 1) + i: seeds 0-9,999 and 10,000 clean models never meet."""
+    check_config(MatrixConfig(first_seed=9_999, seeds=1, clean_models=10_000))
+    with pytest.raises(BenchbdError, match="--first-seed plus --seeds must be at most 10,000"):
+        check_config(MatrixConfig(first_seed=9_999, seeds=2))
+    with pytest.raises(BenchbdError, match="--clean-models must be at most 10,000"):
+        check_config(MatrixConfig(clean_models=10_001))

@@ -184,9 +184,9 @@ def test_the_asr_tables_name_the_targets_and_which_differ_alone_and_in_company(t
     tables, markdown = render(tmp_path, records)
     assert table(tables, "Table 2:").notes == ["Target classes: patch 0, wanet 0."]
     first, second = (t for t in tables if t.title.startswith("Table 3:"))
-    assert first.notes == ["Target classes: patch 0, wanet 1. Alone (Table 2) the target is another: wanet 0."]
-    assert second.notes == ["Target classes: wanet 0, patch 1. Alone (Table 2) the target is another: patch 0."]
-    assert "Alone (Table 2) the target is another: wanet 0." in markdown
+    assert first.notes == ["Target classes: patch 0, wanet 1. Alone (Table 2) they differ: wanet 0."]
+    assert second.notes == ["Target classes: wanet 0, patch 1. Alone (Table 2) they differ: patch 0."]
+    assert "Alone (Table 2) they differ: wanet 0." in markdown
 
 
 def test_asr_tables_say_which_asr_and_the_boosted_one_has_its_own(tmp_path: Path) -> None:
@@ -363,20 +363,24 @@ def test_table_4_shows_the_model_the_defense_judged(tmp_path: Path) -> None:
 
 def test_table_4_reads_the_tpr_at_a_fixed_fpr_off_the_model_scores(tmp_path: Path) -> None:
     """Records before 5faef96 hold the TPR at no clean model flagged as "TPR at 1% FPR"; the column recomputes it
-    from the judged models' scores: n/a over 4 clean models, the TPR over 100 (a clean model not judged is left out)."""
-    few = record("neural-cleanse-model", 0, ["patch"], unit="model", tpr=1.0, fpr=0.0, auroc=1.0, target_found={"patch": True},
-                 class_fpr=0.0, tpr_at_fpr={"0.01": 1.0, "0.05": 1.0},
-                 model_scores={"backdoored": 3.0, "clean": [1.0, 1.5, None, 0.5]})
-    many = record("neural-cleanse-model", 0, ["blend-random"], unit="model", tpr=1.0, fpr=0.0, auroc=0.99,
-                  target_found={"blend-random": True}, class_fpr=0.0, tpr_at_fpr={"0.01": 1.0, "0.05": 0.0},
-                  model_scores={"backdoored": 3.0, "clean": [*(i / 50 for i in range(98)), 4.0, 5.0]})
-    tables, markdown = render(tmp_path, [few, many])
+    from the judged models' scores: n/a over 4 clean models, the TPR over 100; a clean model not judged is left
+    out (99 judged cannot measure 1%); a cell without an attack has no backdoored model to find."""
+    def model_record(attacks: list[str], clean: list[float | None], stored: float) -> dict:
+        return record("neural-cleanse-model", 0, attacks, unit="model", tpr=1.0, fpr=0.0, auroc=1.0, class_fpr=0.0,
+                      target_found={a: True for a in attacks}, tpr_at_fpr={"0.01": stored, "0.05": stored},
+                      model_scores={"backdoored": 3.0, "clean": clean})
+    hundred = [*(i / 50 for i in range(98)), 4.0, 5.0]
+    records = [model_record(["patch"], [1.0, 1.5, None, 0.5], 1.0), model_record(["blend-random"], hundred, 1.0),
+               model_record(["wanet"], [*hundred[1:], None], 1.0), model_record([], [1.0, 0.5], 0.0)]
+    tables, markdown = render(tmp_path, records)
     header = table(tables, "Table 4").columns
     rows = {row[1]: dict(zip(header, row)) for row in table(tables, "Table 4").rows}
-    assert rows["patch"]["TPR @1% FPR"].startswith("n/a") and rows["patch"]["TPR @5% FPR"].startswith("n/a")
-    assert rows["blend-random"]["TPR @1% FPR"] == "0.00" and rows["blend-random"]["TPR @5% FPR"] == "100.00"
+    at = {attacks: (row["TPR @1% FPR"], row["TPR @5% FPR"]) for attacks, row in rows.items()}
+    assert at["patch"][0].startswith("n/a") and at["patch"][1].startswith("n/a")
+    assert at["blend-random"] == ("0.00", "100.00")  # two clean models above it: 1 of 100 flagged is the limit at 1%
+    assert at["wanet"][0].startswith("n/a") and at["wanet"][1] == "100.00"
+    assert at["No attack"][0].startswith("n/a") and at["No attack"][1].startswith("n/a")
     assert "too few clean ones to measure that FPR" in markdown
-
 
 def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:
     _, synthetic = render(tmp_path, [record("none", 0, ["patch"])])

@@ -18,7 +18,7 @@ from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import outcome, read_records
-from benchbd.harness.units.model import clean_models
+from benchbd.harness.units.model import clean_models, population_tpr_at_fpr
 from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -115,6 +115,7 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     assert record["fpr"] == 0.0 and record["class_fpr"] == 0.0
     assert record["auroc"] == 1.0
     assert len(record["model_scores"]["clean"]) == 2
+    assert record["tpr_at_fpr"] == population_tpr_at_fpr(record) == {"0.01": None, "0.05": None}  # 2 clean models
     assert KnownTriggerDetector.seen == [215, 215, 215]  # the defender's clean images: the test split here
     # the poisoned and the two clean models, cached, each with its attacks' stats beside it
     assert len(list((tmp_path / "models").glob("*.pt"))) == 3 and len(list((tmp_path / "models").glob("*.json"))) == 3
@@ -181,6 +182,7 @@ def test_with_no_attack_every_model_is_clean_and_a_flag_is_a_false_positive(tiny
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["status"] == "ok" and record["attacks"] == [] and record["target_found"] == {}
     assert record["tpr"] is None and record["auroc"] is None  # nothing backdoored to find
+    assert record["tpr_at_fpr"] is None and population_tpr_at_fpr(record) is None
     assert record["fpr"] == 0.0 and len(record["model_scores"]["clean"]) == 2
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     (row,) = table.rows

@@ -278,6 +278,13 @@ def test_the_examples_wanet_warps_with_noise_are_counted_as_taken() -> None:
         check_eligible(attacks(True), y)
     with pytest.raises(BenchbdError, match="wanet: changes 200 examples besides the 10 it poisons but the attacks before it"):
         check_eligible([WaNetAttack(target=4, ratio=0.1, noise=True, cross_ratio=20.0)], y)
+    # The check counts what poisoning changes: 150 examples at 1% poison 2 and warp 4 more (not 4.5 - 2 rounded).
+    y = np.repeat(np.arange(5), 30)
+    wanet = WaNetAttack(target=4, ratio=0.01, noise=True, cross_ratio=2.0)
+    data = ImageData("sorted", np.zeros((150, 32, 32, 3), np.uint8), y, np.zeros((5, 32, 32, 3), np.uint8), np.arange(5), 5, "gtsrb")
+    wanet.prepare(data.x_train, y, 5, np.random.default_rng(0))
+    poisoned = poison_training_set(data, [wanet], np.random.default_rng(0))
+    assert (wanet.poison_count(150), wanet.extra_count(150)) == (2, 4) and poisoned.mask.sum() == 6
 
 
 def test_the_multi_attack_cell_is_badloss_six_unless_named(tiny_signs: Path) -> None:

@@ -90,8 +90,9 @@ class MatrixConfig:
     precision: Precision | None = None
 
 
-#: Seed s's clean model i trains with ``CLEAN_MODEL_SEED * (s + 1) + i`` (ours): seeds and ``--clean-models``
-#: stay under it, so that no two models of a run share a training seed.
+#: Seed s's clean model i trains with ``CLEAN_MODEL_SEED * (s + 1) + i`` (ours); the cells of seed s train with s.
+#: Seeds stay under it and ``--clean-models`` at most it, so that no clean model trains with a cell's seed or
+#: another clean model's.
 CLEAN_MODEL_SEED = 10_000
 
 #: The defaults on a GPU (and on a CPU once attacks or defenses are named).

@@ -57,9 +57,9 @@ def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> N
     the counts before it. The expectation, not the worst case (ours): the worst case refuses sets whose draws leave
     hundreds to spare (every data attack on real GTSRB, whose 30% of invisible images could all come from the
     sinusoid's target class), and a draw that falls short is still refused when it happens
-    (:meth:`~benchbd.attacks.DataPoisoningAttack.eligible`, a failed cell). An attack that changes more than it
-    poisons (``poison_fraction`` above ``ratio``: WaNet's noise mode) is taken to draw the rest from every example
-    still clean, as WaNet's does."""
+    (:meth:`~benchbd.attacks.DataPoisoningAttack.eligible`, a failed cell). The examples an attack changes besides
+    its poisoned ones (:meth:`~benchbd.attacks.DataPoisoningAttack.extra_count`) are drawn from every example still
+    clean."""
     clean = np.ones(len(y_train))
     for attack in attacks:
         candidates = attack.eligible(y_train, np.ones(len(y_train), dtype=bool))
@@ -70,8 +70,9 @@ def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> N
                 f"leave {expected:.1f} of its {len(candidates)} candidates (ratio {attack.ratio}, target {attack.target})"
             )
         clean[candidates] *= 1 - count / expected
-        others, left = max(0, round(attack.poison_fraction * len(y_train)) - count), float(clean.sum())
+        others, left = attack.extra_count(len(y_train)), float(clean.sum())
         if others > left + 1e-9:
             raise BenchbdError(f"{attack.name}: changes {others} examples besides the {count} it poisons but the attacks "
                                f"before it in the set are expected to leave {left:.1f}")
-        clean *= 1 - others / left
+        if others:
+            clean *= 1 - others / left

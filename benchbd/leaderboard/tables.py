@@ -55,18 +55,21 @@ def attack_targets(frame: pd.DataFrame) -> dict[str, list[int]]:
 
 def targets_note(targets: dict[str, list[int]], attacks: list[str], alone: dict[str, list[int]] | None = None) -> list[str]:
     """The note under an ASR table naming the target class of each of its ``attacks`` (none without targets:
-    failed cells); under a multi-attack table, also the attacks whose target alone (Table 2) is another, so that a
+    failed cells); under a multi-attack table, also the attacks whose targets alone (Table 2) differ, so that a
     reader comparing the two tables knows."""
     attacks = [attack for attack in attacks if attack in targets]
     if not attacks:
         return []
-    def classes(attack: str, of: dict[str, list[int]]) -> str:
-        return "/".join(map(str, of[attack]))
-    note = "Target classes: " + ", ".join(f"{attack} {classes(attack, targets)}" for attack in attacks) + "."
-    differ = [f"{attack} {classes(attack, alone)}" for attack in attacks if alone and attack in alone and alone[attack] != targets[attack]]
+    note = "Target classes: " + ", ".join(f"{attack} {class_list(targets[attack])}" for attack in attacks) + "."
+    alone = alone or {}
+    differ = [f"{attack} {class_list(alone[attack])}" for attack in attacks if alone.get(attack, targets[attack]) != targets[attack]]
     if differ:
-        note += f" Alone (Table 2) the target is another: {', '.join(differ)}."
+        note += f" Alone (Table 2) they differ: {', '.join(differ)}."
     return [note]
+
+
+def class_list(classes: list[int]) -> str:
+    return "/".join(map(str, classes))
 
 
 def _attack_set(record: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progre
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CLEAN_MODEL_SEED
-from benchbd.harness.metrics import FIXED_FPRS, detection_metrics, tpr_at_fpr
+from benchbd.harness.metrics import detection_metrics, tpr_at_fpr
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
@@ -35,8 +35,8 @@ COLUMNS = [
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),
-    ("TPR @1% FPR", lambda r: population_tpr_at_fpr(r)["0.01"], 100),
-    ("TPR @5% FPR", lambda r: population_tpr_at_fpr(r)["0.05"], 100),
+    ("TPR @1% FPR", lambda r: (population_tpr_at_fpr(r) or {}).get("0.01"), 100),
+    ("TPR @5% FPR", lambda r: (population_tpr_at_fpr(r) or {}).get("0.05"), 100),
     ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
     ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
 ]
@@ -45,16 +45,17 @@ TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over t
          "AEGIS, judges those)")
 
 
-def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None]:
-    """:func:`~benchbd.harness.metrics.tpr_at_fpr` over the record's judged models, from their ``model_scores``:
-    the scores are the evidence, and records written before that rule (5faef96) hold in ``tpr_at_fpr`` the TPR at
-    no clean model flagged where 2-4 clean models cannot measure a 1% or 5% FPR."""
+def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None] | None:
+    """The record's ``tpr_at_fpr`` read off its ``model_scores`` as :func:`judge` computes it (the TPR at each
+    fixed FPR over the judged models, None where too few clean models were judged to measure it; None for all
+    where no backdoored or no clean model was judged). The tables and the export read it so, since records written
+    before 5faef96 hold the TPR at no clean model flagged there."""
     scores = [record["model_scores"]["backdoored"], *record["model_scores"]["clean"]]
-    positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))
-    judged = np.array([score is not None for score in scores])
-    if not (positive[judged].any() and (~positive[judged]).any()):
-        return {f"{limit:g}": None for limit in FIXED_FPRS}
-    return tpr_at_fpr(positive[judged], np.array([s for s in scores if s is not None], dtype=float))
+    judged = [score is not None for score in scores]
+    positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))[judged]
+    if not (positive.any() and (~positive).any()):
+        return None
+    return tpr_at_fpr(positive, np.array([s for s in scores if s is not None], dtype=float))
 
 
 def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

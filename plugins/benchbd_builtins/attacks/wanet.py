@@ -113,6 +113,9 @@ class WaNetAttack(DataPoisoningAttack):
     def poison_fraction(self) -> float:
         return self.ratio * (1 + self.cross_ratio) if self.noise else self.ratio
 
+    def extra_count(self, n_train: int) -> int:
+        return round(self.cross_ratio * self.poison_count(n_train)) if self.noise else 0
+
     def noisy_fields(self, noise: np.ndarray) -> torch.Tensor:
         """The noise-mode grids (N, H, W, 2): the backdoor field plus ``noise`` (uniform in [-1, 1]) / image size."""
         height, width = self.sampling_grid.shape[1:3]
@@ -128,7 +131,7 @@ class WaNetAttack(DataPoisoningAttack):
         free = available.copy()
         free[backdoor] = False
         pool = np.flatnonzero(free)
-        count = round(self.cross_ratio * len(backdoor))
+        count = self.extra_count(len(y))
         if count > len(pool):
             raise BenchbdError(
                 f"{self.name}: noise mode needs {count} more examples (cross_ratio {self.cross_ratio}) "
