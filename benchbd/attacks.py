@@ -141,8 +141,8 @@ class DataPoisoningAttack(Attack):
 
     def poison(self, x: np.ndarray, y: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Poison, in place, ``poison_count`` examples drawn from the candidates still ``available`` (a bool mask);
-        return the indices of every example changed. Override to change examples in other ways too (WaNet's
-        noise mode)."""
+        return the indices of every example changed. Override to change other examples too (WaNet's noise mode),
+        and say how many in :meth:`extra_count`."""
         candidates = self.eligible(y, available)
         count = self.poison_count(len(y))
         chosen = np.sort(rng.choice(candidates, size=count, replace=False))
