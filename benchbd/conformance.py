@@ -171,11 +171,15 @@ def attack_checks(cls: type[Attack], params: Params | None = None) -> list[Check
     def poisoning() -> str:
         data = tiny_data()
         started = time.perf_counter()
-        poisoned = _poison_once(cls, params, 0)
+        attack, rng = _prepared(cls, params, 0)
+        poisoned = poison_training_set(data, [attack], rng)
         seconds = time.perf_counter() - started
         mask = poisoned.mask
         assert poisoned.x.dtype == np.uint8 and poisoned.x.shape == data.x_train.shape, "poisoned images changed dtype or shape"
         assert mask.any(), "no example was poisoned"
+        expected = attack.poison_count(len(mask)) + attack.extra_count(len(mask))
+        assert mask.sum() == expected, (f"poison changed {int(mask.sum())} examples, not poison_count + extra_count = "
+                                        f"{expected} (the eligibility check of multi-attack sets counts on them)")
         assert (poisoned.x[~mask] == data.x_train[~mask]).all(), "examples outside the mask were changed"
         assert (poisoned.y[~mask] == data.y_train[~mask]).all(), "labels outside the mask were changed"
         return f"{int(mask.sum())} of {len(mask)} poisoned in {seconds:.2f} s"

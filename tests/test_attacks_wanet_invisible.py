@@ -110,7 +110,7 @@ def test_noise_mode_examples_keep_labels_and_are_in_the_mask() -> None:
     attack = prepared(WaNetAttack(ratio=0.1, strength=1.0, grid_size=8, noise=True, cross_ratio=2.0), data)
     poisoned = poison_training_set(data, [attack], np.random.default_rng(0))
     mask = poisoned.mask
-    assert mask.sum() == 40 + 80
+    assert mask.sum() == 40 + 80 == attack.poison_count(len(mask)) + attack.extra_count(len(mask))
     relabelled = mask & (poisoned.y != data.y_train)
     noisy = mask & ~(apply_trigger_uint8(attack, data.x_train) == poisoned.x).all(axis=(1, 2, 3))
     assert relabelled.sum() == 40 and noisy.sum() == 80

@@ -53,6 +53,23 @@ class LeakyAttack(benchbd.DataPoisoningAttack):
 
 
 @dataclass
+class UncountedExtras(benchbd.DataPoisoningAttack):
+    """Changes one more example than it poisons without saying so in ``extra_count``."""
+
+    name: ClassVar[str] = "uncounted"
+    description: ClassVar[str] = "broken"
+
+    def trigger(self, x, *, test_time=False):
+        return x
+
+    def poison(self, x, y, available, rng):
+        chosen = super().poison(x, y, available, rng)
+        extra = np.flatnonzero(available & ~np.isin(np.arange(len(y)), chosen))[0]
+        x[extra] = 255 - x[extra]
+        return np.union1d(chosen, [extra])
+
+
+@dataclass
 class DishonestLoss(benchbd.TrainingCodeAttack):
     """Trains with a loss of its own, never calling the honest one, and a trigger that leaves [0, 1]."""
 
@@ -96,6 +113,10 @@ def failed(checks: list) -> dict[str, str]:
 
 def test_a_broken_mask_fails() -> None:
     assert "outside the mask were changed" in failed(attack_checks(LeakyAttack))["poisoning: mask consistent"]
+
+
+def test_changed_examples_beyond_extra_count_fail() -> None:
+    assert "not poison_count + extra_count" in failed(attack_checks(UncountedExtras))["poisoning: mask consistent"]
 
 
 def test_a_loss_that_ignores_the_honest_one_fails() -> None:
