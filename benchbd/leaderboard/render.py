@@ -12,10 +12,10 @@ from rich.table import Table as RichTable
 from rich.text import Text
 from tabulate import tabulate
 
-from benchbd.errors import BenchbdError
 from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
-from benchbd.harness.results import RESULTS, check_one_setting, experiment, latest_per_seed, read_records
+from benchbd.harness.results import experiment
+from benchbd.harness.table import latest_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.labels import label_configurations
@@ -182,14 +182,9 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     """Render the run directory's tables to markdown at ``output`` (default RUN_DIR/leaderboard.md; its folder is
     made if missing), with heatmap PNGs beside it, linked from the markdown, and after them the tables beside the
     paper ``compare``'s (:func:`comparison_tables`). Returns the tables for the terminal."""
-    path = Path(run_dir) / RESULTS
-    if not path.is_file():
-        raise BenchbdError(f"{run_dir}: no {RESULTS} here (is it a benchbd run directory?)")
+    read, superseded = latest_records(run_dir)
     output = Path(output) if output else Path(run_dir) / "leaderboard.md"
     output.parent.mkdir(parents=True, exist_ok=True)
-    all_records = read_records(path)
-    check_one_setting(all_records, run_dir)
-    read, superseded = latest_per_seed(all_records)
     records = label_configurations(read)
     tables = build_tables(records)
     compared = comparison_tables(records, read, compare) if compare else []

@@ -32,7 +32,7 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     single = frame_attacked[frame_attacked["mode"] == "single"]
     alone = attack_targets(single)
     if not single.empty:
-        tables += _single_attack_tables(single)
+        tables += _single_attack_tables(single, alone)
     for heading, multi in multi_attack_sets(frame_attacked):
         tables += _multi_attack_tables(multi, heading, alone)
     tables += _detection_tables(frame)
@@ -100,7 +100,7 @@ def _detection_tables(frame: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
+def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) -> list[Table]:
     frame = frame.assign(attack=frame["attacks"].map(lambda a: a[0]))
     attacks = ordered(frame["attack"])
     example_defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
@@ -131,7 +131,7 @@ def _single_attack_tables(frame: pd.DataFrame) -> list[Table]:
         )
     columns = ["Defense", *(f"CA {a}" for a in attacks), *(f"ASR {a}" for a in attacks)]
     title = f"Table 2: one-attack clean accuracy and attack success rate (%) after retraining; {AS_TRAINED}"
-    tables.append(Table(title, columns, rows, cells.footnotes() + targets_note(attack_targets(frame), attacks)))
+    tables.append(Table(title, columns, rows, cells.footnotes() + targets_note(targets, attacks)))
     tables += _effectiveness_table("Table 2c: one-attack", frame, attacks, lambda name, a: select(frame, defense=name, attack=a))
     title = "Table 2b: one-attack attack success rate (%) after retraining"
     return tables + _boosted_tables(title, frame, attacks, lambda name, a: select(frame, defense=name, attack=a))

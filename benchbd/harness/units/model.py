@@ -35,8 +35,8 @@ COLUMNS = [
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),
-    ("TPR @1% FPR", lambda r: (population_tpr_at_fpr(r) or {}).get("0.01"), 100),
-    ("TPR @5% FPR", lambda r: (population_tpr_at_fpr(r) or {}).get("0.05"), 100),
+    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
+    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
     ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
     ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
 ]
@@ -48,8 +48,7 @@ TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over t
 def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None] | None:
     """The record's ``tpr_at_fpr`` read off its ``model_scores`` as :func:`judge` computes it (the TPR at each
     fixed FPR over the judged models, None where too few clean models were judged to measure it; None for all
-    where no backdoored or no clean model was judged). The tables and the export read it so, since records written
-    before 5faef96 hold the TPR at no clean model flagged there."""
+    where no backdoored or no clean model was judged), for records written before that rule."""
     scores = [record["model_scores"]["backdoored"], *record["model_scores"]["clean"]]
     judged = [score is not None for score in scores]
     positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))[judged]
