@@ -42,7 +42,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
 from benchbd.harness.servers import build_servers
 from benchbd.harness.config import trusted_count
-from benchbd.harness.units.example import example_context, trusted_sample
+from benchbd.harness.units.example import checked_scores, example_context, trusted_sample
 from benchbd.harness.units.model import model_context
 from benchbd.harness.units.training_run import training_run_context
 from benchbd.models import ImageClassifier
@@ -247,16 +247,16 @@ def _example_defense_checks(cls: type[ExampleDefense], params: Params) -> list[C
     def scores() -> str:
         context, mask = _context()
         started = time.perf_counter()
-        verdict = plugin_params.build(cls, params).score_examples(context)
+        defense = plugin_params.build(cls, params)
+        verdict = defense.score_examples(context)
         seconds = time.perf_counter() - started
-        n = len(mask)
-        scores, flagged = np.asarray(verdict.scores), np.asarray(verdict.flagged)
-        assert scores.shape == (n,), f"{scores.shape} scores for {n} examples"
-        assert flagged.shape == (n,) and flagged.dtype == bool, f"flags: {flagged.dtype} {flagged.shape}"
-        judged = np.ones(n, bool) if verdict.judged is None else np.asarray(verdict.judged, bool)
-        assert np.isfinite(scores[judged]).all(), "scores of judged examples not all finite"
+        assert np.asarray(verdict.flagged).dtype == bool, f"flags of dtype {np.asarray(verdict.flagged).dtype}, not bool"
+        scores, flagged, _ = checked_scores(defense, verdict, len(mask))  # the harness's own check
         verdicts.append(scores)
-        return f"{n} finite scores, {int(flagged.sum())} flagged, in {seconds:.1f} s"
+        model = defense.mitigate(context, verdict)
+        assert model is None or isinstance(model, torch.nn.Module), f"mitigate returned {type(model).__name__}"
+        repaired = "retrained by the harness" if model is None else "its own repaired model"
+        return f"{len(mask)} finite scores, {int(flagged.sum())} flagged, in {seconds:.1f} s; {repaired}"
 
     def determinism() -> str:
         assert verdicts, "no scores to compare"
@@ -264,7 +264,8 @@ def _example_defense_checks(cls: type[ExampleDefense], params: Params) -> list[C
         assert np.allclose(verdicts[0], again, equal_nan=True), "the same seed gave different scores"
         return "same seed, same scores"
 
-    return [_run("scores: one finite score per example", scores), _run("scores: deterministic", determinism)]
+    return [_run("scores and mitigate: one finite score per example, a model or None", scores),
+            _run("scores: deterministic", determinism)]
 
 
 def _model_defense_checks(cls: type[ModelDefense], params: Params) -> list[Check]:

@@ -127,7 +127,7 @@ def test_a_loss_that_ignores_the_honest_one_fails() -> None:
 
 def test_wrong_score_count_fails() -> None:
     problems = failed(defense_checks(ShortDefense))
-    assert {"scores: one finite score per example", "scores: deterministic"} <= set(problems)
+    assert {"scores and mitigate: one finite score per example, a model or None", "scores: deterministic"} <= set(problems)
 
 
 def test_a_server_verdict_of_the_wrong_length_fails() -> None:

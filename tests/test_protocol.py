@@ -26,7 +26,7 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.poisoning import CLEAN, check_eligible, poison_training_set
 from benchbd.harness.progress import SilentProgress
 from benchbd.harness.results import outcome, read_records
-from benchbd.harness.units.example import checked, detection
+from benchbd.harness.units.example import checked_scores, detection
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -59,7 +59,7 @@ def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: P
 def test_the_harness_marks_the_trusted_examples_on_its_own_copy_of_the_verdict() -> None:
     """``mitigate(context, verdict)`` gets the verdict the defense returned, not one the harness has edited."""
     verdict = ExampleVerdict(np.zeros(4), np.zeros(4, dtype=bool), judged=np.ones(4, dtype=bool))
-    _, _, judged = checked(SimpleNamespace(name="test"), verdict, 4)
+    _, _, judged = checked_scores(SimpleNamespace(name="test"), verdict, 4)
     judged[:2] = False
     assert verdict.judged.all()
 

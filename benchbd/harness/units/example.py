@@ -66,7 +66,7 @@ def example_context(
     )
 
 
-def checked(defense: ExampleDefense, verdict: ExampleVerdict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def checked_scores(defense: ExampleDefense, verdict: ExampleVerdict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict's scores, flags and judged mask, refused unless there is one finite score and flag per example."""
     scores = np.asarray(verdict.scores, dtype=np.float64)
     flagged = np.asarray(verdict.flagged, dtype=bool)
@@ -106,7 +106,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ExampleDefense, name:
         trusted=trusted, single_attack=single, features=state.features,
     )
     verdict = defense.score_examples(context)
-    scores, flagged, judged = checked(defense, verdict, len(state.poisoned.y))
+    scores, flagged, judged = checked_scores(defense, verdict, len(state.poisoned.y))
     judged[trusted] = False
     result = {
         **detection(scores, flagged, state.poisoned.source, judged, [a.name for a in state.data_attacks]),

@@ -74,7 +74,7 @@ def model_context(
     return ModelContext(model, trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train, rng, progress)
 
 
-def checked(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
+def checked_verdict(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
     if not np.isfinite(verdict.score):
         raise BenchbdError(f"{defense.name}: the model score is not finite ({verdict.score})")
     return verdict
@@ -145,7 +145,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
         context = model_context(data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"),
                                 rng=np.random.default_rng(rng.integers(2**32)),
                                 progress=labelled(bench.step, f"{name} on model {i + 1}/{len(models)}"))
-        verdicts.append(checked(defense, defense.inspect_model(context)))
+        verdicts.append(checked_verdict(defense, defense.inspect_model(context)))
     targets = {a.target for a in state.attacks}
     is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean
     judged = np.array([not v.not_judged for v in verdicts])

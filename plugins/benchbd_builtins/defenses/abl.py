@@ -112,7 +112,7 @@ class AntiBackdoorLearning(ExampleDefense):
         count = min(len(scores), math.ceil(self.fraction_to_isolate() * len(scores)))
         flagged = np.zeros(len(scores), dtype=bool)
         flagged[np.argsort(-scores, kind="stable")[:count]] = True
-        return AblVerdict(scores, flagged, model if self.mode == "unlearn" else None)
+        return AblVerdict(scores, flagged, isolation_model=model if self.mode == "unlearn" else None)
 
     def mitigate(self, context: ExampleContext, verdict: ExampleVerdict) -> nn.Module | None:
         if self.mode == "retrain":
