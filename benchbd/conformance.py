@@ -13,7 +13,6 @@ the kit over every registered plugin so. Third parties can call :func:`assert_co
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -207,14 +206,14 @@ def _poisoned_model() -> tuple[PoisonedTrainingSet, ImageClassifier, np.ndarray,
 
 
 def _context() -> tuple[ExampleContext, np.ndarray]:
-    """A fresh example context (its own copies of the model and features, its own random streams) over the cached
-    poisoned model."""
+    """A fresh example context (the harness's: its own copies of the model, data and features; its own random
+    streams) over the cached poisoned model."""
     poisoned, model, features, attack = _poisoned_model()
-    model, trainer = copy.deepcopy(model), Trainer(PROFILE, DEVICE, seed=0)
+    trainer = Trainer(PROFILE, DEVICE, seed=0)
     trusted = trusted_sample(poisoned, trusted_count([attack], True), np.random.default_rng(0))
     context = example_context(
         tiny_data(), poisoned, model, trainer, _new_model, [attack], rng=np.random.default_rng(0), probe_seed=0,
-        trusted=trusted, single_attack=True, features=features.copy,
+        trusted=trusted, single_attack=True, features=lambda: features,
     )
     return context, poisoned.mask
 

@@ -46,7 +46,8 @@ class ExampleContext:
     """What an example-level defense may look at: the training set as delivered, and the model trained on it.
 
     ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given), and so are
-    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of ``model`` (computed once, shared).
+    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of ``model``.
+    The arrays, ``features()`` and ``model`` are the defense's own copies: what it changes in them stays in its cell.
     ``trainer`` trains further models with the cell's profile and seed, and ``new_model`` builds a freshly
     initialised model of the cell's architecture for it (BaDLoss's probationary run).
     ``attacks`` are the attacks of the cell, only for :meth:`DataPoisoningAttack.probe` (a defender's guess at
@@ -117,6 +118,7 @@ class ModelContext:
     paper assumes no such access must not use them. ``trainer`` runs batched inference (and training, for defenses
     that need it) with the cell's profile on the cell's device. ``progress(what, done, total)`` shows a long
     judgement's progress beside the cell (AEGIS: ``progress("run 1/3: classes", 4, 10)``); it returns at once.
+    ``model`` and the arrays are the defense's own copies: what it changes in them stays in its cell.
     """
 
     model: ImageClassifier

@@ -8,13 +8,17 @@ from __future__ import annotations
 import ast
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
+import benchbd
 from benchbd import ExampleVerdict
 from benchbd.cli import main
 from benchbd.harness.matrix import Matrix
@@ -54,6 +58,71 @@ def test_a_cells_record_is_the_same_alone_after_others_and_resumed(tiny_signs: P
     assert record["trusted"] == 193 and record["judged"] == 430 - 193 - 96
     assert record["details"]["probes"] == {"clean": 96, "backdoor": 97, "mislabelled": 96}
     assert len(record["details"]["warnings"]) == 3
+
+
+@dataclass
+class ExampleVandal(benchbd.ExampleDefense):
+    """Writes over everything its context holds, as a careless plugin might."""
+
+    name: ClassVar[str] = "example-vandal"
+    description: ClassVar[str] = "test: overwrites its context's data, features and model"
+
+    def score_examples(self, context: benchbd.ExampleContext) -> ExampleVerdict:
+        context.x_train[:] = 0
+        context.y_train[:] = 0
+        context.features()[:] = 0
+        with torch.no_grad():
+            for parameter in context.model.parameters():
+                parameter.zero_()
+        context.model.train()
+        return ExampleVerdict(np.zeros(len(context.y_train)), np.zeros(len(context.y_train), dtype=bool))
+
+
+@dataclass
+class ModelVandal(benchbd.ModelDefense):
+    name: ClassVar[str] = "model-vandal"
+    description: ClassVar[str] = "test: overwrites its context's model and data"
+
+    def inspect_model(self, context: benchbd.ModelContext) -> benchbd.ModelVerdict:
+        context.train_x[:] = 0
+        with torch.no_grad():
+            for parameter in context.model.parameters():
+                parameter.zero_()
+        return benchbd.ModelVerdict(score=0.0, flagged=False)
+
+
+@dataclass
+class MeanLogit(benchbd.ModelDefense):
+    """Scores a model by its logits on the defender's clean images and the training set: any change shows."""
+
+    name: ClassVar[str] = "mean-logit"
+    description: ClassVar[str] = "test: the model's mean top logit"
+
+    def inspect_model(self, context: benchbd.ModelContext) -> benchbd.ModelVerdict:
+        logits = context.trainer.logits(context.model, np.concatenate([context.clean_x, context.train_x[:50]]))
+        return benchbd.ModelVerdict(score=float(logits.max(1).values.mean()), flagged=False)
+
+
+def test_what_a_defense_changes_in_its_context_cannot_reach_the_next_cell(tiny_signs: Path, tmp_path: Path) -> None:
+    """Each defense gets its own copies of the training set, features, model and clean data: a defense that
+    overwrites them leaves the group's later cells as they are alone."""
+    manager = make_manager()
+    for name, plugin in default_registry().manager.list_name_plugin():
+        manager.register(plugin, name=name)
+    defenses = [ExampleVandal, ModelVandal, MeanLogit]
+    manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: defenses)), name="test-plugins")
+    registry = Registry(manager, {"test-plugins": "tests"})
+
+    def records(names: list[str], out: str) -> dict[str, dict]:
+        config = MatrixConfig(dataset=f"npz:{tiny_signs}", attacks=["patch"], defenses=names, mode="single", device="cpu",
+                              profile="cpu", epochs=2, clean_models=1, params={"patch": {"ratio": 0.1}}, out=tmp_path / out)
+        assert not Matrix(config, registry, SilentProgress()).run().failed
+        return {name: records_of(tmp_path / out, name)[0] for name in names}
+
+    alone = records(["spectral", "mean-logit"], "alone")
+    after = records(["example-vandal", "model-vandal", "spectral", "mean-logit"], "after")
+    assert after["spectral"] == alone["spectral"] and after["mean-logit"] == alone["mean-logit"]
+    assert alone["mean-logit"]["model_scores"]["backdoored"] != 0  # the vandal's zeroed model would score 0
 
 
 def test_the_harness_marks_the_trusted_examples_on_its_own_copy_of_the_verdict() -> None:

@@ -10,6 +10,7 @@ every kept example, trusted ones included.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -47,16 +48,20 @@ def example_context(
     single_attack: bool,
     features: Callable[[], np.ndarray] | None = None,
 ) -> ExampleContext:
-    """The :class:`ExampleContext` of one cell, as the harness, the conformance kit and the tests build it."""
+    """The :class:`ExampleContext` of one cell, as the harness, the conformance kit and the tests build it. The
+    defense gets its own copies of the training set, the model and the features: what it changes in them cannot
+    reach the group's later cells, whose records would then depend on the order cells ran in."""
     data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+    x_train, y_train = poisoned.x.copy(), poisoned.y.copy()
+    shared_features = features or (lambda: trainer.features(model, poisoned.x))
     return ExampleContext(
-        data=replace(data, x_train=poisoned.x, y_train=poisoned.y),  # as delivered: the clean split would show the mask
-        x_train=poisoned.x,
-        y_train=poisoned.y,
-        model=model,
+        data=replace(data, x_train=x_train, y_train=y_train),  # as delivered: the clean split would show the mask
+        x_train=x_train,
+        y_train=y_train,
+        model=copy.deepcopy(model),
         trainer=trainer,
         new_model=new_model,
-        features=features or (lambda: trainer.features(model, poisoned.x)),
+        features=lambda: shared_features().copy(),
         attacks=attacks,
         expected_poison_fraction=sum(a.poison_fraction for a in data_attacks),
         rng=rng,

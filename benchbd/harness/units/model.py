@@ -8,6 +8,7 @@ with attack objects of its own, the clean ones on the clean training set.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -69,9 +70,11 @@ def model_context(
 ) -> ModelContext:
     """The :class:`ModelContext` of one judged model, as the harness, the conformance kit and the tests build it:
     ``data`` is the clean dataset (its training split as the defender handed it over, before poisoning), the
-    defender's held-out images are :func:`defender_clean`'s draw from its test split with ``clean_stream``."""
+    defender's held-out images are :func:`defender_clean`'s draw from its test split with ``clean_stream``. The
+    defense gets its own copies of the model and the data: the judged models are cached for the group's later cells."""
     clean_x, clean_y = defender_clean(data.x_test, data.y_test, clean_stream)
-    return ModelContext(model, trainer, data.num_classes, clean_x, clean_y, data.x_train, data.y_train, rng, progress)
+    return ModelContext(copy.deepcopy(model), trainer, data.num_classes, clean_x, clean_y, data.x_train.copy(),
+                        data.y_train.copy(), rng, progress)
 
 
 def checked_verdict(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
