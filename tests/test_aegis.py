@@ -111,6 +111,24 @@ def test_pgd_under_bf16_autocast_returns_float32_in_ball(trained: ImageClassifie
     assert not torch.equal(adversarial, x)
 
 
+def test_each_training_seed_draws_its_own_random_starts() -> None:
+    """The backdoored model and each clean model train with their own seeds: their PGD random starts differ too
+    (all of them drew seed 0's before), and one seed's starts are the same at every call."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    x, y = torch.full((4, 3, 8, 8), 0.5), torch.zeros(4, dtype=torch.long)
+    seen: list[torch.Tensor] = []
+
+    def recording(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, step: StepInfo) -> torch.Tensor:
+        seen.append(xb.detach().clone())
+        return cross_entropy_loss(model, xb, yb, step)
+
+    loss = adversarial_training_loss(recording, eps=0.1, step_size=0.01, steps=0)  # the random start alone
+    for seed in (0, 0, 1):
+        loss(model, x, y, StepInfo(epoch=0, epochs=1, batch=0, batches=1, seed=seed))
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
+    assert not torch.equal(seen[0], x)
+
+
 def test_adversarial_training_loss_attacks_within_ball_and_costs_more(trained: ImageClassifier, signs: Signs) -> None:
     x, y = images(signs["x_test"][:64]), torch.from_numpy(signs["y_test"][:64])
     eps = 8 / 255

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +38,9 @@ from torch import nn
 from benchbd.training.trainer import LossComputation, StepInfo
 
 Norm = Literal["linf", "l2"]
+
+#: Keeps the random starts' streams apart from the trainer's augmentation streams, seeded by the same (seed, step).
+RANDOM_START_STREAM = 1
 
 
 def pgd_perturb(
@@ -122,15 +126,15 @@ def _uniform_in_ball(origin: torch.Tensor, eps: float, norm: Norm, generator: to
 class AdversarialTrainingLoss:
     """The wrapped loss at the PGD adversarial examples of each batch; see :func:`adversarial_training_loss`.
 
-    The random start of batch ``b`` of epoch ``e`` is drawn from a generator seeded by (``seed``, global step),
-    so a run restored from a checkpoint continues with the perturbations the original run would have drawn.
+    The random start of batch ``b`` of epoch ``e`` is drawn from a generator seeded by (the training's seed,
+    global step), so models of two seeds draw other starts, and a run restored from a checkpoint continues with the
+    perturbations the original run would have drawn.
     """
 
     base: LossComputation
     eps: float
     step_size: float
     steps: int
-    seed: int = 0
     norm: Norm = "linf"
 
     def __post_init__(self) -> None:
@@ -145,7 +149,9 @@ class AdversarialTrainingLoss:
         generator = self._generators.get(device)
         if generator is None:
             generator = self._generators[device] = torch.Generator(device=device)
-        return generator.manual_seed(self.seed * 1_000_003 + step.epoch * step.batches + step.batch + 1)
+        global_step = step.epoch * step.batches + step.batch
+        state = np.random.SeedSequence([step.seed, global_step, RANDOM_START_STREAM]).generate_state(1, np.uint64)[0]
+        return generator.manual_seed(int(state))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
         adversarial = pgd_perturb(
@@ -162,9 +168,9 @@ class AdversarialTrainingLoss:
 
 
 def adversarial_training_loss(
-    base: LossComputation, *, eps: float, step_size: float, steps: int, seed: int = 0, norm: Norm = "linf"
+    base: LossComputation, *, eps: float, step_size: float, steps: int, norm: Norm = "linf"
 ) -> LossComputation:
     """Madry et al.'s robust objective around ``base``: ``base`` evaluated at the batch's PGD examples (random
     start, ``steps`` steps of ``step_size`` within the ``norm`` ball of radius ``eps``; L∞ unless told) instead
     of the clean batch."""
-    return AdversarialTrainingLoss(base, eps, step_size, steps, seed, norm)
+    return AdversarialTrainingLoss(base, eps, step_size, steps, norm)

@@ -30,13 +30,16 @@ from benchbd.training.profiles import TrainingProfile
 @dataclass(frozen=True)
 class StepInfo:
     """Where training is when the loss is computed: epoch (0-based) of ``epochs``, batch of ``batches``;
-    ``index``: the batch's positions in the training set (per-example weights, e.g. a malicious server's)."""
+    ``index``: the batch's positions in the training set (per-example weights, e.g. a malicious server's);
+    ``seed``: the training's seed (its trainer's), for a loss that draws random numbers (PGD's random start): models
+    of two seeds draw differently, and a run restored from a checkpoint draws as the run that made it."""
 
     epoch: int
     epochs: int
     batch: int
     batches: int
     index: torch.Tensor | None = None
+    seed: int = 0
 
 
 class LossComputation(Protocol):
@@ -303,7 +306,7 @@ class TrainingRun:
             self.model.train()
             index = self._order[b * self.batch_size : (b + 1) * self.batch_size]
             xb = trainer.training_batch(self.x, index, self.step, self._augment)
-            info = StepInfo(epoch, self.epochs, b, self.batches, index)
+            info = StepInfo(epoch, self.epochs, b, self.batches, index, trainer.seed)
             with nullcontext() if self.observer is None else self.observer.step(info):
                 with trainer._autocast():
                     loss = self.loss_computation(self.model, xb, self.y[index], info)
