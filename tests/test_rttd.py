@@ -21,6 +21,7 @@ from benchbd.harness.units.training_run import training_run_context
 from benchbd.registry import default_registry
 from benchbd.training.profiles import get_profile
 from benchbd.training.trainer import Checkpoint, Trainer, TrainingRun
+from benchbd_builtins.attacks.blend import RandomBlendAttack
 from benchbd_builtins.defenses.rttd import (
     ReplicatedTraining,
     cka_distance,
@@ -362,3 +363,21 @@ def test_flags_the_malicious_servers_and_not_the_benign_ones(tiny_data: ImageDat
             assert all(p > 3 * r > 0 for p, r in zip(record["primary_distance"], record["reference_distance"]))
         else:  # and a benign primary's nearest model, its benign peer, is closer than any pair of the others
             assert all(p < r for p, r in zip(record["primary_distance"], record["reference_distance"]))
+
+
+def test_a_malicious_servers_attacks_draw_from_one_stream(tiny_data: ImageData) -> None:
+    """A server's attacks draw their triggers and then the poisoned examples from one stream, as the matrix's
+    training does: two attacks that draw noise get two patterns (each drew from a fresh copy of one stream before)."""
+    made: list[list[RandomBlendAttack]] = []
+
+    def new_attacks() -> list[Attack]:
+        made.append([RandomBlendAttack(target=0, ratio=0.05), RandomBlendAttack(target=1, ratio=0.05)])
+        return list(made[-1])
+
+    def make_trainer(seed: int) -> Trainer:
+        return Trainer(get_profile("fast"), torch.device("cpu"), seed)
+
+    build_servers(tiny_data, new_attacks, np.array([True]), make_trainer, lambda: nn.Identity(), 1.0,
+                  np.random.default_rng(0), job_seed=0)
+    [(first, second)] = made
+    assert not np.array_equal(first.noise, second.noise)

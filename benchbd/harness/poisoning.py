@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
+from benchbd.training.trainer import LossComputation, cross_entropy_loss
 
 CLEAN = -1
 
@@ -76,3 +77,12 @@ def check_eligible(attacks: list[DataPoisoningAttack], y_train: np.ndarray) -> N
                                f"before it in the set are expected to leave {left:.1f}")
         if others:
             clean *= 1 - others / left
+
+
+def poisoned_loss(attacks: list[Attack], honest: LossComputation = cross_entropy_loss) -> LossComputation:
+    """The loss computation the training-code attacks among ``attacks`` make of ``honest`` (Blind Backdoors 3.1)."""
+    loss = honest
+    for attack in attacks:
+        if isinstance(attack, TrainingCodeAttack):
+            loss = attack.loss_computation(loss)
+    return loss

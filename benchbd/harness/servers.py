@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
+from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
-from benchbd.harness.poisoning import poison_training_set
+from benchbd.harness.poisoning import poison_training_set, poisoned_loss
 from benchbd.models import ImageClassifier
 from benchbd.params import Plugin, check
 from benchbd.training.trainer import Checkpoint, LossComputation, StepInfo, Trainer, TrainingRun, cross_entropy_loss
@@ -125,18 +125,16 @@ def build_servers(
         trainer = make_trainer(seed if variation == "data-order" else job_seed)
         x, y, loss = data.x_train, data.y_train, cross_entropy_loss
         if is_malicious:
-            own = new_attacks()
+            own, draws = new_attacks(), np.random.default_rng(seed)  # one stream: triggers, then the poisoned examples
             for attack in own:
-                attack.prepare(data.x_train, data.y_train, data.num_classes, np.random.default_rng(seed))
+                attack.prepare(data.x_train, data.y_train, data.num_classes, draws)
             data_attacks = [a for a in own if isinstance(a, DataPoisoningAttack)]
             if data_attacks:
-                poisoned = poison_training_set(data, data_attacks, np.random.default_rng(seed))
+                poisoned = poison_training_set(data, data_attacks, draws)
                 x, y = poisoned.x, poisoned.y
                 if backdoor_lr_ratio < 1:
                     loss = down_weighted_loss(poisoned.mask, backdoor_lr_ratio, trainer.device)
-            for attack in own:
-                if isinstance(attack, TrainingCodeAttack):
-                    loss = attack.loss_computation(loss)
+            loss = poisoned_loss(own, loss)
         noise = torch.Generator().manual_seed(seed)
         servers.append(SimulatedServer(trainer, new_model, x, y, loss, f"server {i + 1}", kernel_noise, noise))
     return servers

@@ -16,26 +16,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
+from benchbd.attacks import Attack, DataPoisoningAttack
 from benchbd.data.images import ImageData
 from benchbd.defenses import no_progress
 from benchbd.harness.environment import environment
 from benchbd.harness.metrics import attack_success_rates, clean_accuracy, robust_accuracy, target_rate
 from benchbd.harness.plan import Group, Plan
-from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set
+from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poison_training_set, poisoned_loss
 from benchbd.harness.results import RunDirectory
 from benchbd.models import ImageClassifier
 from benchbd.training.stacked import fit_stacked
 from benchbd.training.trainer import LossComputation, Trainer, cross_entropy_loss
-
-
-def poisoned_loss(attacks: list[Attack], honest: LossComputation = cross_entropy_loss) -> LossComputation:
-    """The loss computation the training-code attacks among ``attacks`` make of ``honest`` (Blind Backdoors 3.1)."""
-    loss = honest
-    for attack in attacks:
-        if isinstance(attack, TrainingCodeAttack):
-            loss = attack.loss_computation(loss)
-    return loss
 
 
 def model_figures(trainer: Trainer, model: torch.nn.Module, data: ImageData, attacks: list[Attack], suffix: str = "") -> dict[str, Any]:

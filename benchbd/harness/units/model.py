@@ -23,7 +23,8 @@ from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
 from benchbd.harness.plan import Group, Plan
-from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures, poisoned_loss
+from benchbd.harness.poisoning import poisoned_loss
+from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures
 
 
 #: Held-out clean images a model or training-run defender holds: up to this many of the test split.
