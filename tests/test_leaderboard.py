@@ -12,6 +12,7 @@ from rich.console import Console
 
 from benchbd.errors import BenchbdError
 from benchbd.leaderboard.cells import OLD_ASR
+from benchbd.leaderboard.heatmaps import write_heatmaps
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.render import print_tables, render_run
 
@@ -135,6 +136,14 @@ def test_heatmaps_are_written_and_linked(tmp_path: Path) -> None:
         png = tmp_path / f"heatmap-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png.name})" in markdown
+
+
+def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> None:
+    """A model defense's AUROC is over a handful of models (Table 4), not over training examples: not in the map."""
+    model_level = record("neural-cleanse-model", 0, ["patch"], unit="model", auroc=1.0)
+    assert "auroc" not in write_heatmaps([model_level], tmp_path, "as trained")
+    example_level = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})
+    assert "auroc" in write_heatmaps([model_level, example_level], tmp_path, "as trained")
 
 
 def test_header_names_the_distributions_the_plugins_came_from(tmp_path: Path) -> None:

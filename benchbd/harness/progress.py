@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, Pr
 from rich.table import Table
 from rich.text import Text
 
+from benchbd.harness.results import after_field
+
 #: Seconds from an arbitrary origin, like :func:`time.perf_counter` (a test passes its own).
 Clock = Callable[[], float]
 
@@ -101,7 +103,7 @@ def attack_set_label(record: dict[str, Any]) -> str:
 def asr_after_retraining(record: dict[str, Any]) -> float | None:
     """The record's highest ASR after retraining over its attacks; a baseline's (unit ``none``) is the poisoned
     model's own ASR, as in the leaderboard; None if the record has none."""
-    rates = record.get("asr" if record["unit"] == "none" else "asr_after") or {}
+    rates = record.get(after_field(record, "asr")) or {}
     values = [rate for rate in rates.values() if rate is not None]
     return max(values) if values else None
 

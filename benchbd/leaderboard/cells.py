@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.stats
 
 from benchbd.harness.metrics import FIXED_FPRS
+from benchbd.harness.results import after_field
 
 #: The unit of the undefended baseline, benchbd's ``none`` or a third party's: its rows read the poisoned model.
 NO_DEFENSE = "none"
@@ -130,11 +131,6 @@ def mitigation_rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
     defenses = ordered(frame.loc[frame["unit"] == "example", "defense"])
     labels = ["No Defense"] if len(baselines) == 1 else [f"No Defense ({name})" for name in baselines]
     return [*zip(baselines, labels), *((name, name) for name in defenses)]
-
-
-def after_field(record: dict[str, Any], field: str) -> str:
-    """The record's field holding ``field`` after mitigation: a baseline's is the poisoned model's own ``field``."""
-    return field if record["unit"] == NO_DEFENSE else f"{field}_after"
 
 
 def after(field: str) -> Callable[[dict[str, Any]], Any]:

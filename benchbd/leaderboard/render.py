@@ -21,7 +21,7 @@ from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.tables import build_tables
 from benchbd.papers import PAPERS
-from benchbd.plots import write_heatmaps
+from benchbd.leaderboard.heatmaps import write_heatmaps
 
 
 def to_markdown(tables: list[Table], header: str = "") -> str:

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.results import after_field
 from benchbd.harness.servers import Simulation
 from benchbd.harness.units import model as model_unit, training_run as training_run_unit
 from benchbd.leaderboard.cells import (
-    AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, after_field, asr_of, mitigation_rows,
+    AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, asr_of, mitigation_rows,
     multi_attack_sets, ordered, select, with_boosted,
 )
 

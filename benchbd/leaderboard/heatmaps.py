@@ -1,5 +1,7 @@
-"""Heatmaps of a run (defense × attack): detection AUROC and ASR after mitigation, as PNG files; the ASR map's
-title says which ASR it shows (the leaderboard's tables say it too)."""
+"""Heatmaps of a run's one-attack cells of the training-example unit (defense × attack), as PNG files: detection
+AUROC over the training examples (Table 1's) and ASR after mitigation (Table 2's), whose title says which ASR it
+shows. The model and training-run units' AUROC is over models and servers, another measure: their Tables 4-5
+have it."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchbd.harness.results import after_field  # noqa: E402
+
 HEATMAPS = {
-    "auroc": ("Detection AUROC (one attack)", "auroc", "viridis"),
+    "auroc": ("Detection AUROC over training examples (one attack)", "auroc", "viridis"),
     "asr_after": ("ASR after mitigation (one attack, %)\n{asr_label}", "asr_after", "magma_r"),
 }
 
@@ -22,13 +26,13 @@ HEATMAPS = {
 def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
     rows = []
     for r in records:
-        if r.get("mode") != "single" or r.get("status") != "ok" or not r["attacks"]:
+        if r.get("mode") != "single" or r.get("status") != "ok" or not r["attacks"] or r["unit"] not in ("example", "none"):
             continue
         attack = r["attacks"][0]
         if field == "auroc" and r.get("auroc") is not None:
             rows.append((r["defense"], attack, r["auroc"]))
         elif field == "asr_after":
-            after = r["asr"] if r["unit"] == "none" else r.get("asr_after")
+            after = r.get(after_field(r, "asr"))
             if after and attack in after:
                 rows.append(("No Defense" if r["unit"] == "none" else r["defense"], attack, 100 * after[attack]))
     if not rows:
