@@ -152,7 +152,10 @@ class DataPoisoningAttack(Attack):
         return chosen
 
     def probe(self, rng: np.random.Generator) -> DataPoisoningAttack:
-        """A variant a defender would build to mimic this attack without knowing it (BaDLoss section 5.1)."""
+        """A variant a defender would build to mimic this attack without knowing it (BaDLoss section 5.1). Keep
+        ``target`` as it is, and the defender labels the probes with a class it draws; a variant whose trigger is
+        crafted toward a class (an adversarial perturbation) sets ``target`` to that class, another than the
+        attack's, and the probes are labelled with it."""
         raise NotImplementedError(f"{self.name} has no probe variant")
 
 

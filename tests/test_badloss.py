@@ -3,7 +3,8 @@ counts, and detection of patch on the backdoored fixture."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from benchbd.harness.poisoning import poison_training_set
 from benchbd.harness.units.example import example_context, trusted_sample
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
+from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack
 from benchbd_builtins.defenses.badloss import BaDLoss, mean_nearest_distance, neighbour_votes, select_k
 from benchbd_builtins.defenses.probes import inject_probes, probes_per_set
@@ -149,3 +151,36 @@ def test_detects_blend_random(colour_data_large) -> None:
     verdict = BaDLoss().score_examples(context)
     assert roc_auc_score(poisoned.mask[verdict.judged], verdict.scores[verdict.judged]) > 0.95
     assert verdict.flagged[poisoned.mask & verdict.judged].mean() > 0.9
+
+
+@dataclass
+class CraftedProbe(PatchAttack):
+    """A patch whose probe variant is crafted toward class 5, as the adversarial perturbation's variant is."""
+
+    name: ClassVar[str] = "crafted-probe"
+
+    def probe(self, rng: np.random.Generator) -> PatchAttack:
+        return replace(super().probe(rng), target=5)
+
+
+@dataclass
+class NoProbe(PatchAttack):
+    name: ClassVar[str] = "no-probe"
+
+    def probe(self, rng: np.random.Generator) -> PatchAttack:
+        raise NotImplementedError
+
+
+def test_backdoor_probes_take_the_class_their_trigger_was_crafted_toward(backdoored) -> None:
+    """An adversarial perturbation crafted toward one class and labelled another would be a probe unlike the
+    attack it mimics; a variant that keeps the attack's target leaves the class to the defender's draw."""
+    crafted = inject_probes(replace(backdoored.context, attacks=[CraftedProbe(target=2)]), 50)
+    assert (crafted.y[crafted.backdoor] == 5).all() and not crafted.warnings
+    drawn = inject_probes(replace(backdoored.context, attacks=[PatchAttack(target=2)]), 50)
+    assert len(set(drawn.y[drawn.backdoor])) == 1 and np.array_equal(drawn.backdoor, crafted.backdoor)
+
+
+def test_an_attack_without_a_probe_variant_gets_the_flipped_patch_and_a_warning(backdoored) -> None:
+    probe_set = inject_probes(replace(backdoored.context, attacks=[NoProbe(target=2)]), 50)
+    assert isinstance(probe_set.trigger, PatchAttack) and probe_set.trigger.corner == "top-left"
+    assert "no-probe has no probe variant: the flipped patch instead" in probe_set.warnings

@@ -155,6 +155,8 @@ class InvisibleAttack(DataPoisoningAttack):
         return {"linf": float(self._delta.abs().max()), "l2": float(self._delta.norm())}
 
     def probe(self, rng: np.random.Generator) -> InvisibleAttack:
+        """Static: another pattern of the same intensity. Adversarial (ours): a perturbation crafted toward a class
+        other than the attack's, which the probes are then labelled with (as the attack's examples are with its)."""
         probe = replace(self)
         if self.perturbation == "static":
             probe._delta = static_pattern(tuple(self.delta.shape), self.epsilon / 255, rng)

@@ -43,15 +43,18 @@ class ProbeSet:
         return np.concatenate([np.zeros(len(self.clean), bool), np.ones(len(self.backdoor) + len(self.mislabeled), bool)])
 
 
-def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> DataPoisoningAttack:
-    """The defender's trigger: the attack's probe variant with one data attack, else the flipped patch."""
+def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> tuple[DataPoisoningAttack, int | None, str | None]:
+    """The defender's trigger: the attack's probe variant with one data attack, else the flipped patch; the class
+    the variant's trigger was crafted toward, when it has one of its own (:meth:`DataPoisoningAttack.probe`: a
+    ``target`` other than the attack's), else None; and a warning when the attack has no probe variant."""
     attacks = [a for a in context.attacks if isinstance(a, DataPoisoningAttack)]
     if context.single_attack and len(attacks) == 1:
         try:
-            return attacks[0].probe(rng)
+            variant = attacks[0].probe(rng)
         except NotImplementedError:
-            pass
-    return PatchAttack(corner="top-left")
+            return PatchAttack().probe(rng), None, f"{attacks[0].name} has no probe variant: the flipped patch instead"
+        return variant, (variant.target if variant.target != attacks[0].target else None), None
+    return PatchAttack().probe(rng), None, None
 
 
 def probes_per_set(context: ExampleContext, probes: int) -> int:
@@ -68,7 +71,8 @@ def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
     the rest of the dataset D, written into a copy of the training set. With fewer than 2n trusted examples, P1
     takes half of them and P3 as many as P1 (ours: the k-NN's clean and anomalous references keep their balance).
 
-    P2 carries the probe trigger and the probe class's label; a clean-label probe trigger (sinusoid) goes on
+    P2 carries the probe trigger and the probe class's label: a class drawn at random, or the class the trigger was
+    crafted toward (the adversarial perturbation's); a clean-label probe trigger (sinusoid) goes on
     trusted examples of one class, labels kept: the class with the most trusted examples, as BaDLoss's code takes
     a class with at least 1,000 images on GTSRB. Sets smaller than n (a trusted set under 2n, a class-bound
     trigger) are kept and named in ``warnings``.
@@ -77,11 +81,11 @@ def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
     trusted = rng.permutation(context.trusted_clean)
     x, y = context.x_train.copy(), context.y_train.copy()
     num_classes = context.data.num_classes
-    trigger = probe_trigger(context, rng)
+    trigger, crafted_for, no_variant = probe_trigger(context, rng)
     clean = np.sort(trusted[: min(n, len(trusted) // 2)])
     pool = trusted[len(clean):]
     if trigger.dirty_label:
-        probe_class = int(rng.integers(num_classes))
+        probe_class = int(rng.integers(num_classes)) if crafted_for is None else crafted_for
         backdoor = np.sort(pool[:n])
     else:
         probe_class = int(np.bincount(y[pool], minlength=num_classes).argmax())
@@ -99,7 +103,7 @@ def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
             (mislabeled, "mislabelled", "as many as the clean probes" if len(mislabeled) == len(clean) else f"{len(others)} untrusted examples"),
         )
         if len(found) < n
-    ]
+    ] + ([no_variant] if no_variant else [])
     if min(len(clean), len(backdoor), len(mislabeled)) < 2:
         raise BenchbdError(f"probes: too few probes ({len(clean)} clean, {len(backdoor)} backdoor, {len(mislabeled)} mislabelled)")
     return ProbeSet(x, y, clean, backdoor, mislabeled, trigger, warnings)
