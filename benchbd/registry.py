@@ -83,8 +83,8 @@ def check_contract(category: Category, obj: Any, distribution: str) -> None:
     for attribute in ("name", "description"):
         if attribute in fields:
             refuse(f"declares '{attribute}' as a dataclass field; declare it as `{attribute}: ClassVar[str] = ...`")
-        if not isinstance(getattr(obj, attribute, None), str):
-            refuse(f"has no class attribute '{attribute}' (a str)")
+        if not isinstance(getattr(obj, attribute, None), str) or not getattr(obj, attribute).strip():
+            refuse(f"has no class attribute '{attribute}' (a non-empty str)")
     attribute, base = KIND_ATTRIBUTE[category], own[0]
     if getattr(obj, attribute) != getattr(base, attribute):
         refuse(
@@ -110,7 +110,7 @@ class Registry:
     def _add(self, category: Category, obj: Any, distribution: str) -> None:
         check_contract(category, obj, distribution)
         name = obj.name
-        description = (obj.description or "").strip().splitlines()[0] if obj.description else ""
+        description = obj.description.strip().splitlines()[0]
         table = self.tables[category]
         if name in table:
             raise BenchbdError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +29,38 @@ def test_config_file_sets_options_and_plugin_parameters(tmp_path: Path) -> None:
     assert config["params"] == {"patch": {"ratio": 0.05}, "single-pixel": {}, "none": {}, "spectral": {"fraction": 0.2}}
 
 
+def test_the_example_files_in_the_config_modules_docstring_are_valid(tmp_path: Path) -> None:
+    """README sends readers to these examples: every key must land where it means something, every parameter
+    must exist."""
+    from benchbd.harness import config_file
+    from benchbd.harness.servers import Simulation
+    from benchbd.params import build
+
+    registry = default_registry()
+    # the indented blocks, blank lines inside them kept
+    examples = re.findall(r"\n((?:    .*\n|\n)+)", config_file.__doc__)
+    texts = [textwrap.dedent(example) for example in examples if example.strip()]
+    assert len(texts) == 2
+    for i, text in enumerate(texts):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(text)
+        config = read_config(path)
+        for name, params in config["params"].items():
+            cls = Simulation if name == "simulation" else registry.attack(name) if name in registry.names("attacks") else registry.defense(name)
+            build(cls, params)
+    assert read_config(tmp_path / "example0.toml")["multi_attacks"] == ["patch", "wanet"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("datset = 1\n", "unknown key(s) datset"), ("seeds = 'x'\n", "'seeds' has the wrong type"),
-     ("attacks = 3\n", "'attacks' must be"), ("dataset = \n", "not valid TOML")],
+     ("attacks = 3\n", "'attacks' must be"), ("dataset = \n", "not valid TOML"),
+     ("params = 3\n", "[params] must hold a table per plugin")],
 )
 def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(BenchbdError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(BenchbdError, match=re.escape(message)):
         read_config(path)
 
 

@@ -225,6 +225,15 @@ class Nameless(benchbd.ModelDefense):
         raise NotImplementedError
 
 
+@dataclass
+class Undescribed(benchbd.ModelDefense):
+    name: ClassVar[str] = "undescribed"
+    description: ClassVar[str] = "  "
+
+    def inspect_model(self, context):
+        raise NotImplementedError
+
+
 @pytest.mark.parametrize(
     ("hook", "obj", "message"),
     [
@@ -237,7 +246,8 @@ class Nameless(benchbd.ModelDefense):
         ("benchbd_defenses", PatchAttack, "defense 'patch' (benchbd_builtins.attacks.patch.PatchAttack) from benchbd-broken is not a "
                                           "subclass of benchbd.ExampleDefense or benchbd.ModelDefense or benchbd.TrainingRunDefense or benchbd.NoDefense"),
         ("benchbd_defenses", WrongUnit, "sets unit = 'model', but it subclasses benchbd.ExampleDefense, whose unit is 'example'"),
-        ("benchbd_defenses", Nameless, "defense test_registry.Nameless from benchbd-broken has no class attribute 'name' (a str)"),
+        ("benchbd_defenses", Nameless, "defense test_registry.Nameless from benchbd-broken has no class attribute 'name' (a non-empty str)"),
+        ("benchbd_defenses", Undescribed, "defense 'undescribed' (test_registry.Undescribed) from benchbd-broken has no class attribute 'description' (a non-empty str)"),
         ("benchbd_datasets", {"name": "dict-data"}, "dataset dict from benchbd-broken is not a benchbd.DatasetSpec"),
         ("benchbd_models", PatchAttack, "is not a benchbd.ModelSpec"),
     ],

@@ -3,14 +3,16 @@
     dataset = "gtsrb"
     seeds = 3
     defenses = "all"                    # "all", or a list of names: ["none", "badloss"] ...
+    multi_attacks = ["patch", "wanet"]  # the multi-attack cell (default: BaDLoss's six with "all")
 
     [attacks.patch]                     # ... or tables, which choose the plugins (in this order)
     [attacks.wanet]
-    s = 1.0                             # and set their parameters
-    multi_attacks = ["patch", "wanet"]  # the multi-attack cell (default: BaDLoss's six with "all")
+    strength = 1.0                      # and set their parameters
 
     [simulation]                        # the training-run unit's simulated servers
     servers = 8
+
+(TOML puts every key after a table's header into that table: the top-level keys come first.)
 
 Instead of one attacks × defenses product, a file may give several, each a ``[[blocks]]`` table (``attacks``,
 ``defenses``, optional ``mode``, default single, and ``multi_attacks``); plugin parameters then go in a
@@ -72,6 +74,8 @@ def read_config(path: Path) -> dict[str, Any]:
         table = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise BenchbdError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise BenchbdError(f"config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BenchbdError(f"{path}: not valid TOML ({exc})") from None
     unknown = sorted(set(table) - set(SCALARS) - set(TABLES))
@@ -99,6 +103,8 @@ def read_config(path: Path) -> dict[str, Any]:
         params["simulation"] = dict(table["simulation"])
     if "blocks" in table:
         config["blocks"] = _blocks(path, table["blocks"])
+    if not isinstance(table.get("params", {}), dict):
+        raise BenchbdError(f"{path}: [params] must hold a table per plugin ([params.NAME]); got {table['params']!r}")
     for name, values in table.get("params", {}).items():
         if not isinstance(values, dict):
             raise BenchbdError(f"{path}: [params.{name}] must be a table of parameters; got {values!r}")
