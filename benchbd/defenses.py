@@ -141,7 +141,7 @@ class ModelVerdict:
     ``details``: small JSON-serialisable figures kept with the record (per-class anomaly indices, cluster counts).
     ``not_judged``: when not empty, why the defense could not judge this model (its paper's assumption does not
     hold, e.g. AEGIS's "the analyzed model is robust"); the harness then leaves the model out of the detection
-    figures and records the reason, whatever ``score`` and ``flagged`` say.
+    figures and records the reason, whatever ``flagged`` says (``score`` must still be finite).
     """
 
     score: float

@@ -37,7 +37,7 @@ NUM_CLASSES = 43
 #: Bump when the generator's output changes: prepared caches are named by it, so stale ones are not reused.
 VERSION = 1
 #: Views of one physical sign in a training track by default (GTSRB's tracks hold about 30): one, every image
-#: its own sign, which keeps clean accuracy at synth-signs' sizes (``frames`` and docs/findings.md).
+#: its own sign (``frames``; docs/findings.md, "synth-signs with tracks", measures what more views do).
 FRAMES = 1
 IMAGE_SIZE = 32
 

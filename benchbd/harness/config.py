@@ -123,9 +123,9 @@ CPU_DEMO = MatrixConfig(
         "patch": {"ratio": 0.03}, "single-pixel": {"ratio": 0.08}, "distributed-patch": {"ratio": 0.02},
         "blend-random": {"ratio": 0.05, "alpha": 0.15}, "blend-dimple": {"ratio": 0.05, "alpha": 0.05},
         "wanet": {"strength": 2.0, "ratio": 0.15}, "invisible": {"ratio": 0.1}, "blind": {"mgda_every": 10},
-        # its PGD-7 training and 500 seeds a class take about 10 min a cell here (3.5 min of training measured, the
-        # translations projected from the first classes); one step (FGSM with a random start, step 1.25 ε, Wong et
-        # al. 2020) and 50 seeds a class. Blind balances its losses by MGDA every 10th batch, not every batch.
+        # one PGD step instead of 7 (FGSM with a random start, step 1.25 ε, Wong et al. 2020) and 50 seeds a class
+        # instead of 500, for time (docs/findings.md, "The CPU demo", has the cost). Blind balances its losses by
+        # MGDA every 10th batch, not every batch.
         "aegis": {"train_steps": 1, "train_step_size": 10 / 255, "seeds": 50, "class_images": 50},
     },
 )

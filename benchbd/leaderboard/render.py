@@ -18,10 +18,11 @@ from benchbd.harness.results import experiment
 from benchbd.harness.table import latest_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
+from benchbd.leaderboard.heatmaps import write_heatmaps
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.tables import build_tables
 from benchbd.papers import PAPERS
-from benchbd.leaderboard.heatmaps import write_heatmaps
+from benchbd.training.profiles import PROFILES
 
 
 def to_markdown(tables: list[Table], header: str = "") -> str:
@@ -102,9 +103,10 @@ def scale_notes(records: list[dict[str, Any]]) -> list[str]:
     note = ("Demo scale: synth-signs is benchbd's generated stand-in for GTSRB, not the papers' data; these figures "
             "show what benchbd measures, not the papers' setting.")
     if CPU_DEMO.dataset in datasets:
-        note += (f" {CPU_DEMO.dataset} is the CPU demo's (`benchbd matrix` with nothing named on a CPU): 10 classes, "
-                 "narrow-cnn, 8 epochs, poisoning ratios above the papers' and a smaller AEGIS budget so that the whole "
-                 "field runs in minutes (each record's params say which).")
+        profile = PROFILES[CPU_DEMO.profile]
+        note += (f" {CPU_DEMO.dataset} is the CPU demo's (`benchbd matrix` with nothing named on a CPU): "
+                 f"{profile.model}, {profile.epochs} epochs, poisoning ratios above the papers' and a smaller AEGIS "
+                 "budget so that the whole field runs in minutes (each record's params say which).")
     return [note]
 
 

@@ -18,15 +18,14 @@ MGDA needs each task's gradient: one ``torch.autograd.grad`` per task over all t
 paper's code does, with the graphs retained for the trainer's final backward: 2 forward and 3 backward passes per
 batch instead of 1 and 1 (appendix A.1). ``mgda_every`` re-uses the coefficients between solves (section 3.3).
 The default normalisation, ``loss``, is the one table 3 finds best (section 4.5); the paper's released
-configurations use ``loss+``. Ours: ``loss``, because ``loss+`` cost more clean accuracy on small synth-signs
-(docs/findings.md).
+configurations use ``loss+``. Ours: ``loss``, on the comparison docs/findings.md ("blind", "Normalisation") keeps.
 
 Batch norm (section 4.1): the paper freezes the running statistics by switching the layers to eval mode (4.1's
 alternative to mixing benign inputs into the backdoor batch, the one section 6 uses), as it attacks pre-trained
 models whose statistics are established. Ours: the forward passes on synthesised inputs leave the running
 statistics alone (they are what the test-time model normalises with) but, like the main pass, normalise by their
 own batch, the effect of momentum 0, because our attack may start with training, when eval-mode statistics lag far
-behind the weights: with them MGDA learned no backdoor on small synth-signs (docs/findings.md).
+behind the weights (docs/findings.md, "Batch norm on the synthesised passes", compares the two).
 
 Schedule (section 4.1): ``always``; ``loss-below``, from the epoch after one whose mean main-task loss fell below
 ``loss_threshold`` (the attack code sees the loss flatten and knows training is about to end); ``last-epochs``.

@@ -3,7 +3,8 @@ Optimization"), as the blind attack uses it (Bagdasaryan & Shmatikov 2021, secti
 
 Given task gradients g_1..g_k, find α on the simplex that minimises ‖Σ α_i g_i‖². Everything here works on the
 k×k Gram matrix G_ij = <g_i, g_j>: the closed form for two tasks (Sener & Koltun, algorithm 1) and Frank-Wolfe
-with exact line search for three or more (their algorithm 2). The gradients may first be normalised
+with exact line search for three or more (their algorithm 2, with away steps: ours, see :func:`min_norm_coefficients`).
+The gradients may first be normalised
 (Sener & Koltun section 3.3's heuristics, kept by the blind-backdoor code): ``l2`` by their norm, ``loss`` by the
 task's loss, ``loss+`` by both, ``none`` not at all.
 """

@@ -10,7 +10,7 @@ measurement does and as Barni et al. strengthen the test-time signal.
 
 How many images: BaDLoss poisons 1% of the training set, except on GTSRB, whose classes are imbalanced: there the
 target class must have at least 1,000 images, of which 500 get the signal. This is expressed for any training
-set size as ``ratio`` (500/39,209 for the GTSRB family, which synth-signs also uses: 27 of its 2,150 images) and
+set size as ``ratio`` (500/39,209 for the GTSRB family, which synth-signs also uses) and
 ``max_class_share``: at most that share of the target class is poisoned, so the target class needs at least
 ``poison_count / max_class_share`` images (1,000 on GTSRB with the default 0.5). Without a target given,
 :meth:`choose_target` takes the lowest free class that is large enough.

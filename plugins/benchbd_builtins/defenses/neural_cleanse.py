@@ -18,12 +18,13 @@ mini-batches of 32 held-out images, λ multiplier 2, λ at 0 until the attack fi
 rounds, and stops a class once λ has gone both up and down and its norm has not shrunk for 25 rounds:
 ``-P neural-cleanse-model.steps=1000 -P neural-cleanse-model.round_batches=31 -P
 neural-cleanse-model.batch_size=32 -P neural-cleanse-model.cost_multiplier=2 -P
-neural-cleanse-model.reset_cost=true -P neural-cleanse-model.early_stop_rounds=25`` (with ``clean_count`` held-out
-images: the defender's trusted ones, not the test set). The defaults are ours, a CPU budget: 100 rounds of one
+neural-cleanse-model.reset_cost=true -P neural-cleanse-model.early_stop_rounds=25`` (with ``clean_count`` clean
+images). The defaults are ours, a CPU budget: 100 rounds of one
 mini-batch of 16 (``patience`` then counts mini-batches), λ multiplier 1.5 (the visualizer's own default),
 λ = ``init_cost`` from the start (the code's no-reset option) and no early stop. In both, all classes are
 optimised together as one batched tensor (Adam is per element, so this equals separate runs) on ``clean_count``
-examples of ``context.trusted_clean`` drawn with replacement.
+clean images drawn without replacement: in filter mode of the defender's trusted training examples
+(``ExampleContext.trusted_clean``), in model mode of its held-out ones (``ModelContext.clean_x``).
 
 Filtering (section VI-A, "Filter for Detecting Adversarial Inputs"): the neurons of the second-to-last layer
 (``model.features``) whose mean activation rises most when the reversed trigger is added to clean images, the

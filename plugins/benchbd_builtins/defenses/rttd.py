@@ -75,9 +75,9 @@ What detection rests on: the paper's replicas are runs of *the same training pro
 into a single bin" (figure 4), and its malicious servers are non-colluding, each inserting its own backdoor. The
 harness's ``replica_variation="kernels"`` (one batch order, checkpoints perturbed as non-deterministic kernels
 would) is that setting. With ``"data-order"`` (every server its own batch order) benign replicas drift apart by SGD
-noise, and a malicious primary, whose own checkpoint W_t already holds its backdoor, differs from a benign
-continuation by less than another batch order does: on small synth-signs detection was then near chance
-(docs/findings.md). Malicious servers running one identical poisoned process would be as alike as the benign pair;
+noise, and a malicious primary, whose own checkpoint W_t already holds its backdoor, may differ from a benign
+continuation by less than another batch order does (docs/findings.md, "rttd", measures detection with both).
+Malicious servers running one identical poisoned process would be as alike as the benign pair;
 with 2 of 4 servers, no distance could say which pair is benign.
 """
 
