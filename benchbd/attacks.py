@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 from abc import abstractmethod
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -172,3 +173,10 @@ class TrainingCodeAttack(Attack):
     @abstractmethod
     def loss_computation(self, honest: LossComputation) -> LossComputation:
         """The loss computation to train with, wrapping ``honest`` (the harness's, possibly itself wrapped)."""
+
+
+def probe_multiplier(attacks: Sequence[Attack], single_attack: bool) -> int:
+    """How many times BaDLoss's n probes per set a cell takes: the one data attack's ``probe_multiplier`` in the
+    one-attack setting (section 5.1: three times as many against the warping attack), else 1."""
+    data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
+    return data_attacks[0].probe_multiplier if single_attack and len(data_attacks) == 1 else 1

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Literal, Protocol
 import numpy as np
 import torch
 
+from benchbd.attacks import probe_multiplier
 from benchbd.params import Plugin
 
 if TYPE_CHECKING:
@@ -73,6 +74,12 @@ class ExampleContext:
     probe_seed: int
     trusted_clean: np.ndarray
     single_attack: bool = field(default=True)
+
+    @property
+    def probe_multiplier(self) -> int:
+        """How many times its usual n probes per set a probing defense injects here (BaDLoss section 5.1: three
+        times as many against the warping attack alone); the harness's trusted set grows alike."""
+        return probe_multiplier(self.attacks, self.single_attack)
 
 
 @dataclass

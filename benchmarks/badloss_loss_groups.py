@@ -25,6 +25,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 from benchbd import ExampleContext
+from benchbd.attacks import probe_multiplier
 from benchbd.cli import _parse_params
 from benchbd.data.images import default_data_root
 from benchbd.harness.config import build_attack, load_dataset
@@ -80,7 +81,7 @@ def main() -> None:
     trainer = Trainer(profile, torch.device("cpu"), args.seed)
     model_spec = registry.model(profile.model)
     new_model = lambda: model_spec.build(data.num_classes)  # noqa: E731
-    n = args.probes * (attacks[0].probe_multiplier if single else 1)  # probes_per_set
+    n = args.probes * probe_multiplier(attacks, single)
     count = args.trusted or 2 * n
     trusted = trusted_sample(poisoned, count, rng)
     context = example_context(

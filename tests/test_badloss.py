@@ -19,7 +19,7 @@ from benchbd.training.trainer import Trainer
 from benchbd_builtins.attacks.patch import PatchAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack
 from benchbd_builtins.defenses.badloss import BaDLoss, mean_nearest_distance, neighbour_votes, select_k
-from benchbd_builtins.defenses.probes import inject_probes, probes_per_set
+from benchbd_builtins.defenses.probes import inject_probes
 
 #: Probe trajectories over three epochs: clean probes decline slowly, backdoor probes are learned at once,
 #: mislabelled probes stay high.
@@ -89,8 +89,8 @@ def test_probes_follow_appendix_a1_and_warn_when_short(backdoored) -> None:
     """P1 and P2 come from the trusted set C, P3 from the rest of D (A.1 steps 1-3); all three grow ×3 against the
     warping attack (section 5.1); a set smaller than asked is named, never silent."""
     context = backdoored.context
-    assert probes_per_set(context, 250) == 250
-    assert probes_per_set(replace(context, attacks=[WaNetAttack()]), 250) == 750
+    assert context.probe_multiplier == 1 and replace(context, attacks=[WaNetAttack()]).probe_multiplier == 3
+    assert replace(context, attacks=[WaNetAttack(), PatchAttack()], single_attack=False).probe_multiplier == 1
     probes = inject_probes(context, 100)
     trusted = set(context.trusted_clean.tolist())
     assert set(probes.clean.tolist()) <= trusted and set(probes.backdoor.tolist()) <= trusted

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchbd import params as plugin_params
-from benchbd.attacks import Attack, DataPoisoningAttack
+from benchbd.attacks import Attack, probe_multiplier
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.registry import Registry
@@ -33,11 +33,9 @@ PROBES_PER_SET = 250
 
 
 def trusted_count(attacks: list[Attack], single_attack: bool) -> int:
-    """BaDLoss's 2n trusted examples: n = 250, times the attack's ``probe_multiplier`` in the one-attack setting
-    (section 5.1: three times as many probes against the warping attack)."""
-    one = attacks[0] if single_attack and attacks else None
-    multiplier = one.probe_multiplier if isinstance(one, DataPoisoningAttack) else 1
-    return 2 * PROBES_PER_SET * multiplier
+    """BaDLoss's 2n trusted examples: n = 250, times :func:`~benchbd.attacks.probe_multiplier` (section 5.1: three
+    times as many probes against the warping attack alone)."""
+    return 2 * PROBES_PER_SET * probe_multiplier(attacks, single_attack)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ Choices the paper leaves open, made here:
 - ``k``: ``None`` takes the paper's (section 5.1: 20 with one attack; section 5.2: 30 on CIFAR-10, 10 on GTSRB
   with several); ``select_k`` instead picks the k whose leave-one-out AUROC over the probes is highest
   (section 5.2's suggestion), the smallest such k on ties.
-- ``probes`` is n, per probe set, times the attack's ``probe_multiplier`` in the one-attack setting (3 for the
-  warping attack, section 5.1), every set alike (:func:`probes_per_set`). Sets that come out smaller (a trusted
-  set under 2n; the clean-label sinusoid probe, bound to one class of the trusted examples) are warned about in
-  the verdict's ``details``, kept with the record.
+- ``probes`` is n, per probe set, times ``ExampleContext.probe_multiplier`` (3 against the warping attack alone,
+  section 5.1), every set alike (ours: the paper does not say which sets grow; alike, the k-NN's clean and
+  anomalous references keep their balance). The harness's trusted set holds 2 × 250 × that multiplier unless
+  ``--trusted`` says otherwise, so a larger n needs ``--trusted``. Sets that come out smaller (a trusted set under
+  2n; the clean-label sinusoid probe, bound to one class of the trusted examples) are warned about in the
+  verdict's ``details``, kept with the record.
 - ``reference="clean"`` is section 6.3's probe-free variant: no probes are injected, the trusted examples'
   trajectories are the clean reference, an example's score is its mean distance to the k nearest of them, and the
   examples above the (1 − ``reference_fpr``) quantile of the trusted examples' own (leave-one-out) scores are
@@ -40,7 +42,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchbd import BenchbdError, ExampleContext, ExampleDefense, ExampleVerdict, hookimpl
 from benchbd.params import check
-from benchbd_builtins.defenses.probes import ProbeSet, inject_probes, probes_per_set
+from benchbd_builtins.defenses.probes import ProbeSet, inject_probes
 
 #: The k values the leave-one-out selection tries (section 5.2).
 K_CANDIDATES = (1, 3, 5, 10, 15, 20, 25, 30, 40, 50)
@@ -164,7 +166,7 @@ class BaDLoss(ExampleDefense):
         judged[context.trusted_clean] = False
         details: dict[str, object] = {}
         if self.reference == "probes":
-            probes = inject_probes(context, probes_per_set(context, self.probes))
+            probes = inject_probes(context, self.probes * context.probe_multiplier)
             judged[probes.mislabeled] = False
             scores[judged], flagged[judged], details["k"] = self.judge_by_probes(context, probes, np.flatnonzero(judged))
             details["probes"] = {"clean": len(probes.clean), "backdoor": len(probes.backdoor), "mislabelled": len(probes.mislabeled)}

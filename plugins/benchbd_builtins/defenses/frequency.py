@@ -31,7 +31,7 @@ from torch import nn
 
 from benchbd import ExampleContext, ExampleDefense, ExampleVerdict, hookimpl
 from benchbd.params import check
-from benchbd_builtins.defenses.probes import inject_probes, probes_per_set
+from benchbd_builtins.defenses.probes import inject_probes
 
 INFERENCE_BATCH = 1024
 
@@ -118,7 +118,7 @@ class FrequencyAnalysis(ExampleDefense):
         check(self.probes >= 1, self.name, "probes", "at least 1", self.probes)
 
     def score_examples(self, context: ExampleContext) -> ExampleVerdict:
-        probes = inject_probes(context, probes_per_set(context, self.probes))
+        probes = inject_probes(context, self.probes * context.probe_multiplier)
         device = context.trainer.device
         detector = train_detector(
             probes.x[probes.clean],

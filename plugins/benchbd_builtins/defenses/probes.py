@@ -57,14 +57,6 @@ def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> tuple[Da
     return PatchAttack().probe(rng), None, None
 
 
-def probes_per_set(context: ExampleContext, probes: int) -> int:
-    """n: ``probes``, times the attack's ``probe_multiplier`` in the one-attack setting (section 5.1: three times
-    as many probes against the warping attack, every probe set alike, so the k-NN's clean and anomalous
-    references keep their balance; ours, the paper does not say which sets grow)."""
-    attacks = [a for a in context.attacks if isinstance(a, DataPoisoningAttack)]
-    return probes * (attacks[0].probe_multiplier if context.single_attack and len(attacks) == 1 else 1)
-
-
 def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
     """Appendix A.1 steps 1-4 with ``context.probe_seed``'s draws (the same for every defense of the cell's
     group): n clean probes P1 and n backdoor probes P2 from the trusted examples C, n mislabelled probes P3 from
