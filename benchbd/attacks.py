@@ -84,11 +84,19 @@ class Attack(Plugin):
         return {}
 
 
+def float_images(x: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) images as float (N, 3, H, W) in [0, 1], the form ``trigger`` takes."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255
+
+
+def uint8_images(x: torch.Tensor) -> np.ndarray:
+    """Float (N, 3, H, W) images, clamped to [0, 1], rounded back to uint8 (N, H, W, 3), as a published dataset would."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def apply_trigger_uint8(attack: Attack, x: np.ndarray, *, test_time: bool = False) -> np.ndarray:
     """Apply ``attack.trigger`` to uint8 (N, H, W, 3) images and round back to uint8, as a published dataset would."""
-    tensor = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255
-    out = attack.trigger(tensor, test_time=test_time).clamp(0, 1)
-    return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return uint8_images(attack.trigger(float_images(x), test_time=test_time))
 
 
 @dataclass

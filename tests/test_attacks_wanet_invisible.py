@@ -17,7 +17,8 @@ from benchbd.harness.poisoning import assign_targets, poison_training_set
 from benchbd.registry import default_registry
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
-from benchbd_builtins.attacks.invisible import InvisibleAttack, as_float_images
+from benchbd import float_images
+from benchbd_builtins.attacks.invisible import InvisibleAttack
 from benchbd_builtins.attacks.wanet import WaNetAttack, identity_grid
 from benchbd_builtins.models import small_cnn
 
@@ -54,7 +55,7 @@ def test_both_attacks_are_registered() -> None:
 def test_zero_strength_warp_is_the_identity() -> None:
     data = random_data()
     attack = prepared(WaNetAttack(strength=0.0), data)
-    x = as_float_images(data.x_train[:16])
+    x = float_images(data.x_train[:16])
     assert torch.allclose(attack.trigger(x), x, atol=1e-5)
     assert (apply_trigger_uint8(attack, data.x_train[:16]) == data.x_train[:16]).all()
 
@@ -84,7 +85,7 @@ def test_same_seed_same_field_other_seed_other_field() -> None:
 def test_trigger_is_batched_and_keeps_dtype() -> None:
     data = random_data()
     attack = prepared(WaNetAttack(strength=1.0, grid_size=8), data)
-    x = as_float_images(data.x_train[:6]).double()
+    x = float_images(data.x_train[:6]).double()
     batched = attack.trigger(x)
     assert batched.dtype == torch.float64
     single = torch.cat([attack.trigger(x[i : i + 1]) for i in range(len(x))])
@@ -224,7 +225,7 @@ def test_adversarial_perturbation_pushes_held_out_images_toward_the_target(colou
     attack = InvisibleAttack(target=0, perturbation="adversarial", surrogate_size=600, surrogate_epochs=3, uap_steps=10)
     attack.prepare(x, y, 4, np.random.default_rng(0))
     assert float(attack.delta.abs().max()) <= 8 / 255 + 1e-7
-    held_out = as_float_images(x_test[y_test != 0])
+    held_out = float_images(x_test[y_test != 0])
     signs = np.random.default_rng(5).integers(0, 2, held_out.shape[1:]) * 2 - 1
     random_pattern = torch.from_numpy(signs).float() * 8 / 255  # the same L∞ norm, and a larger L2 norm
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import DataPoisoningAttack, ImageClassifier, check, hookimpl
+from benchbd import DataPoisoningAttack, ImageClassifier, check, float_images, hookimpl
 from benchbd.errors import BenchbdError
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import Trainer
@@ -49,11 +49,6 @@ def static_pattern(shape: tuple[int, int, int], epsilon: float, rng: np.random.G
     """A random ±``epsilon`` pattern of shape (3, H, W) (``epsilon`` in [0, 1] units)."""
     signs = rng.integers(0, 2, size=shape) * 2 - 1
     return torch.from_numpy(signs).float() * epsilon
-
-
-def as_float_images(x: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255
 
 
 def train_surrogate(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int, seed: int) -> ImageClassifier:
@@ -137,7 +132,7 @@ class InvisibleAttack(DataPoisoningAttack):
     def adversarial_perturbation(self, target: int | None, rng: np.random.Generator) -> torch.Tensor:
         """A UAP toward ``target`` over the surrogate's non-target training images."""
         assert target is not None and self._surrogate_x is not None and self._surrogate_y is not None
-        images = as_float_images(self._surrogate_x[self._surrogate_y != target])
+        images = float_images(self._surrogate_x[self._surrogate_y != target])
         if len(images) == 0:
             raise BenchbdError(f"{self.name}: the surrogate subset has no image outside class {target}")
         return universal_perturbation(self.surrogate, images, target, self.epsilon / 255, self.uap_steps, rng)

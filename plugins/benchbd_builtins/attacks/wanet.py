@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd import DataPoisoningAttack, check, hookimpl
+from benchbd import DataPoisoningAttack, check, float_images, hookimpl, uint8_images
 from benchbd.errors import BenchbdError
 
 
@@ -53,8 +53,7 @@ def warp(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 def warp_uint8(x: np.ndarray, grid: torch.Tensor) -> np.ndarray:
     """:func:`warp` on uint8 (N, H, W, 3) images, rounded back to uint8."""
-    tensor = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255
-    return (warp(tensor, grid).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return uint8_images(warp(float_images(x), grid))
 
 
 @dataclass
