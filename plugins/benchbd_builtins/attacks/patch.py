@@ -25,6 +25,13 @@ OPPOSITE: dict[str, Corner] = {
 }
 
 
+def corner_box(corner: Corner, margin: int, size: int, height: int, width: int) -> tuple[int, int]:
+    """(top, left) of a ``size``×``size`` box ``margin`` pixels from ``corner`` of a ``height``×``width`` image."""
+    top = margin if corner.startswith("top") else height - margin - size
+    left = margin if corner.endswith("left") else width - margin - size
+    return top, left
+
+
 @dataclass
 class CornerPatternAttack(DataPoisoningAttack):
     """White pixels at ``offsets`` inside a ``square``×``square`` box ``margin`` pixels from a corner (BadNets,
@@ -49,8 +56,7 @@ class CornerPatternAttack(DataPoisoningAttack):
 
     def pixels(self, height: int, width: int) -> list[tuple[int, int]]:
         """(row, column) of the white pixels."""
-        top = self.margin if self.corner.startswith("top") else height - self.margin - self.square
-        left = self.margin if self.corner.endswith("left") else width - self.margin - self.square
+        top, left = corner_box(self.corner, self.margin, self.square, height, width)
         return [(top + r, left + c) for r, c in self.offsets]
 
     def trigger(self, x: torch.Tensor, *, test_time: bool = False) -> torch.Tensor:
