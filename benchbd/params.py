@@ -19,6 +19,18 @@ from benchbd.errors import BenchbdError
 T = TypeVar("T")
 
 
+#: The types a parameter may have: what ``-P NAME.FIELD=VALUE`` and a config file can set.
+SETTABLE = (bool, int, float, str)
+
+
+def settable(kind: Any) -> bool:
+    """Whether :func:`build` can set a parameter of type ``kind``: one of :data:`SETTABLE`, a ``Literal``, or an
+    Optional of either."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return all(arg is type(None) or settable(arg) for arg in typing.get_args(kind))
+    return kind in SETTABLE or typing.get_origin(kind) is typing.Literal
+
+
 def _convert(owner: str, field: str, kind: Any, value: Any) -> Any:
     """Convert ``value`` to the field's annotated type (bool, int, float, str, their Optional, Literal)."""
     origin = typing.get_origin(kind)
@@ -53,7 +65,7 @@ def _convert(owner: str, field: str, kind: Any, value: Any) -> Any:
         raise BenchbdError(
             f"{owner}: parameter '{field}' must be {kind.__name__}; got {value!r}"
         ) from None
-    return value
+    raise BenchbdError(f"{owner}: parameter '{field}' has type {kind}, which benchbd cannot set (see params.settable)")
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import typing
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -22,6 +23,7 @@ from benchbd.data.images import DatasetSpec
 from benchbd.defenses import Defense, ExampleDefense, ModelDefense, NoDefense, TrainingRunDefense
 from benchbd.errors import BenchbdError
 from benchbd.models import ModelSpec
+from benchbd.params import settable
 
 ENTRY_POINT_GROUP = "benchbd"
 Category = Literal["attacks", "defenses", "datasets", "models"]
@@ -93,6 +95,10 @@ def check_contract(category: Category, obj: Any, distribution: str) -> None:
         )
     if inspect.isabstract(obj):
         refuse(f"does not implement {', '.join(sorted(obj.__abstractmethods__))} (abstract in benchbd.{base.__name__})")
+    hints = typing.get_type_hints(obj)
+    unsettable = [f"{f.name} ({hints[f.name]})" for f in dataclasses.fields(obj) if f.init and not settable(hints[f.name])]
+    if unsettable:
+        refuse(f"has parameters -P cannot set: {', '.join(unsettable)}; use bool, int, float, str, a Literal or an Optional of these")
 
 
 class Registry:

@@ -226,6 +226,16 @@ class Nameless(benchbd.ModelDefense):
 
 
 @dataclass
+class ListParameter(benchbd.ModelDefense):
+    name: ClassVar[str] = "list-parameter"
+    description: ClassVar[str] = "test"
+    sizes: list[int] = dataclasses.field(default_factory=list)
+
+    def inspect_model(self, context):
+        raise NotImplementedError
+
+
+@dataclass
 class Undescribed(benchbd.ModelDefense):
     name: ClassVar[str] = "undescribed"
     description: ClassVar[str] = "  "
@@ -247,6 +257,7 @@ class Undescribed(benchbd.ModelDefense):
                                           "subclass of benchbd.ExampleDefense or benchbd.ModelDefense or benchbd.TrainingRunDefense or benchbd.NoDefense"),
         ("benchbd_defenses", WrongUnit, "sets unit = 'model', but it subclasses benchbd.ExampleDefense, whose unit is 'example'"),
         ("benchbd_defenses", Nameless, "defense test_registry.Nameless from benchbd-broken has no class attribute 'name' (a non-empty str)"),
+        ("benchbd_defenses", ListParameter, "has parameters -P cannot set: sizes (list[int]); use bool, int, float, str"),
         ("benchbd_defenses", Undescribed, "defense 'undescribed' (test_registry.Undescribed) from benchbd-broken has no class attribute 'description' (a non-empty str)"),
         ("benchbd_datasets", {"name": "dict-data"}, "dataset dict from benchbd-broken is not a benchbd.DatasetSpec"),
         ("benchbd_models", PatchAttack, "is not a benchbd.ModelSpec"),
