@@ -45,7 +45,6 @@ class Entry:
     """One registered plugin object and where it came from."""
 
     name: str
-    category: Category
     kind: str
     description: str
     distribution: str
@@ -123,7 +122,7 @@ class Registry:
                 f"two plugins register the {category[:-1]} '{name}': {table[name].distribution} and {distribution}"
             )
         kind = getattr(obj, KIND_ATTRIBUTE[category]) if category in KIND_ATTRIBUTE else "-"
-        table[name] = Entry(name, category, kind, description, distribution, obj)
+        table[name] = Entry(name, kind, description, distribution, obj)
 
     def get(self, category: Category, name: str) -> Any:
         """The registered object, or an error that lists the valid names."""
