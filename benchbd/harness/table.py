@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchbd.errors import BenchbdError
+from benchbd.harness.metrics import tpr_at_fpr
 from benchbd.harness.results import RESULTS, check_one_setting, latest_per_seed, read_records
-from benchbd.harness.units.model import population_tpr_at_fpr
 
 
 def latest_records(run_dir: str | Path) -> tuple[list[dict[str, Any]], int]:
     """The records the leaderboard and :func:`load_results` read: each cell's latest (:func:`latest_per_seed`),
     refused when they come from several settings, and how many earlier ones were left out. A model-unit cell's
-    ``tpr_at_fpr`` is read off its ``model_scores`` (:func:`~benchbd.harness.units.model.population_tpr_at_fpr`),
+    ``tpr_at_fpr`` is read off its ``model_scores`` (:func:`population_tpr_at_fpr`),
     since records written before 5faef96 hold the TPR at no clean model flagged there."""
     path = Path(run_dir) / RESULTS
     if not path.is_file():
@@ -38,3 +39,15 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     if not frame.empty:
         frame.insert(0, "attack_set", frame["attacks"].map("+".join))
     return frame
+
+
+def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None] | None:
+    """The record's ``tpr_at_fpr`` read off its ``model_scores`` as the model unit's ``judge`` computes it (the TPR at each
+    fixed FPR over the judged models, None where too few clean models were judged to measure it; None for all
+    where no backdoored or no clean model was judged), for records written before that rule."""
+    scores = [record["model_scores"]["backdoored"], *record["model_scores"]["clean"]]
+    judged = [score is not None for score in scores]
+    positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))[judged]
+    if not (positive.any() and (~positive).any()):
+        return None
+    return tpr_at_fpr(positive, np.array([s for s in scores if s is not None], dtype=float))

@@ -1,5 +1,5 @@
 """The leaderboard's tables from a run's records: Tables 0-3 (example level, in the shape of BaDLoss's), and the
-model and training-run units' Tables 4 and 5, whose columns the unit modules name."""
+model and training-run units' Tables 4 and 5."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pandas as pd
 from benchbd.errors import BenchbdError
 from benchbd.harness.results import after_field
 from benchbd.harness.servers import Simulation
-from benchbd.harness.units import model as model_unit, training_run as training_run_unit
 from benchbd.leaderboard.cells import (
     AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, asr_of, mitigation_rows,
     multi_attack_sets, ordered, select, with_boosted,
@@ -40,8 +39,35 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
 
-#: The units whose tables list detection per (defense, attack set); each unit module names its title and columns.
-DETECTION_UNITS = {"model": model_unit, "training-run": training_run_unit}
+#: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale.
+MODEL_COLUMNS = [
+    ("Backdoored flagged", lambda r: r["tpr"], 100),
+    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))) if r["target_found"] else None, 100),
+    ("Clean models flagged", lambda r: r["fpr"], 100),
+    ("Classes wrongly named", lambda r: r["class_fpr"], 100),
+    ("AUROC", lambda r: r["auroc"], 1),
+    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
+    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
+    ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
+    ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
+]
+MODEL_TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean "
+               "models); the backdoored model judged: its clean accuracy and ASR as trained (a defense that trains its "
+               "own models, AEGIS, judges those)")
+
+
+#: Table 5's columns, the training-run unit's (harness/units/training_run.py) record fields.
+TRAINING_RUN_COLUMNS = [
+    ("Malicious flagged", lambda r: r["tpr"], 100),
+    ("Benign flagged", lambda r: r["fpr"], 100),
+    ("AUROC", lambda r: r["auroc"], 1),
+    ("Overhead", lambda r: r["overhead_frac"], 100),
+]
+TRAINING_RUN_TITLE = "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)"
+
+
+#: The units whose tables list detection per (defense, attack set): their titles and columns.
+DETECTION_UNITS = {"model": (MODEL_TITLE, MODEL_COLUMNS), "training-run": (TRAINING_RUN_TITLE, TRAINING_RUN_COLUMNS)}
 SIMULATION_DEFAULTS = dataclasses.asdict(Simulation())
 
 
@@ -86,8 +112,7 @@ def _detection_tables(frame: pd.DataFrame) -> list[Table]:
     """One row per (defense, attack set) for the model and training-run units, both modes together."""
     frame = frame.assign(attack_set=frame["record"].map(_attack_set))
     tables = []
-    for unit, module in DETECTION_UNITS.items():
-        title, columns = module.TITLE, module.COLUMNS
+    for unit, (title, columns) in DETECTION_UNITS.items():
         selected = frame[frame["unit"] == unit]
         if selected.empty:
             continue

@@ -18,7 +18,7 @@ from benchbd.defenses import ModelContext, ModelDefense, ModelVerdict, no_progre
 from benchbd.data.images import ImageData
 from benchbd.errors import BenchbdError
 from benchbd.harness.config import CLEAN_MODEL_SEED
-from benchbd.harness.metrics import detection_metrics, tpr_at_fpr
+from benchbd.harness.metrics import detection_metrics
 from benchbd.harness.digests import digest, function_code
 from benchbd.models import ImageClassifier
 from benchbd.training.trainer import Trainer, cross_entropy_loss
@@ -29,35 +29,6 @@ from benchbd.harness.workbench import PoisonedGroup, Workbench, model_figures
 
 #: Held-out clean images a model or training-run defender holds: up to this many of the test split.
 DEFENDER_CLEAN = 2000
-
-#: The leaderboard's columns for this unit: header, the record's value, scale.
-COLUMNS = [
-    ("Backdoored flagged", lambda r: r["tpr"], 100),
-    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))) if r["target_found"] else None, 100),
-    ("Clean models flagged", lambda r: r["fpr"], 100),
-    ("Classes wrongly named", lambda r: r["class_fpr"], 100),
-    ("AUROC", lambda r: r["auroc"], 1),
-    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
-    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
-    ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
-    ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
-]
-TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean models); "
-         "the backdoored model judged: its clean accuracy and ASR as trained (a defense that trains its own models, "
-         "AEGIS, judges those)")
-
-
-def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None] | None:
-    """The record's ``tpr_at_fpr`` read off its ``model_scores`` as :func:`judge` computes it (the TPR at each
-    fixed FPR over the judged models, None where too few clean models were judged to measure it; None for all
-    where no backdoored or no clean model was judged), for records written before that rule."""
-    scores = [record["model_scores"]["backdoored"], *record["model_scores"]["clean"]]
-    judged = [score is not None for score in scores]
-    positive = np.array([bool(record["attacks"])] + [False] * (len(scores) - 1))[judged]
-    if not (positive.any() and (~positive).any()):
-        return None
-    return tpr_at_fpr(positive, np.array([s for s in scores if s is not None], dtype=float))
-
 
 def defender_clean(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Up to :data:`DEFENDER_CLEAN` held-out clean images (of the test split) and their labels."""

@@ -22,16 +22,6 @@ from benchbd.training.trainer import TrainingRun
 from benchbd.harness.workbench import PoisonedGroup, Workbench
 
 
-#: The leaderboard's columns for this unit: header, the record's value, scale.
-COLUMNS = [
-    ("Malicious flagged", lambda r: r["tpr"], 100),
-    ("Benign flagged", lambda r: r["fpr"], 100),
-    ("AUROC", lambda r: r["auroc"], 1),
-    ("Overhead", lambda r: r["overhead_frac"], 100),
-]
-TITLE = "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)"
-
-
 def training_run_context(
     servers: list[Server], job: TrainingRun, new_model: Callable[[], ImageClassifier], *, reference_x: np.ndarray,
     rng: np.random.Generator, malicious_fraction: float, progress: Callable[[str, int, int], None] = no_progress,
