@@ -25,7 +25,7 @@ from benchbd.defenses import (
     no_progress,
 )
 from benchbd.errors import BenchbdError
-from benchbd.harness.table import load_results
+from benchbd.harness.records import load_results
 from benchbd.models import ImageClassifier, ModelSpec
 from benchbd.params import check
 from benchbd.training.profiles import PROFILES, TrainingProfile

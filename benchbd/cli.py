@@ -21,7 +21,7 @@ from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig, build_attack, load_dataset
 from benchbd.harness.poisoning import assign_targets
 from benchbd.harness.progress import make_progress
-from benchbd.harness.table import load_results
+from benchbd.harness.records import load_results
 from benchbd.leaderboard.render import print_tables, render_run
 from benchbd.papers import PAPERS
 from benchbd.registry import CATEGORIES, default_registry

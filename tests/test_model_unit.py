@@ -18,7 +18,7 @@ from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import outcome, read_records
-from benchbd.harness.table import population_tpr_at_fpr
+from benchbd.harness.records import population_tpr_at_fpr
 from benchbd.harness.units.model import clean_models
 from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager

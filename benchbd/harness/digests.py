@@ -23,7 +23,7 @@ import benchbd
 #: benchbd's modules that no record depends on: they read records, check plugins, talk to the user or turn a file
 #: into the config (which the record's identity holds).
 NOT_RECORDED = ("benchbd.cli", "benchbd.conformance", "benchbd.harness.config_file", "benchbd.harness.environment",
-                "benchbd.harness.progress", "benchbd.harness.table", "benchbd.leaderboard", "benchbd.papers",
+                "benchbd.harness.progress", "benchbd.harness.records", "benchbd.leaderboard", "benchbd.papers",
                 "benchbd.visualize")
 
 

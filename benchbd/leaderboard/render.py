@@ -15,7 +15,7 @@ from tabulate import tabulate
 from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
 from benchbd.harness.results import experiment
-from benchbd.harness.table import latest_records
+from benchbd.harness.records import latest_records
 from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.heatmaps import write_heatmaps

@@ -1,4 +1,4 @@
-"""Results as data: a run's records as a pandas DataFrame, one row per cell, nested fields flattened."""
+"""The records a table or an export reads: each cell's latest, and a run's records as a pandas DataFrame."""
 
 from __future__ import annotations
 
