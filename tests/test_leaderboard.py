@@ -138,6 +138,17 @@ def test_heatmaps_are_written_and_linked(tmp_path: Path) -> None:
         assert f"]({png.name})" in markdown
 
 
+def test_a_figure_older_records_lack_is_said_to_be_not_recorded(tmp_path: Path) -> None:
+    """Records made before benchbd measured the TPR at a fixed FPR have no such field: not "undefined"."""
+    records = [record("none", 0, ["patch"]), record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})]
+    tables, _ = render(tmp_path, records)
+    table = next(t for t in tables if t.title.startswith("Table 1b"))
+    assert table.rows[0][1].startswith("n/a") and "not recorded" in table.notes[0] and "'tpr_at_fpr'" in table.notes[0]
+    records[1]["tpr_at_fpr"] = None  # measured, but undefined for this cell
+    tables, _ = render(tmp_path, records)
+    assert "undefined" in next(t for t in tables if t.title.startswith("Table 1b")).notes[0]
+
+
 def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> None:
     """A model defense's AUROC is over a handful of models (Table 4), not over training examples: not in the map."""
     model_level = record("neural-cleanse-model", 0, ["patch"], unit="model", auroc=1.0)

@@ -78,7 +78,10 @@ class Cells:
             status = bad[0]["status"].replace("_", " ")
             label = "n/a" if status == "not applicable" else "error"
             return f"{label} {self.mark(status + ': ' + str(bad[0]['error']))}"
-        values = [value(r) for r in records]
+        try:
+            values = [value(r) for r in records]
+        except KeyError as missing:  # a field added to records after these were written
+            return f"n/a {self.mark(f'not recorded: the benchbd that made these records did not measure {missing}')}"
         if any(v is None for v in values):
             return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, or too few clean ones to measure that FPR')}"
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr)])

@@ -140,7 +140,7 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
         tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
         cells = Cells()
         rows = [
-            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r.get("tpr_at_fpr") or {}).get(at), 100)
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100)
                       for a in attacks for at in FIXED_FPR_LABELS]
             for name in example_defenses
         ]
