@@ -6,7 +6,9 @@ benchbd's submodules.
 
 import pluggy
 
-from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack, apply_trigger_uint8, float_images, uint8_images
+from benchbd.attacks import (
+    Attack, DataPoisoningAttack, TrainingCodeAttack, apply_trigger_uint8, float_images, uint8_images,
+)
 from benchbd.data.images import DatasetSpec, ImageData, load_npz, load_or_prepare
 from benchbd.data.synth_signs import generate_synth_signs
 from benchbd.defenses import (

@@ -90,7 +90,7 @@ def float_images(x: np.ndarray) -> torch.Tensor:
 
 
 def uint8_images(x: torch.Tensor) -> np.ndarray:
-    """Float (N, 3, H, W) images, clamped to [0, 1], rounded back to uint8 (N, H, W, 3), as a published dataset would."""
+    """Float (N, 3, H, W) images, clamped to [0, 1], rounded to uint8 (N, H, W, 3) as a published dataset would be."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 

@@ -1,7 +1,7 @@
 """``benchbd check-plugin NAME``: runs one attack or defense plugin through the contract on tiny data.
 
-The checks cover both kinds of attack and the three units of defense and the undefended baseline; each is cheap, and the tiny model that
-example and model defenses judge is trained once per process. ``params`` (values as ``-P NAME.FIELD=VALUE``
+The checks cover both kinds of attack, the three units of defense and the undefended baseline; each is cheap, and
+the tiny model that example and model defenses judge is trained once per process. ``params`` (values as ``-P NAME.FIELD=VALUE``
 gives them) replace a plugin's defaults where these would make the checks slow; tests/test_conformance.py runs
 the kit over every registered plugin so. Third parties can call :func:`assert_conforms` from their own tests::
 
