@@ -147,6 +147,11 @@ def test_a_figure_older_records_lack_is_said_to_be_not_recorded(tmp_path: Path) 
     records[1]["tpr_at_fpr"] = None  # measured, but undefined for this cell
     tables, _ = render(tmp_path, records)
     assert "undefined" in next(t for t in tables if t.title.startswith("Table 1b")).notes[0]
+    # DER beside a record that has it: the other seed's record predates it
+    records += [record("spectral", 1, ["patch"], auroc=0.7, clean_acc_after=0.8, asr_after={"patch": 0.5}, der={"patch": 0.7})]
+    tables, _ = render(tmp_path, records)
+    table = next(t for t in tables if t.title.startswith("Table 2c"))
+    assert table.rows[1][1].startswith("n/a") and any("did not measure 'der'" in note for note in table.notes)
 
 
 def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> None:

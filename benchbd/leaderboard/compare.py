@@ -130,7 +130,10 @@ def _compared_row(
     if not records and paper is None:
         return []
     ours = cells.text(records, value, scale, asr=asr) if records else ""
-    values = [value(r) for r in records] if records and all(r["status"] == "ok" for r in records) else []
+    try:
+        values = [value(r) for r in records] if records and all(r["status"] == "ok" for r in records) else []
+    except KeyError:  # not recorded (Cells.text says so): no difference to show
+        values = []
     mean = float(np.mean(values)) * scale if values and None not in values else None
     paper_text = "" if paper is None else f"{paper:.2f}"
     delta = "" if paper is None or mean is None else f"{mean - paper:+.2f}"

@@ -201,7 +201,8 @@ def _effectiveness_table(
 ) -> list[Table]:
     """DER per attack (example-level defenses) and robust accuracy after retraining, both with the trigger as
     trained (:func:`benchbd.harness.metrics.defense_effectiveness`, :func:`~benchbd.harness.metrics.robust_accuracy`);
-    none for records that have neither (made before benchbd measured them)."""
+    none for records that have neither (made before benchbd measured them), "not recorded" for a cell of such records
+    beside others."""
     if not any("der" in r or "robust_acc" in r for r in frame["record"]):
         return []
     cells = Cells()
@@ -210,8 +211,8 @@ def _effectiveness_table(
         example = name in set(frame.loc[frame["unit"] == "example", "defense"])
         rows.append(
             [label]
-            + [cells.text(cell(name, a), lambda r, a=a: r.get("der", {}).get(a), 1) if example else "–" for a in attacks]
-            + [cells.text(cell(name, a), lambda r, a=a: r.get(after_field(r, "robust_acc"), {}).get(a), 100) for a in attacks]
+            + [cells.text(cell(name, a), lambda r, a=a: r["der"].get(a), 1) if example else "–" for a in attacks]
+            + [cells.text(cell(name, a), lambda r, a=a: r[after_field(r, "robust_acc")].get(a), 100) for a in attacks]
         )
     columns = ["Defense", *(f"DER {a}" for a in attacks), *(f"R-Acc {a}" for a in attacks)]
     title = (f"{prefix} defense effectiveness rating (DER: 0.5 no change, 1 backdoor gone at no accuracy cost) and "
