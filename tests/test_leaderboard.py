@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -160,6 +161,25 @@ def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> Non
     assert "auroc" not in write_heatmaps([model_level], tmp_path, "as trained")
     example_level = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})
     assert "auroc" in write_heatmaps([model_level, example_level], tmp_path, "as trained")
+
+
+def test_a_heatmap_cell_is_the_tables_cell(tmp_path: Path) -> None:
+    """A failed seed leaves the cell blank, as Table 1 says "error" there, not the other seeds' mean; two
+    baselines are two rows, as in the tables."""
+    from benchbd.leaderboard.heatmaps import _matrix
+
+    records = [
+        record("spectral", 0, ["patch"], auroc=0.9, clean_acc_after=0.8, asr_after={"patch": 0.5}),
+        record("spectral", 1, ["patch"], status="error", error="boom"),
+        record("activation-clustering", 0, ["patch"], auroc=0.7, clean_acc_after=0.8, asr_after={"patch": 0.2}),
+        record("none", 0, ["patch"], asr={"patch": 0.9}),
+        record("acme-none", 0, ["patch"], unit="none", asr={"patch": 0.1}),
+    ]
+    auroc = _matrix(records, "auroc")
+    assert np.isnan(auroc.loc["spectral", "patch"]) and auroc.loc["activation-clustering", "patch"] == 0.7
+    asr = _matrix(records, "asr_after")
+    assert asr.loc["No Defense (none)", "patch"] == 90 and asr.loc["No Defense (acme-none)", "patch"] == 10
+    assert np.isnan(asr.loc["spectral", "patch"])
 
 
 def test_header_names_the_distributions_the_plugins_came_from(tmp_path: Path) -> None:

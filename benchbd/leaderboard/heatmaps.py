@@ -24,21 +24,28 @@ HEATMAPS = {
 
 
 def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        if r.get("mode") != "single" or r.get("status") != "ok" or not r["attacks"] or r["unit"] not in ("example", "none"):
-            continue
+    """Defense × attack means over seeds, as Tables 1-2 show them: a cell with a failed seed, or a seed without the
+    value, is left blank (the table says why), and each baseline is its own row, as in the tables."""
+    units = ("example",) if field == "auroc" else ("example", "none")
+    selected = [r for r in records if r.get("mode") == "single" and r["attacks"] and r["unit"] in units]
+    baselines = list(dict.fromkeys(r["defense"] for r in selected if r["unit"] == "none"))
+    cells: dict[tuple[str, str], list[float | None]] = {}
+    for r in selected:
+        label = r["defense"] if r["unit"] != "none" else "No Defense" if len(baselines) == 1 else f"No Defense ({r['defense']})"
         attack = r["attacks"][0]
-        if field == "auroc" and r.get("auroc") is not None:
-            rows.append((r["defense"], attack, r["auroc"]))
-        elif field == "asr_after":
-            after = r.get(after_field(r, "asr"))
-            if after and attack in after:
-                rows.append(("No Defense" if r["unit"] == "none" else r["defense"], attack, 100 * after[attack]))
-    if not rows:
+        if r["status"] != "ok":
+            value = None
+        elif field == "auroc":
+            value = r.get("auroc")
+        else:
+            asr = (r.get(after_field(r, "asr")) or {}).get(attack)
+            value = None if asr is None else 100 * asr
+        cells.setdefault((label, attack), []).append(value)
+    if not cells:
         return pd.DataFrame()
+    rows = [(label, attack, np.nan if None in values else float(np.mean(values))) for (label, attack), values in cells.items()]
     frame = pd.DataFrame(rows, columns=["defense", "attack", "value"])
-    return frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="mean", sort=False)
+    return frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", sort=False, dropna=False)
 
 
 def write_heatmaps(records: list[dict[str, Any]], folder: Path, asr_label: str) -> dict[str, Path]:
