@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from benchbd.errors import BenchbdError
-from benchbd.leaderboard.cells import OLD_ASR
+from benchbd.leaderboard.cells import OLD_ASR, OLD_DETECTION
 from benchbd.leaderboard.heatmaps import write_heatmaps
 from benchbd.leaderboard.labels import label_configurations
 from benchbd.leaderboard.render import print_tables, render_run
@@ -304,6 +304,7 @@ def test_old_records_say_their_asr_is_the_boosted_one(tmp_path: Path) -> None:
     defended = record("spectral", 0, ["patch"], code=None, auroc=0.6, removed_frac=0.1, clean_acc_after=0.8, asr_after={"patch": 0.5})
     tables, markdown = render(tmp_path, [record("none", 0, ["patch"]), defended])
     assert table(tables, "Table 2:").rows == [["No Defense", "90.00", "95.00"], ["spectral", "80.00", "50.00 (1)"]]
+    assert table(tables, "Table 1:").rows == [["spectral", "0.60 (1)"]] and table(tables, "Table 1:").notes == [f"(1) {OLD_DETECTION}"]
     assert ("1 of 2 records were made before benchbd recorded code digests (old protocol: detection AUROC, TPR and FPR "
             "counted the defender's trusted clean examples; ASR boosted ×2 at test time for the blends and sinusoid).") in markdown
 

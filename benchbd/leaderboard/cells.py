@@ -27,6 +27,9 @@ FIXED_FPR_LABELS = tuple(f"{limit:g}" for limit in FIXED_FPRS)
 BOOSTED = "ASR boosted ×2 at test time, as BaDLoss's reference code (the attacks with a test-time boost)"
 #: The footnote of an ASR cell with records made before benchbd recorded code digests.
 OLD_ASR = "ASR of records made before benchbd recorded code digests: boosted ×2 at test time for the blends and sinusoid"
+#: The footnote of a detection cell with such records.
+OLD_DETECTION = ("detection of records made before benchbd recorded code digests: the defender's trusted examples "
+                 "counted as judged, which raises an AUROC A to A + f·(1 − A), f their share of the clean examples")
 
 
 def made_before_code_digests(record: dict[str, Any]) -> bool:
@@ -68,9 +71,11 @@ class Cells:
         return f"({number})"
 
     def text(
-        self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *, asr: bool = False
+        self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *,
+        asr: bool = False, detection: bool = False,
     ) -> str:
-        """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in old records."""
+        """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in
+        old records; ``detection``: an example-level detection figure, which old records inflate."""
         if not records:
             return "–"
         bad = [r for r in records if r["status"] != "ok"]
@@ -84,11 +89,11 @@ class Cells:
             return f"n/a {self.mark(f'not recorded: the benchbd that made these records did not measure {missing}')}"
         if any(v is None for v in values):
             return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, or too few clean ones to measure that FPR')}"
-        return " ".join([mean_interval(values, scale), *self._caveats(records, asr)])
+        return " ".join([mean_interval(values, scale), *self._caveats(records, asr, detection)])
 
-    def _caveats(self, records: list[dict[str, Any]], asr: bool) -> list[str]:
+    def _caveats(self, records: list[dict[str, Any]], asr: bool, detection: bool) -> list[str]:
         """Marks for a defense that removed nothing, with the gate it recorded, for seeds computed by different
-        versions of the code, and for old records' ASR."""
+        versions of the code, and for old records' ASR and detection."""
         marks = []
         empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
         if empty:
@@ -99,6 +104,8 @@ class Cells:
             marks.append(self.mark("its seeds were computed by different versions of benchbd's or a plugin's code"))
         if asr and any(made_before_code_digests(r) for r in records):
             marks.append(self.mark(OLD_ASR))
+        if detection and any(made_before_code_digests(r) and r["unit"] == "example" for r in records):
+            marks.append(self.mark(OLD_DETECTION))
         return marks
 
     def footnotes(self) -> list[str]:

@@ -80,7 +80,7 @@ def _family_comparison(
             for name in ordered(single.loc[single["unit"] == "example", "defense"])
             for a in attacks
             for row in _compared_row(cells, name, a, select(single, defense=name, attack=a), lambda r: r["auroc"], 1,
-                                     value_of.get((1, plugin[name], plugin[a], "auroc")))
+                                     value_of.get((1, plugin[name], plugin[a], "auroc")), detection=True)
         ]
         if rows:
             title = f"Table 1 {versus}: one-attack detection AUROC; Δ = ours − paper"
@@ -124,12 +124,12 @@ def _family_comparison(
 
 def _compared_row(
     cells: Cells, defense: str, column: str, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any],
-    scale: float, paper: float | None, *, asr: bool = False
+    scale: float, paper: float | None, *, asr: bool = False, detection: bool = False
 ) -> list[list[str]]:
     """[[defense, column, ours, paper, Δ]], Δ from the mean over seeds; [] where neither we nor the paper have it."""
     if not records and paper is None:
         return []
-    ours = cells.text(records, value, scale, asr=asr) if records else ""
+    ours = cells.text(records, value, scale, asr=asr, detection=detection) if records else ""
     try:
         values = [value(r) for r in records] if records and all(r["status"] == "ok" for r in records) else []
     except KeyError:  # not recorded (Cells.text says so): no difference to show

@@ -134,13 +134,14 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
     if example_defenses:
         cells = Cells()
         rows = [
-            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r: r["auroc"], 1) for a in attacks]
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r: r["auroc"], 1, detection=True) for a in attacks]
             for name in example_defenses
         ]
         tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
         cells = Cells()
         rows = [
-            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100)
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100,
+                                 detection=True)
                       for a in attacks for at in FIXED_FPR_LABELS]
             for name in example_defenses
         ]
@@ -172,8 +173,9 @@ def _multi_attack_tables(frame: pd.DataFrame, heading: str, alone: dict[str, lis
     if example_defenses:
         cells = Cells()
         rows = [
-            [name, cells.text(select(frame, defense=name), lambda r: r["auroc"], 1)]
-            + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1) for a in attacks]
+            [name, cells.text(select(frame, defense=name), lambda r: r["auroc"], 1, detection=True)]
+            + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1, detection=True)
+               for a in attacks]
             for name in example_defenses
         ]
         title = f"Table 3a: {heading} detection AUROC, all poisoned examples and each attack's against the clean ones"
