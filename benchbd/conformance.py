@@ -42,7 +42,7 @@ from benchbd.harness.poisoning import PoisonedTrainingSet, assign_targets, poiso
 from benchbd.harness.servers import build_servers
 from benchbd.harness.config import trusted_count
 from benchbd.harness.units.example import checked_scores, example_context, trusted_sample
-from benchbd.harness.units.model import model_context
+from benchbd.harness.units.model import checked_verdict, model_context
 from benchbd.harness.units.training_run import training_run_context
 from benchbd.models import ImageClassifier
 from benchbd.registry import Registry, default_registry
@@ -278,13 +278,12 @@ def _model_defense_checks(cls: type[ModelDefense], params: Params) -> list[Check
 
     def verdict() -> str:
         started = time.perf_counter()
-        result = plugin_params.build(cls, params).inspect_model(_model_context())
+        defense = plugin_params.build(cls, params)
+        result = defense.inspect_model(_model_context())
         seconds = time.perf_counter() - started
         assert isinstance(result, ModelVerdict), f"inspect_model returned {type(result).__name__}, not ModelVerdict"
-        assert np.isfinite(result.score), f"score {result.score} is not finite"
+        checked_verdict(defense, result, tiny_data().num_classes)  # the harness's own check
         assert isinstance(result.flagged, bool), f"flagged is {type(result.flagged).__name__}, not bool"
-        classes = tiny_data().num_classes
-        assert all(isinstance(c, int) and 0 <= c < classes for c in result.suspect_classes), f"suspect classes {result.suspect_classes}"
         assert isinstance(result.not_judged, str), f"not_judged is {type(result.not_judged).__name__}, not str"
         verdicts.append(result)
         if result.not_judged:

@@ -146,6 +146,8 @@ class ModelVerdict:
     ``score``: higher = more likely backdoored (finite; ranks models for AUROC). ``flagged``: the defense's own
     decision. ``suspect_classes``: the classes it names as backdoor targets (empty when it flags nothing).
     ``details``: small JSON-serialisable figures kept with the record (per-class anomaly indices, cluster counts).
+    ``examined_classes``: the classes it looked at for a backdoor target, when not all (``None``): the harness then
+    counts wrongly named classes among them only, and a target it did not examine as neither found nor missed.
     ``not_judged``: when not empty, why the defense could not judge this model (its paper's assumption does not
     hold, e.g. AEGIS's "the analyzed model is robust"); the harness then leaves the model out of the detection
     figures and records the reason, whatever ``flagged`` says (``score`` must still be finite).
@@ -156,6 +158,7 @@ class ModelVerdict:
     suspect_classes: list[int] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
     not_judged: str = ""
+    examined_classes: list[int] | None = None
 
 
 @dataclass

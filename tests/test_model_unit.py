@@ -46,6 +46,18 @@ class KnownTriggerDetector(ModelDefense):
 
 
 @dataclass
+class FirstClassesOnly(KnownTriggerDetector):
+    """The known-trigger detector that examines classes 0-1 only, and names both on every model."""
+
+    name: ClassVar[str] = "first-classes"
+    description: ClassVar[str] = "test: examines classes 0 and 1"
+
+    def inspect_model(self, context: ModelContext) -> ModelVerdict:
+        verdict = super().inspect_model(context)
+        return ModelVerdict(score=verdict.score, flagged=True, suspect_classes=[0, 1, 1], examined_classes=[0, 1])
+
+
+@dataclass
 class SecondModelRefused(KnownTriggerDetector):
     """The known-trigger detector that cannot judge the second model it is shown (the first clean one)."""
 
@@ -96,7 +108,7 @@ def registry_with_detector() -> Registry:
     manager = make_manager()
     for name, plugin in default_registry().manager.list_name_plugin():
         manager.register(plugin, name=name)
-    defenses = [KnownTriggerDetector, SecondModelRefused, EveryModelRefused, OwnTrainingDetector]
+    defenses = [KnownTriggerDetector, SecondModelRefused, EveryModelRefused, OwnTrainingDetector, FirstClassesOnly]
     manager.register(SimpleNamespace(benchbd_defenses=benchbd.hookimpl(lambda: defenses)), name="test-plugins")
     return Registry(manager, {"test-plugins": "tests"})
 
@@ -125,6 +137,21 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     # two clean models measure FPR in steps of 50%: no TPR at 1% or 5% FPR
     assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "n/a (1)", "n/a (1)", *judged]]
     assert "too few clean ones to measure that FPR" in table.notes[0]
+
+
+def test_a_defense_that_examines_some_classes_is_measured_on_those(tiny_signs: Path, tmp_path: Path) -> None:
+    """A target it did not examine is neither found nor missed; wrongly named classes are counted among the
+    examined ones, each once."""
+    config = MatrixConfig(dataset=f"npz:{tiny_signs}", profile="cpu", attacks=["patch"], defenses=["first-classes"], device="cpu",
+                          out=tmp_path, mode="single", clean_models=1, params={"patch": {"ratio": 0.2, "target": 3}}, epochs=2)
+    assert not Matrix(config, registry_with_detector(), RecordedSteps()).run().failed
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["target_found"] == {"patch": None}
+    # each model names both classes it examined, neither the target 3 (a repeated class counts once): 4 of 4, where
+    # counting every class as examined would give (2 + 3) / (42 + 43)
+    assert record["class_fpr"] == 1.0
+    table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
+    assert table.rows[0][3].startswith("n/a")  # "Target named": not examined
 
 
 def test_each_seed_has_its_own_clean_models_and_its_cells_share_them(tiny_signs: Path) -> None:

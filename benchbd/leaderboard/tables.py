@@ -39,10 +39,16 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     return [table for table in tables if table.rows]  # e.g. no mitigation table for a run of training-run defenses
 
 
+def mean_of_known(values: Any) -> float | None:
+    """The mean of the values that are not None (a target the defense did not examine); None if there are none."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 #: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale.
 MODEL_COLUMNS = [
     ("Backdoored flagged", lambda r: r["tpr"], 100),
-    ("Target named", lambda r: float(np.mean(list(r["target_found"].values()))) if r["target_found"] else None, 100),
+    ("Target named", lambda r: mean_of_known(r["target_found"].values()), 100),
     ("Clean models flagged", lambda r: r["fpr"], 100),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100),
     ("AUROC", lambda r: r["auroc"], 1),

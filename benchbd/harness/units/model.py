@@ -49,10 +49,18 @@ def model_context(
                         data.y_train.copy(), rng, progress)
 
 
-def checked_verdict(defense: ModelDefense, verdict: ModelVerdict) -> ModelVerdict:
+def checked_verdict(defense: ModelDefense, verdict: ModelVerdict, num_classes: int) -> ModelVerdict:
     if not np.isfinite(verdict.score):
         raise BenchbdError(f"{defense.name}: the model score is not finite ({verdict.score})")
+    for name, classes in (("suspect_classes", verdict.suspect_classes), ("examined_classes", verdict.examined_classes or [])):
+        if not all(isinstance(c, (int, np.integer)) and 0 <= c < num_classes for c in classes):
+            raise BenchbdError(f"{defense.name}: {name} must be class indices below {num_classes}; got {classes}")
     return verdict
+
+
+def examined(verdict: ModelVerdict, num_classes: int) -> set[int]:
+    """The classes a verdict looked at for a target: ``examined_classes``, else all."""
+    return set(range(num_classes)) if verdict.examined_classes is None else set(verdict.examined_classes)
 
 
 def labelled(step: Callable[[str, int, int], None], label: str) -> Callable[[str, int, int], None]:
@@ -120,7 +128,7 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
         context = model_context(data, model, state.trainer, clean_stream=plan.stream(group, "defender-clean"),
                                 rng=np.random.default_rng(rng.integers(2**32)),
                                 progress=labelled(bench.step, f"{name} on model {i + 1}/{len(models)}"))
-        verdicts.append(checked_verdict(defense, defense.inspect_model(context)))
+        verdicts.append(checked_verdict(defense, defense.inspect_model(context), data.num_classes))
     targets = {a.target for a in state.attacks}
     is_backdoored = np.array([bool(state.attacks)] + [False] * (len(models) - 1))  # no attack: every model is clean
     judged = np.array([not v.not_judged for v in verdicts])
@@ -130,11 +138,14 @@ def judge(bench: Workbench, state: PoisonedGroup, defense: ModelDefense, name: s
     scores, flags = np.array([v.score for v in verdicts]), np.array([v.flagged for v in verdicts])
     result: dict[str, Any] = detection_metrics(scores[judged], flags[judged], is_backdoored[judged])
     suspects = [v.suspect_classes if ok else [] for v, ok in zip(verdicts, judged)]
-    false_classes = len(set(suspects[0]) - targets) + sum(len(s) for s in suspects[1:])
-    classes_judged = (data.num_classes - len(targets)) * int(judged[0]) + data.num_classes * int(judged[1:].sum())
+    looked_at = [examined(v, data.num_classes) for v in verdicts]
+    false_classes = len(set(suspects[0]) - targets) + sum(len(set(s)) for s in suspects[1:])
+    # the backdoored model's wrongly named classes are those outside its targets; every class of a clean model is
+    classes_judged = sum(len(looked_at[i] - targets) if i == 0 else len(looked_at[i]) for i in np.flatnonzero(judged))
     model_scores = [float(v.score) if ok else None for v, ok in zip(verdicts, judged)]
     result.update(
-        target_found={a.name: a.target in suspects[0] for a in state.attacks} if judged[0] else {},
+        target_found={a.name: a.target in suspects[0] if a.target in looked_at[0] else None for a in state.attacks}
+        if judged[0] else {},
         class_fpr=false_classes / classes_judged if classes_judged else None,
         model_scores={"backdoored": model_scores[0], "clean": model_scores[1:]},
         details=verdicts[0].details,

@@ -419,6 +419,7 @@ class AEGIS(ModelDefense):
             return ModelVerdict(score=0.0, flagged=False, details=details, not_judged=reason)
         verdict = majority([self.single_run(context, classes, f"run {r + 1}/{self.runs}") for r in range(self.runs)], classes)
         verdict.details = {**details, **verdict.details}
+        verdict.examined_classes = classes
         return verdict
 
     def single_run(self, context: ModelContext, classes: list[int], label: str) -> ModelVerdict:
