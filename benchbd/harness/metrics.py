@@ -23,7 +23,9 @@ def attack_success_rate(trainer: Trainer, model: torch.nn.Module, data: ImageDat
     """Share of test inputs, triggered, classified as the attacker wants; inputs already of that label excluded
     (BaDLoss section 5). ``boosted`` applies the trigger with ``test_time=True``: the test-time boost of
     :attr:`Attack.test_time_boost` (BaDLoss's reference code doubles the blends and sinusoid); otherwise the trigger
-    is exactly as trained."""
+    is the one trained on. Ours: it is applied to the float test images and not rounded to uint8 as a poisoned
+    training image is (:func:`~benchbd.attacks.apply_trigger_uint8`), a difference of at most half a grey level a
+    pixel."""
     return _target_share(trainer, model, data, attack, lambda x: attack.trigger(x, test_time=boosted))
 
 
