@@ -47,8 +47,9 @@ class ExampleContext:
     """What an example-level defense may look at: the training set as delivered, and the model trained on it.
 
     ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given), and so are
-    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of ``model``.
-    The arrays, ``features()`` and ``model`` are the defense's own copies: what it changes in them stays in its cell.
+    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of the model as trained.
+    The arrays, ``features()``, ``model``, ``attacks`` and ``trusted_clean`` are the defense's own copies: what it
+    changes in them stays in its cell.
     ``trainer`` trains further models with the cell's profile and seed, and ``new_model`` builds a freshly
     initialised model of the cell's architecture for it (BaDLoss's probationary run).
     ``attacks`` are the attacks of the cell, only for :meth:`DataPoisoningAttack.probe` (a defender's guess at

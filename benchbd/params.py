@@ -25,9 +25,10 @@ SETTABLE = (bool, int, float, str)
 
 def settable(kind: Any) -> bool:
     """Whether :func:`build` can set a parameter of type ``kind``: one of :data:`SETTABLE`, a ``Literal``, or an
-    Optional of either."""
+    Optional of one of them (not a union of two: :func:`_convert` would try only the first)."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        return all(arg is type(None) or settable(arg) for arg in typing.get_args(kind))
+        members = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return len(members) == 1 and type(None) in typing.get_args(kind) and settable(members[0])
     return kind in SETTABLE or typing.get_origin(kind) is typing.Literal
 
 

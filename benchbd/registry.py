@@ -94,7 +94,10 @@ def check_contract(category: Category, obj: Any, distribution: str) -> None:
         )
     if inspect.isabstract(obj):
         refuse(f"does not implement {', '.join(sorted(obj.__abstractmethods__))} (abstract in benchbd.{base.__name__})")
-    hints = typing.get_type_hints(obj)
+    try:
+        hints = typing.get_type_hints(obj)
+    except (NameError, TypeError) as exc:
+        refuse(f"has parameter annotations benchbd cannot resolve ({exc}): import their types at run time")
     unsettable = [f"{f.name} ({hints[f.name]})" for f in dataclasses.fields(obj) if f.init and not settable(hints[f.name])]
     if unsettable:
         refuse(f"has parameters -P cannot set: {', '.join(unsettable)}; use bool, int, float, str, a Literal or an Optional of these")

@@ -325,7 +325,7 @@ def test_inspect_model_end_to_end(trained: ImageClassifier, trainer: Trainer, si
     assert first["class_scores"] != second["class_scores"] or first["bandwidth"] != second["bandwidth"]  # own draws
     assert np.isfinite(verdict.score)
     assert verdict.flagged == bool(verdict.suspect_classes)
-    assert set(verdict.suspect_classes) <= {0, 2}
+    assert set(verdict.suspect_classes) <= {0, 2} and verdict.examined_classes == [0, 2]
     assert all(0 <= votes <= 2 for votes in verdict.details["flag_votes"].values())
 
 

@@ -158,9 +158,9 @@ def test_a_figure_older_records_lack_is_said_to_be_not_recorded(tmp_path: Path) 
 def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> None:
     """A model defense's AUROC is over a handful of models (Table 4), not over training examples: not in the map."""
     model_level = record("neural-cleanse-model", 0, ["patch"], unit="model", auroc=1.0)
-    assert "auroc" not in write_heatmaps([model_level], tmp_path, "as trained")
+    assert "auroc" not in write_heatmaps([model_level], tmp_path)
     example_level = record("spectral", 0, ["patch"], auroc=0.6, clean_acc_after=0.8, asr_after={"patch": 0.5})
-    assert "auroc" in write_heatmaps([model_level, example_level], tmp_path, "as trained")
+    assert "auroc" in write_heatmaps([model_level, example_level], tmp_path)
 
 
 def test_a_heatmap_cell_is_the_tables_cell(tmp_path: Path) -> None:
@@ -180,6 +180,7 @@ def test_a_heatmap_cell_is_the_tables_cell(tmp_path: Path) -> None:
     asr = _matrix(records, "asr_after")
     assert asr.loc["No Defense (none)", "patch"] == 90 and asr.loc["No Defense (acme-none)", "patch"] == 10
     assert np.isnan(asr.loc["spectral", "patch"])
+    assert list(asr.index) == ["No Defense (none)", "No Defense (acme-none)", "spectral", "activation-clustering"]
 
 
 def test_header_names_the_distributions_the_plugins_came_from(tmp_path: Path) -> None:

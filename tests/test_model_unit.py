@@ -9,17 +9,18 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
+import pytest
 import torch
 
 import benchbd
-from benchbd import LossComputation, ModelContext, ModelDefense, ModelVerdict
+from benchbd import BenchbdError, LossComputation, ModelContext, ModelDefense, ModelVerdict
 from benchbd.harness.matrix import Matrix
 from benchbd.harness.config import MatrixConfig
 from benchbd.harness.plan import Plan
 from benchbd.harness.progress import Progress
 from benchbd.harness.results import outcome, read_records
 from benchbd.harness.records import population_tpr_at_fpr
-from benchbd.harness.units.model import clean_models
+from benchbd.harness.units.model import checked_verdict, clean_models
 from benchbd.leaderboard.tables import build_tables
 from benchbd.registry import Registry, default_registry, make_manager
 from benchbd_builtins.attacks.patch import PatchAttack
@@ -152,6 +153,15 @@ def test_a_defense_that_examines_some_classes_is_measured_on_those(tiny_signs: P
     assert record["class_fpr"] == 1.0
     table = next(t for t in build_tables([record]) if t.title.startswith("Table 4"))
     assert table.rows[0][3].startswith("n/a")  # "Target named": not examined
+
+
+def test_a_verdict_naming_a_class_it_did_not_examine_is_refused() -> None:
+    defense = FirstClassesOnly()
+    with pytest.raises(BenchbdError, match=r"names classes it did not examine: \[2\]"):
+        checked_verdict(defense, ModelVerdict(score=1.0, flagged=True, suspect_classes=[0, 2], examined_classes=[0, 1]), 4)
+    assert checked_verdict(defense, ModelVerdict(score=1.0, flagged=True, suspect_classes=[3]), 4).suspect_classes == [3]
+    with pytest.raises(BenchbdError, match="must be class indices below 4"):
+        checked_verdict(defense, ModelVerdict(score=1.0, flagged=True, suspect_classes=[4]), 4)
 
 
 def test_each_seed_has_its_own_clean_models_and_its_cells_share_them(tiny_signs: Path) -> None:

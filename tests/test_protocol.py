@@ -70,6 +70,11 @@ class ExampleVandal(benchbd.ExampleDefense):
     def score_examples(self, context: benchbd.ExampleContext) -> ExampleVerdict:
         context.x_train[:] = 0
         context.y_train[:] = 0
+        context.data.x_test[:] = 0
+        context.data.y_test[:] = 0
+        context.trusted_clean[:] = 0
+        context.attacks[0].corner = "top-left"  # the patch the later cells measure ASR with
+        context.attacks.clear()
         context.features()[:] = 0
         with torch.no_grad():
             for parameter in context.model.parameters():

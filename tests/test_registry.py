@@ -236,6 +236,26 @@ class ListParameter(benchbd.ModelDefense):
 
 
 @dataclass
+class TwoTypes(benchbd.ModelDefense):
+    name: ClassVar[str] = "two-types"
+    description: ClassVar[str] = "test"
+    scale: int | float = 1  # -P could set it only as an int
+
+    def inspect_model(self, context):
+        raise NotImplementedError
+
+
+@dataclass
+class Unresolvable(benchbd.ModelDefense):
+    name: ClassVar[str] = "unresolvable"
+    description: ClassVar[str] = "test"
+    helper: ImportedOnlyWhileTypeChecking | None = None  # noqa: F821
+
+    def inspect_model(self, context):
+        raise NotImplementedError
+
+
+@dataclass
 class Undescribed(benchbd.ModelDefense):
     name: ClassVar[str] = "undescribed"
     description: ClassVar[str] = "  "
@@ -258,6 +278,8 @@ class Undescribed(benchbd.ModelDefense):
         ("benchbd_defenses", WrongUnit, "sets unit = 'model', but it subclasses benchbd.ExampleDefense, whose unit is 'example'"),
         ("benchbd_defenses", Nameless, "defense test_registry.Nameless from benchbd-broken has no class attribute 'name' (a non-empty str)"),
         ("benchbd_defenses", ListParameter, "has parameters -P cannot set: sizes (list[int]); use bool, int, float, str"),
+        ("benchbd_defenses", TwoTypes, "has parameters -P cannot set: scale (int | float)"),
+        ("benchbd_defenses", Unresolvable, "has parameter annotations benchbd cannot resolve (name 'ImportedOnlyWhileTypeChecking' is not defined)"),
         ("benchbd_defenses", Undescribed, "defense 'undescribed' (test_registry.Undescribed) from benchbd-broken has no class attribute 'description' (a non-empty str)"),
         ("benchbd_datasets", {"name": "dict-data"}, "dataset dict from benchbd-broken is not a benchbd.DatasetSpec"),
         ("benchbd_models", PatchAttack, "is not a benchbd.ModelSpec"),

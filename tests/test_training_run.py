@@ -72,3 +72,17 @@ def test_a_replica_with_another_seed_sees_another_data_order() -> None:
         run.advance(2)
     difference = (_parameters(runs[0].model) - _parameters(runs[1].model)).abs().max()
     assert difference > 1e-4
+
+
+def test_every_step_carries_the_trainings_seed() -> None:
+    """A loss that draws random numbers (PGD training's random starts) seeds them with ``StepInfo.seed``: each
+    training's own, not one shared by every model."""
+    x, y = _data(64)
+    seen: dict[int, set[int]] = {}
+    for seed in (3, 7):
+        def recording(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, step: StepInfo, seed: int = seed) -> torch.Tensor:
+            seen.setdefault(seed, set()).add(step.seed)
+            return torch.nn.functional.cross_entropy(model(xb), yb)
+
+        Trainer(PROFILES["fast"], torch.device("cpu"), seed).fit(_model(0), x, y, loss_computation=recording, epochs=1)
+    assert seen == {3: {3}, 7: {7}}

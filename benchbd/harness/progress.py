@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, Pr
 from rich.table import Table
 from rich.text import Text
 
-from benchbd.harness.results import after_field
+from benchbd.harness.records import after_field
 
 #: Seconds from an arbitrary origin, like :func:`time.perf_counter` (a test passes its own).
 Clock = Callable[[], float]

@@ -51,3 +51,9 @@ def population_tpr_at_fpr(record: dict[str, Any]) -> dict[str, float | None] | N
     if not (positive.any() and (~positive).any()):
         return None
     return tpr_at_fpr(positive, np.array([s for s in scores if s is not None], dtype=float))
+
+
+def after_field(record: dict[str, Any], field: str) -> str:
+    """The record's field holding ``field`` (``asr``, ``clean_acc``, ...) after mitigation: an undefended
+    baseline's (unit ``none``) is the poisoned model's own ``field``, as nothing was mitigated."""
+    return field if record["unit"] == "none" else f"{field}_after"

@@ -69,12 +69,6 @@ def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     return [records[index] for index in sorted(latest.values())], len(records) - len(latest)
 
 
-def after_field(record: dict[str, Any], field: str) -> str:
-    """The record's field holding ``field`` (``asr``, ``clean_acc``, ...) after mitigation: an undefended
-    baseline's (unit ``none``) is the poisoned model's own ``field``, as nothing was mitigated."""
-    return field if record["unit"] == "none" else f"{field}_after"
-
-
 def describe_setting(record: dict[str, Any]) -> str:
     """What a record was measured on, as a run directory holds one: its dataset, model and training profile."""
     return f"dataset {record.get('dataset')}, model {record.get('model')}, profile {record.get('profile')}"

@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.stats
 
 from benchbd.harness.metrics import FIXED_FPRS
-from benchbd.harness.results import after_field
+from benchbd.harness.records import after_field
 
 #: The unit of the undefended baseline, benchbd's ``none`` or a third party's: its rows read the poisoned model.
 NO_DEFENSE = "none"
@@ -88,7 +88,7 @@ class Cells:
         except KeyError as missing:  # a field added to records after these were written
             return f"n/a {self.mark(f'not recorded: the benchbd that made these records did not measure {missing}')}"
         if any(v is None for v in values):
-            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, or too few clean ones to measure that FPR')}"
+            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, too few clean ones to measure that FPR, or a target the defense did not examine')}"
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr, detection)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool, detection: bool) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchbd.harness.results import after_field
+from benchbd.harness.records import after_field
 from benchbd.leaderboard.cells import NO_DEFENSE, Cells, Table, after, mitigation_rows, multi_attack_sets, ordered, select
 from benchbd.papers import PAPERS, Paper, PaperValue, paper_table
 

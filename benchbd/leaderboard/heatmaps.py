@@ -15,11 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchbd.harness.results import after_field  # noqa: E402
+from benchbd.harness.records import after_field  # noqa: E402
+from benchbd.leaderboard.cells import made_before_code_digests  # noqa: E402
 
+#: name: title, the title's addition when records predate code digests (issue 15's protocol), field, colour map.
 HEATMAPS = {
-    "auroc": ("Detection AUROC over training examples (one attack)", "auroc", "viridis"),
-    "asr_after": ("ASR after mitigation (one attack, %)\n{asr_label}", "asr_after", "magma_r"),
+    "auroc": ("Detection AUROC over training examples (one attack)", "\nold records: the trusted examples counted",
+              "auroc", "viridis"),
+    "asr_after": ("ASR after mitigation (one attack, %)\ntrigger as trained", "; old records: boosted ×2", "asr_after",
+                  "magma_r"),
 }
 
 
@@ -45,14 +49,19 @@ def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
         return pd.DataFrame()
     rows = [(label, attack, np.nan if None in values else float(np.mean(values))) for (label, attack), values in cells.items()]
     frame = pd.DataFrame(rows, columns=["defense", "attack", "value"])
-    return frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", sort=False, dropna=False)
+    table = frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", dropna=False)
+    # the tables' order: the baselines first, then the defenses and attacks as the records name them
+    labels = list(dict.fromkeys(label for label, _ in cells))
+    order = sorted(labels, key=lambda label: not label.startswith("No Defense"))  # stable: each group keeps its order
+    attacks = list(dict.fromkeys(r["attacks"][0] for r in records if r.get("mode") == "single" and r["attacks"]))
+    return table.reindex(index=order, columns=[a for a in attacks if a in table.columns])
 
 
-def write_heatmaps(records: list[dict[str, Any]], folder: Path, asr_label: str) -> dict[str, Path]:
-    """Write one PNG per heatmap that has data; returns {heatmap name: path}. ``asr_label`` says which ASR the
-    records' ``asr`` fields hold (e.g. "trigger as trained")."""
+def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """Write one PNG per heatmap that has data; returns {heatmap name: path}."""
     written = {}
-    for name, (title, field, colormap) in HEATMAPS.items():
+    old = any(made_before_code_digests(r) for r in records)
+    for name, (title, old_title, field, colormap) in HEATMAPS.items():
         table = _matrix(records, field)
         if table.empty:
             continue
@@ -68,7 +77,7 @@ def write_heatmaps(records: list[dict[str, Any]], folder: Path, asr_label: str) 
             if not np.isnan(value):
                 axes.text(j, i, f"{value:.2f}" if field == "auroc" else f"{value:.0f}", ha="center", va="center",
                           color="white" if (value < 0.5 if field == "auroc" else value > 50) else "black", fontsize=8)
-        axes.set_title(title.format(asr_label=asr_label), fontsize=10)
+        axes.set_title(title + (old_title if old else ""), fontsize=10)
         figure.colorbar(image, ax=axes)
         figure.tight_layout()
         path = Path(folder) / f"heatmap-{name}.png"

@@ -190,8 +190,7 @@ def render_run(run_dir: Path, output: Path | None = None, compare: str | None = 
     records = label_configurations(read)
     tables = build_tables(records)
     compared = comparison_tables(records, read, compare) if compare else []
-    old = "; old records: boosted ×2" if any(made_before_code_digests(r) for r in records) else ""
-    heatmaps = write_heatmaps(records, output.parent, asr_label=f"trigger as trained{old}")
+    heatmaps = write_heatmaps(records, output.parent)
     links = "".join(f"![{name}]({png.name})\n" for name, png in heatmaps.items())
     beside = to_markdown(compared, f"## Beside {PAPERS[compare].title}\n") if compare else ""
     recomputed = [f"{superseded} earlier record(s) of a cell computed again here (its code or settings changed) are left "

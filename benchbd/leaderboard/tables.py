@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benchbd.errors import BenchbdError
-from benchbd.harness.results import after_field
+from benchbd.harness.records import after_field
 from benchbd.harness.servers import Simulation
 from benchbd.leaderboard.cells import (
     AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, asr_of, mitigation_rows,

@@ -49,24 +49,25 @@ def example_context(
     features: Callable[[], np.ndarray] | None = None,
 ) -> ExampleContext:
     """The :class:`ExampleContext` of one cell, as the harness, the conformance kit and the tests build it. The
-    defense gets its own copies of the training set, the model and the features: what it changes in them cannot
-    reach the group's later cells, whose records would then depend on the order cells ran in."""
+    defense gets its own copies of the data, the model, the features, the attacks and the trusted indices: what it
+    changes in them cannot reach the group's later cells, whose records would then depend on the order cells ran in."""
     data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
     x_train, y_train = poisoned.x.copy(), poisoned.y.copy()
     shared_features = features or (lambda: trainer.features(model, poisoned.x))
     return ExampleContext(
-        data=replace(data, x_train=x_train, y_train=y_train),  # as delivered: the clean split would show the mask
+        # the training split as delivered (the clean one would show the mask)
+        data=replace(data, x_train=x_train, y_train=y_train, x_test=data.x_test.copy(), y_test=data.y_test.copy()),
         x_train=x_train,
         y_train=y_train,
         model=copy.deepcopy(model),
         trainer=trainer,
         new_model=new_model,
         features=lambda: shared_features().copy(),
-        attacks=attacks,
+        attacks=copy.deepcopy(attacks),
         expected_poison_fraction=sum(a.poison_fraction for a in data_attacks),
         rng=rng,
         probe_seed=probe_seed,
-        trusted_clean=trusted,
+        trusted_clean=trusted.copy(),
         single_attack=single_attack,
     )
 

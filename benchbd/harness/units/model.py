@@ -52,9 +52,13 @@ def model_context(
 def checked_verdict(defense: ModelDefense, verdict: ModelVerdict, num_classes: int) -> ModelVerdict:
     if not np.isfinite(verdict.score):
         raise BenchbdError(f"{defense.name}: the model score is not finite ({verdict.score})")
-    for name, classes in (("suspect_classes", verdict.suspect_classes), ("examined_classes", verdict.examined_classes or [])):
+    examined_classes = [] if verdict.examined_classes is None else list(verdict.examined_classes)
+    for name, classes in (("suspect_classes", list(verdict.suspect_classes)), ("examined_classes", examined_classes)):
         if not all(isinstance(c, (int, np.integer)) and 0 <= c < num_classes for c in classes):
             raise BenchbdError(f"{defense.name}: {name} must be class indices below {num_classes}; got {classes}")
+    unexamined = set(verdict.suspect_classes) - examined(verdict, num_classes)
+    if unexamined:
+        raise BenchbdError(f"{defense.name}: it names classes it did not examine: {sorted(unexamined)}")
     return verdict
 
 
