@@ -80,7 +80,9 @@ def test_every_step_carries_the_trainings_seed() -> None:
     x, y = _data(64)
     seen: dict[int, set[int]] = {}
     for seed in (3, 7):
-        def recording(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, step: StepInfo, seed: int = seed) -> torch.Tensor:
+        def recording(
+            model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, step: StepInfo, seed: int = seed
+        ) -> torch.Tensor:
             seen.setdefault(seed, set()).add(step.seed)
             return torch.nn.functional.cross_entropy(model(xb), yb)
 

@@ -35,7 +35,9 @@ def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
     baselines = list(dict.fromkeys(r["defense"] for r in selected if r["unit"] == "none"))
     cells: dict[tuple[str, str], list[float | None]] = {}
     for r in selected:
-        label = r["defense"] if r["unit"] != "none" else "No Defense" if len(baselines) == 1 else f"No Defense ({r['defense']})"
+        label = r["defense"]
+        if r["unit"] == "none":
+            label = "No Defense" if len(baselines) == 1 else f"No Defense ({label})"
         attack = r["attacks"][0]
         if r["status"] != "ok":
             value = None
@@ -47,7 +49,8 @@ def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
         cells.setdefault((label, attack), []).append(value)
     if not cells:
         return pd.DataFrame()
-    rows = [(label, attack, np.nan if None in values else float(np.mean(values))) for (label, attack), values in cells.items()]
+    rows = [(label, attack, np.nan if None in values else float(np.mean(values)))
+            for (label, attack), values in cells.items()]
     frame = pd.DataFrame(rows, columns=["defense", "attack", "value"])
     table = frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", dropna=False)
     # the tables' order: the baselines first, then the defenses and attacks as the records name them
