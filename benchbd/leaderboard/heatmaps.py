@@ -20,7 +20,7 @@ from benchbd.leaderboard.cells import made_before_code_digests  # noqa: E402
 
 #: name: title, the title's addition when records predate code digests (issue 15's protocol), field, colour map.
 HEATMAPS = {
-    "auroc": ("Detection AUROC over training examples (one attack)", "\nold records: the trusted examples counted",
+    "auroc": ("Detection AUROC (one attack)\nover training examples", "; old records: trusted ones counted",
               "auroc", "viridis"),
     "asr_after": ("ASR after mitigation (one attack, %)\ntrigger as trained", "; old records: boosted ×2", "asr_after",
                   "magma_r"),
