@@ -155,6 +155,25 @@ def test_a_figure_older_records_lack_is_said_to_be_not_recorded(tmp_path: Path) 
     assert table.rows[1][1].startswith("n/a") and any("did not measure 'der'" in note for note in table.notes)
 
 
+def test_rows_and_columns_follow_the_invocations_not_the_order_cells_finished(tmp_path: Path) -> None:
+    """A Ray run appends records as its tasks finish; the tables read the blocks' order from invocations.jsonl."""
+    def cell(defense: str, attack: str) -> dict:
+        fields = {} if defense == "none" else {"auroc": 0.5, "clean_acc_after": 0.8, "asr_after": {attack: 0.5}}
+        return record(defense, 0, [attack], **fields)
+
+    planned = [cell(d, a) for a in ("wanet", "patch") for d in ("none", "badloss", "spectral")]
+    finished = [planned[i] for i in (5, 0, 4, 2, 3, 1)]  # the order of the lines, as a Ray run may append them
+    block = {"attacks": ["wanet", "patch"], "defenses": ["none", "badloss", "spectral"], "mode": "single"}
+    (tmp_path / "invocations.jsonl").write_text(json.dumps({"config": {"blocks": [block]}}) + "\n")
+    tables, _ = render(tmp_path, finished)
+    assert table(tables, "Table 1:").columns == ["Defense", "wanet", "patch"]
+    assert [row[0] for row in table(tables, "Table 1:").rows] == ["badloss", "spectral"]
+    (tmp_path / "invocations.jsonl").unlink()  # without the invocations: the order of the lines
+    tables, _ = render(tmp_path, finished)
+    assert table(tables, "Table 1:").columns == ["Defense", "patch", "wanet"]
+    assert [row[0] for row in table(tables, "Table 1:").rows] == ["spectral", "badloss"]
+
+
 def test_the_auroc_heatmap_is_over_training_examples_only(tmp_path: Path) -> None:
     """A model defense's AUROC is over a handful of models (Table 4), not over training examples: not in the map."""
     model_level = record("neural-cleanse-model", 0, ["patch"], unit="model", auroc=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,13 @@ import pandas as pd
 
 from benchbd.errors import BenchbdError
 from benchbd.harness.metrics import tpr_at_fpr
-from benchbd.harness.results import RESULTS, check_one_setting, latest_per_seed, read_records
+from benchbd.harness.results import INVOCATIONS, RESULTS, check_one_setting, latest_per_seed, read_records
 
 
 def latest_records(run_dir: str | Path) -> tuple[list[dict[str, Any]], int]:
     """The records the leaderboard and :func:`load_results` read: each cell's latest (:func:`latest_per_seed`),
-    refused when they come from several settings, and how many earlier ones were left out. A model-unit cell's
-    ``tpr_at_fpr`` is read off its ``model_scores`` (:func:`population_tpr_at_fpr`),
+    refused when they come from several settings, in the order of :func:`planned_order`, and how many earlier ones
+    were left out. A model-unit cell's ``tpr_at_fpr`` is read off its ``model_scores`` (:func:`population_tpr_at_fpr`),
     since records written before 5faef96 hold the TPR at no clean model flagged there."""
     path = Path(run_dir) / RESULTS
     if not path.is_file():
@@ -24,8 +25,31 @@ def latest_records(run_dir: str | Path) -> tuple[list[dict[str, Any]], int]:
     records = read_records(path)
     check_one_setting(records, run_dir)
     latest, superseded = latest_per_seed(records)
+    latest = sorted(latest, key=planned_order(read_records(Path(run_dir) / INVOCATIONS)))
     return [{**r, "tpr_at_fpr": population_tpr_at_fpr(r)} if r.get("unit") == "model" and r["status"] == "ok" else r
             for r in latest], superseded
+
+
+def planned_order(invocations: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[int, int]]:
+    """A sort key that puts records in the order the invocations' blocks name their attacks and defenses, the
+    first invocation first, as a local run appends them: the tables' rows and columns, which follow the records'
+    order, are then the same whichever order the cells finished in (Ray's completion order, seeds joined from
+    several machines). Names no invocation gives (a results file without its ``invocations.jsonl``) come after,
+    in the order of their lines (the sort is stable)."""
+    attacks: dict[str, int] = {}
+    defenses: dict[str, int] = {}
+    for invocation in invocations:
+        for block in invocation.get("config", {}).get("blocks", []):
+            for name in block.get("attacks", []):
+                attacks.setdefault(name, len(attacks))
+            for name in block.get("defenses", []):
+                defenses.setdefault(name, len(defenses))
+
+    def key(record: dict[str, Any]) -> tuple[int, int]:
+        attack = min((attacks.get(name, len(attacks)) for name in record["attacks"]), default=-1)
+        return attack, defenses.get(record["defense"], len(defenses))
+
+    return key
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
