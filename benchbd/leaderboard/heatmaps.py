@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchbd.harness.records import after_field  # noqa: E402
-from benchbd.leaderboard.cells import made_before_code_digests  # noqa: E402
+from benchbd.leaderboard.cells import made_before_code_digests, mitigation_rows  # noqa: E402
 
 #: name: title, the title's addition when records predate code digests (issue 15's protocol), field, colour map.
 HEATMAPS = {
@@ -29,15 +29,16 @@ HEATMAPS = {
 
 def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
     """Defense × attack means over seeds, as Tables 1-2 show them: a cell with a failed seed, or a seed without the
-    value, is left blank (the table says why), and each baseline is its own row, as in the tables."""
+    value, is left blank (the table says why); the rows and their labels are the mitigation tables'
+    (:func:`~benchbd.leaderboard.cells.mitigation_rows`: each baseline its own row, first)."""
     units = ("example",) if field == "auroc" else ("example", "none")
     selected = [r for r in records if r.get("mode") == "single" and r["attacks"] and r["unit"] in units]
-    baselines = list(dict.fromkeys(r["defense"] for r in selected if r["unit"] == "none"))
+    if not selected:
+        return pd.DataFrame()
+    rows = mitigation_rows(pd.DataFrame(selected))  # (defense, label) in the tables' order, baselines first
+    label_of = dict(rows)
     cells: dict[tuple[str, str], list[float | None]] = {}
     for r in selected:
-        label = r["defense"]
-        if r["unit"] == "none":
-            label = "No Defense" if len(baselines) == 1 else f"No Defense ({label})"
         attack = r["attacks"][0]
         if r["status"] != "ok":
             value = None
@@ -46,18 +47,13 @@ def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
         else:
             asr = (r.get(after_field(r, "asr")) or {}).get(attack)
             value = None if asr is None else 100 * asr
-        cells.setdefault((label, attack), []).append(value)
-    if not cells:
-        return pd.DataFrame()
-    rows = [(label, attack, np.nan if None in values else float(np.mean(values)))
-            for (label, attack), values in cells.items()]
-    frame = pd.DataFrame(rows, columns=["defense", "attack", "value"])
+        cells.setdefault((label_of[r["defense"]], attack), []).append(value)
+    means = [(label, attack, np.nan if None in values else float(np.mean(values)))
+             for (label, attack), values in cells.items()]
+    frame = pd.DataFrame(means, columns=["defense", "attack", "value"])
     table = frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", dropna=False)
-    # the tables' order: the baselines first, then the defenses and attacks as the records name them
-    labels = list(dict.fromkeys(label for label, _ in cells))
-    order = sorted(labels, key=lambda label: not label.startswith("No Defense"))  # stable: each group keeps its order
     attacks = list(dict.fromkeys(r["attacks"][0] for r in records if r.get("mode") == "single" and r["attacks"]))
-    return table.reindex(index=order, columns=[a for a in attacks if a in table.columns])
+    return table.reindex(index=[label for _, label in rows], columns=[a for a in attacks if a in table.columns])
 
 
 def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
