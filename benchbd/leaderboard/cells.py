@@ -60,6 +60,38 @@ def mean_interval(values: list[float], scale: float) -> str:
     return f"{array.mean():.2f} ± {half:.2f} (n={len(array)})"
 
 
+@dataclass(frozen=True)
+class Missing:
+    """Why a cell has no value: ``label`` ("n/a" or "error") and the footnote's text."""
+
+    label: str
+    reason: str
+
+
+UNDEFINED = Missing("n/a", "undefined: the cell has no poisoned or no clean examples, models or servers, too few clean "
+                           "ones to measure that FPR, or a target the defense did not examine")
+
+
+def seed_values(records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]) -> list[float] | Missing:
+    """The value of each seed's record, or why the cell has none: a seed that failed or did not apply (its status
+    and error), a field the records predate, a value the metric leaves undefined. The tables, the paper comparison
+    and the heatmaps read a cell through this alone."""
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        status = failed[0]["status"].replace("_", " ")
+        return Missing("n/a" if status == "not applicable" else "error", f"{status}: {failed[0]['error']}")
+    try:
+        values = [value(r) for r in records]
+    except KeyError as missing:  # a field added to records after these were written
+        return Missing("n/a", f"not recorded: the benchbd that made these records did not measure {missing}")
+    return UNDEFINED if any(v is None for v in values) else values
+
+
+def scaled_mean(values: list[float], scale: float) -> float:
+    """The mean over seeds that a cell's text shows (:func:`mean_interval`), as a number."""
+    return float((np.asarray(values, dtype=float) * scale).mean())
+
+
 class Cells:
     """Turns the records of one table cell (several seeds) into text, collecting footnotes for n/a and errors."""
 
@@ -78,17 +110,9 @@ class Cells:
         old records; ``detection``: an example-level detection figure, which old records inflate."""
         if not records:
             return "–"
-        bad = [r for r in records if r["status"] != "ok"]
-        if bad:
-            status = bad[0]["status"].replace("_", " ")
-            label = "n/a" if status == "not applicable" else "error"
-            return f"{label} {self.mark(status + ': ' + str(bad[0]['error']))}"
-        try:
-            values = [value(r) for r in records]
-        except KeyError as missing:  # a field added to records after these were written
-            return f"n/a {self.mark(f'not recorded: the benchbd that made these records did not measure {missing}')}"
-        if any(v is None for v in values):
-            return f"n/a {self.mark('undefined: the cell has no poisoned or no clean examples, models or servers, too few clean ones to measure that FPR, or a target the defense did not examine')}"
+        values = seed_values(records, value)
+        if isinstance(values, Missing):
+            return f"{values.label} {self.mark(values.reason)}"
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr, detection)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool, detection: bool) -> list[str]:

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 
 from benchbd.harness.records import after_field
-from benchbd.leaderboard.cells import NO_DEFENSE, Cells, Table, after, mitigation_rows, multi_attack_sets, ordered, select
+from benchbd.leaderboard.cells import (
+    NO_DEFENSE, UNDEFINED, Cells, Missing, Table, after, mitigation_rows, multi_attack_sets, ordered, scaled_mean, seed_values,
+    select,
+)
 from benchbd.papers import PAPERS, Paper, PaperValue, paper_table
 
 
@@ -130,11 +133,8 @@ def _compared_row(
     if not records and paper is None:
         return []
     ours = cells.text(records, value, scale, asr=asr, detection=detection) if records else ""
-    try:
-        values = [value(r) for r in records] if records and all(r["status"] == "ok" for r in records) else []
-    except KeyError:  # not recorded (Cells.text says so): no difference to show
-        values = []
-    mean = float(np.mean(values)) * scale if values and None not in values else None
+    values = seed_values(records, value) if records else UNDEFINED
+    mean = None if isinstance(values, Missing) else scaled_mean(values, scale)
     paper_text = "" if paper is None else f"{paper:.2f}"
     delta = "" if paper is None or mean is None else f"{mean - paper:+.2f}"
     return [[defense, column, ours, paper_text, delta]]

@@ -15,8 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchbd.harness.records import after_field  # noqa: E402
-from benchbd.leaderboard.cells import made_before_code_digests, mitigation_rows  # noqa: E402
+from benchbd.leaderboard.cells import asr_of, made_before_code_digests, mitigation_rows, scaled_mean, seed_values  # noqa: E402
 
 #: name: title, the title's addition when records predate code digests (issue 15's protocol), field, colour map.
 HEATMAPS = {
@@ -28,32 +27,25 @@ HEATMAPS = {
 
 
 def _matrix(records: list[dict[str, Any]], field: str) -> pd.DataFrame:
-    """Defense × attack means over seeds, as Tables 1-2 show them: a cell with a failed seed, or a seed without the
-    value, is left blank (the table says why); the rows and their labels are the mitigation tables'
-    (:func:`~benchbd.leaderboard.cells.mitigation_rows`: each baseline its own row, first)."""
+    """Defense × attack means over seeds, as Tables 1-2 show them: a cell the table cannot give a value
+    (:func:`~benchbd.leaderboard.cells.seed_values`: a failed seed, a value not recorded or undefined) is left
+    blank; the rows and their labels are the mitigation tables' (:func:`~benchbd.leaderboard.cells.mitigation_rows`:
+    each baseline its own row, first)."""
     units = ("example",) if field == "auroc" else ("example", "none")
     selected = [r for r in records if r.get("mode") == "single" and r["attacks"] and r["unit"] in units]
     if not selected:
         return pd.DataFrame()
     rows = mitigation_rows(pd.DataFrame(selected))  # (defense, label) in the tables' order, baselines first
-    label_of = dict(rows)
-    cells: dict[tuple[str, str], list[float | None]] = {}
-    for r in selected:
-        attack = r["attacks"][0]
-        if r["status"] != "ok":
-            value = None
-        elif field == "auroc":
-            value = r.get("auroc")
-        else:
-            asr = (r.get(after_field(r, "asr")) or {}).get(attack)
-            value = None if asr is None else 100 * asr
-        cells.setdefault((label_of[r["defense"]], attack), []).append(value)
-    means = [(label, attack, np.nan if None in values else float(np.mean(values)))
-             for (label, attack), values in cells.items()]
-    frame = pd.DataFrame(means, columns=["defense", "attack", "value"])
-    table = frame.pivot_table(index="defense", columns="attack", values="value", aggfunc="first", dropna=False)
-    attacks = list(dict.fromkeys(r["attacks"][0] for r in records if r.get("mode") == "single" and r["attacks"]))
-    return table.reindex(index=[label for _, label in rows], columns=[a for a in attacks if a in table.columns])
+    attacks = list(dict.fromkeys(r["attacks"][0] for r in selected))
+    table = pd.DataFrame(np.nan, index=[label for _, label in rows], columns=attacks)
+    for name, label in rows:
+        for attack in attacks:
+            cell = [r for r in selected if r["defense"] == name and r["attacks"][0] == attack]
+            value, scale = (lambda r: r["auroc"], 1) if field == "auroc" else (asr_of(attack, "asr"), 100)
+            values = seed_values(cell, value) if cell else None
+            if isinstance(values, list):
+                table.loc[label, attack] = scaled_mean(values, scale)
+    return table
 
 
 def write_heatmaps(records: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
