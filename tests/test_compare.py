@@ -93,6 +93,19 @@ def test_one_attack_cells_beside_the_paper(tmp_path: Path) -> None:
     assert "Ours: dataset synth-signs (family gtsrb), model small-cnn, profile fast, 2 seed(s)" in markdown
 
 
+def test_a_cell_without_a_value_has_no_difference(tmp_path: Path) -> None:
+    """Δ is left blank where our cell says why it has no value (a failed seed, a figure its records lack), not the
+    mean of the seeds that have one."""
+    records = [
+        record("badloss", 0, ["patch"], auroc=0.9, clean_acc_after=0.95, asr_after={"patch": 0.02}),
+        record("badloss", 1, ["patch"], status="error", error="boom"),
+        record("spectral", 0, ["patch"], clean_acc_after=0.9, asr_after={"patch": 0.6}),  # made before AUROC was
+    ]
+    detection = rows(compare(tmp_path, records)[0]["Table 1"])
+    assert detection["badloss", "patch"][0].startswith("error") and detection["badloss", "patch"][1:] == ["0.99", ""]
+    assert detection["spectral", "patch"][0].startswith("n/a") and detection["spectral", "patch"][2] == ""
+
+
 def test_multi_attack_cells_and_average_asr(tmp_path: Path) -> None:
     boosted = {"blend-random": 0.8, "blend-dimple": 0.8, "sinusoid": 0.8}
     six = [
