@@ -43,18 +43,27 @@ class ProbeSet:
         return np.concatenate([np.zeros(len(self.clean), bool), np.ones(len(self.backdoor) + len(self.mislabeled), bool)])
 
 
-def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> tuple[DataPoisoningAttack, int | None, str | None]:
-    """The defender's trigger: the attack's probe variant with one data attack, else the flipped patch; the class
-    the variant's trigger was crafted toward, when it has one of its own (:meth:`DataPoisoningAttack.probe`: a
-    ``target`` other than the attack's), else None; and a warning when the attack has no probe variant."""
+@dataclass(frozen=True)
+class ProbeTrigger:
+    """The defender's trigger; ``crafted_for``: the class it was crafted toward, when it has one of its own
+    (:meth:`DataPoisoningAttack.probe`: a ``target`` other than the attack's), else None; ``warning``: set when the
+    attack has no probe variant and the flipped patch stands in."""
+
+    attack: DataPoisoningAttack
+    crafted_for: int | None = None
+    warning: str | None = None
+
+
+def probe_trigger(context: ExampleContext, rng: np.random.Generator) -> ProbeTrigger:
+    """The attack's probe variant with one data attack (section 5.1), else the flipped patch (section 5.2)."""
     attacks = [a for a in context.attacks if isinstance(a, DataPoisoningAttack)]
     if context.single_attack and len(attacks) == 1:
         try:
             variant = attacks[0].probe(rng)
         except NotImplementedError:
-            return PatchAttack().probe(rng), None, f"{attacks[0].name} has no probe variant: the flipped patch instead"
-        return variant, (variant.target if variant.target != attacks[0].target else None), None
-    return PatchAttack().probe(rng), None, None
+            return ProbeTrigger(PatchAttack().probe(rng), warning=f"{attacks[0].name} has no probe variant: the flipped patch instead")
+        return ProbeTrigger(variant, crafted_for=variant.target if variant.target != attacks[0].target else None)
+    return ProbeTrigger(PatchAttack().probe(rng))
 
 
 def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
@@ -73,11 +82,12 @@ def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
     trusted = rng.permutation(context.trusted_clean)
     x, y = context.x_train.copy(), context.y_train.copy()
     num_classes = context.data.num_classes
-    trigger, crafted_for, no_variant = probe_trigger(context, rng)
+    probe = probe_trigger(context, rng)
+    trigger = probe.attack
     clean = np.sort(trusted[: min(n, len(trusted) // 2)])
     pool = trusted[len(clean):]
     if trigger.dirty_label:
-        probe_class = int(rng.integers(num_classes)) if crafted_for is None else crafted_for
+        probe_class = int(rng.integers(num_classes)) if probe.crafted_for is None else probe.crafted_for
         backdoor = np.sort(pool[:n])
     else:
         probe_class = int(np.bincount(y[pool], minlength=num_classes).argmax())
@@ -95,7 +105,7 @@ def inject_probes(context: ExampleContext, n: int) -> ProbeSet:
             (mislabeled, "mislabelled", "as many as the clean probes" if len(mislabeled) == len(clean) else f"{len(others)} untrusted examples"),
         )
         if len(found) < n
-    ] + ([no_variant] if no_variant else [])
+    ] + ([probe.warning] if probe.warning else [])
     if min(len(clean), len(backdoor), len(mislabeled)) < 2:
         raise BenchbdError(f"probes: too few probes ({len(clean)} clean, {len(backdoor)} backdoor, {len(mislabeled)} mislabelled)")
     return ProbeSet(x, y, clean, backdoor, mislabeled, trigger, warnings)
