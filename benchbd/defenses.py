@@ -46,8 +46,9 @@ class NoDefense(Defense):
 class ExampleContext:
     """What an example-level defense may look at: the training set as delivered, and the model trained on it.
 
-    ``x_train``/``y_train`` are the possibly poisoned training set (uint8 images, labels as given), and so are
-    ``data.x_train``/``data.y_train``; the poison mask is never shown. ``features`` returns penultimate activations of the model as trained.
+    ``data`` is the dataset as delivered: its training split possibly poisoned (uint8 images, labels as given),
+    also read as ``x_train``/``y_train``; the poison mask is never shown. ``features`` returns penultimate
+    activations of the model as trained.
     The arrays, ``features()``, ``model``, ``attacks`` and ``trusted_clean`` are the defense's own copies: what it
     changes in them stays in its cell.
     ``trainer`` trains further models with the cell's profile and seed, and ``new_model`` builds a freshly
@@ -63,8 +64,6 @@ class ExampleContext:
     """
 
     data: ImageData
-    x_train: np.ndarray
-    y_train: np.ndarray
     model: torch.nn.Module
     trainer: Trainer
     new_model: Callable[[], ImageClassifier]
@@ -75,6 +74,14 @@ class ExampleContext:
     probe_seed: int
     trusted_clean: np.ndarray
     single_attack: bool = field(default=True)
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.data.x_train
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.data.y_train
 
     @property
     def probe_multiplier(self) -> int:

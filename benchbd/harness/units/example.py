@@ -52,13 +52,10 @@ def example_context(
     defense gets its own copies of the data, the model, the features, the attacks and the trusted indices: what it
     changes in them cannot reach the group's later cells, whose records would then depend on the order cells ran in."""
     data_attacks = [a for a in attacks if isinstance(a, DataPoisoningAttack)]
-    x_train, y_train = poisoned.x.copy(), poisoned.y.copy()
     shared_features = features or (lambda: trainer.features(model, poisoned.x))
     return ExampleContext(
         # the training split as delivered (the clean one would show the mask)
-        data=replace(data, x_train=x_train, y_train=y_train, x_test=data.x_test.copy(), y_test=data.y_test.copy()),
-        x_train=x_train,
-        y_train=y_train,
+        data=replace(data, x_train=poisoned.x.copy(), y_train=poisoned.y.copy(), x_test=data.x_test.copy(), y_test=data.y_test.copy()),
         model=copy.deepcopy(model),
         trainer=trainer,
         new_model=new_model,
