@@ -6,6 +6,7 @@ guarantees, not a model's."""
 from __future__ import annotations
 
 import ast
+import py_compile
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -266,6 +267,38 @@ def test_a_plugins_digest_covers_the_helper_modules_it_uses(tmp_path: Path, monk
             before = source_digest(Plugin)
     finally:
         for name in [name for name in sys.modules if name.startswith("digest_pkg")]:
+            del sys.modules[name]
+
+
+def test_a_compiled_plugin_and_a_compiled_helper_have_digests_of_their_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin shipped without its source (here a ``.pyc``, as a Cython extension would be) is named by its
+    file's bytes, not "unknown"; so is a compiled helper a source plugin imports: recompiling either changes it."""
+    package = tmp_path / "compiled_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+
+    def compile_without_source(name: str, text: str) -> None:
+        source = tmp_path / f"{name}.py"
+        source.write_text(text)
+        py_compile.compile(str(source), cfile=str(package / f"{name}.pyc"), doraise=True)
+        source.unlink()
+
+    compile_without_source("helper", "SCALE = 2\n")
+    compile_without_source("shipped", "class Shipped:\n    pass\n")
+    (package / "plugin.py").write_text("from compiled_pkg.helper import SCALE\n\nclass Plugin:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        from compiled_pkg.plugin import Plugin
+        from compiled_pkg.shipped import Shipped
+
+        assert list(plugin_sources(Plugin)) == ["compiled_pkg.helper", "compiled_pkg.plugin"]
+        assert list(plugin_sources(Shipped)) == ["compiled_pkg.shipped"] and source_digest(Shipped) != "unknown"
+        before = source_digest(Plugin), source_digest(Shipped)
+        compile_without_source("helper", "SCALE = 3\n")
+        compile_without_source("shipped", "class Shipped:\n    size = 1\n")
+        assert source_digest(Plugin) != before[0] and source_digest(Shipped) != before[1]
+    finally:
+        for name in [name for name in sys.modules if name.startswith("compiled_pkg")]:
             del sys.modules[name]
 
 

@@ -50,25 +50,27 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
     return names
 
 
-def module_source(name: str) -> tuple[Path, bool] | None:
-    """The Python source file of module ``name`` and whether it is a package; ``None`` for a name that is no
-    module (a class imported from one), a compiled module, or one that cannot be found."""
+def module_file(name: str) -> tuple[Path, bool] | None:
+    """The file module ``name`` is loaded from (Python source, or compiled: an extension module, a ``.pyc`` without
+    its source) and whether it is a package; ``None`` for a name that is no module (a class imported from one), a
+    built-in or namespace module, or one that cannot be found."""
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    if spec is None or not spec.has_location or not spec.origin:
         return None
     return Path(spec.origin), spec.submodule_search_locations is not None
 
 
 def plugin_sources(obj: Any) -> dict[str, Path]:
-    """The source files of the module that defines ``obj`` and of the modules of its own top-level package it
-    imports, directly or through each other (a helper like ``probes.py``), read from their ``import`` statements.
-    Packages' ``__init__`` modules other than the starting one are not followed (they import every plugin of the
-    distribution); compiled modules are left out; benchbd's own modules are covered by :func:`harness_digest`, not here."""
+    """The files of the module that defines ``obj`` and of the modules of its own top-level package it imports,
+    directly or through each other (a helper like ``probes.py``), read from their ``import`` statements; a compiled
+    module is taken as its file, whose imports cannot be read. Packages' ``__init__`` modules other than the
+    starting one are not followed (they import every plugin of the distribution); benchbd's own modules are covered
+    by :func:`harness_digest`, not here."""
     start = inspect.getmodule(obj)
-    path = inspect.getsourcefile(start) if start is not None else None
+    path = getattr(start, "__file__", None)
     if start is None or path is None:
         return {}
     top = start.__name__.split(".")[0]
@@ -76,20 +78,24 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
     pending = [(start.__name__, Path(path), hasattr(start, "__path__"))]
     while pending:
         module, file, is_package = pending.pop()
+        if file.suffix != ".py":
+            continue
         for name in sorted(imported_modules(file.read_text(), module, is_package)):
             if name in sources or name.split(".")[0] != top:
                 continue
-            source = module_source(name)
-            if source is not None and not source[1]:
-                sources[name] = source[0]
-                pending.append((name, *source))
+            found = module_file(name)
+            if found is not None and not found[1]:
+                sources[name] = found[0]
+                pending.append((name, *found))
     return dict(sorted(sources.items()))
 
 
 def code_text(path: Path) -> str:
-    """The code of a Python source file as its digest reads it: the file's syntax tree without its docstrings, in
-    :func:`tree_text`'s form, so comments, docstrings and layout do not count; a file that does not parse (a module
-    being edited) is read as it is."""
+    """The code of a module's file as its digest reads it: a Python source file's syntax tree without its
+    docstrings, in :func:`tree_text`'s form, so comments, docstrings and layout do not count; a file that does not
+    parse (a module being edited) is read as it is; a compiled module's file by the SHA-256 of its bytes."""
+    if path.suffix != ".py":
+        return "compiled " + hashlib.sha256(path.read_bytes()).hexdigest()
     return _code_text(path.read_bytes())
 
 
