@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-p", dest="plugins", action="append", default=[], metavar="NAME",
-        help="load this plugin entry point even when BENCHBD_DISABLE_PLUGIN_AUTOLOAD is set (repeatable)",
+        help="load this plugin: an entry point of group 'benchbd' (even when BENCHBD_DISABLE_PLUGIN_AUTOLOAD is set), "
+        "else a module of that name imported from PYTHONPATH, not installed (repeatable)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,4 +1,5 @@
-"""Plugin discovery with pluggy: every plugin, built-in or third-party, comes through the ``benchbd`` entry points.
+"""Plugin discovery with pluggy: every plugin, built-in or third-party, comes through the ``benchbd`` entry points,
+or, named with ``benchbd -p MODULE``, as a module imported without installing it.
 
 The registry refuses, naming the object and its distribution, what breaks the contract of :mod:`benchbd.hookspecs`
 (:func:`check_contract`), so that a plugin fails when it is loaded, not in the middle of a matrix.
@@ -7,9 +8,12 @@ The registry refuses, naming the object and its distribution, what breaks the co
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import inspect
 import os
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -174,7 +178,9 @@ def default_registry(requested: tuple[str, ...] = ()) -> Registry:
     """The registry of the installed plugins (entry-point group ``benchbd``), loaded once per process.
 
     With ``BENCHBD_DISABLE_PLUGIN_AUTOLOAD`` set (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), only the
-    built-ins and the entry points named in ``requested`` (``benchbd -p NAME``) are loaded.
+    built-ins and the entry points named in ``requested`` (``benchbd -p NAME``) are loaded. A name in ``requested``
+    that is no entry point is imported as a module from ``sys.path`` (``PYTHONPATH``), as pytest's ``-p`` does: a
+    plugin module loaded without installing it, which the tables name as ``NAME (module, not installed)``.
     """
     autoload = not os.environ.get(AUTOLOAD_OFF)
     manager = make_manager()
@@ -186,16 +192,39 @@ def default_registry(requested: tuple[str, ...] = ()) -> Registry:
         wanted = autoload or distribution == BUILTIN_DISTRIBUTION or entry_point.name in requested
         if not wanted or manager.has_plugin(entry_point.name):
             continue
-        try:
-            plugin = entry_point.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure of a third-party plugin
-            raise BenchbdError(
-                f"plugin '{entry_point.name}' ({entry_point.value}, from {distribution}) failed to load: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-        manager.register(plugin, name=entry_point.name)
+        manager.register(_loaded(entry_point.name, entry_point.load, f"{entry_point.value}, from {distribution}"),
+                         name=entry_point.name)
         distributions[entry_point.name] = distribution
-    missing = sorted(set(requested) - found)
-    if missing:
-        raise BenchbdError(f"-p {', '.join(missing)}: no such entry point in group '{ENTRY_POINT_GROUP}'")
+    for name in dict.fromkeys(requested):
+        if name not in found and _register_module(manager, name):
+            distributions[name] = f"{name} (module, not installed)"
     return Registry(manager, distributions)
+
+
+def _loaded(name: str, load: Callable[[], Any], origin: str) -> Any:
+    """``load()``, whose failure (a third party's import error) is one line naming the plugin."""
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - any import failure of a third-party plugin
+        raise BenchbdError(f"plugin '{name}' ({origin}) failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def _register_module(manager: pluggy.PluginManager, name: str) -> bool:
+    """Import and register the module ``-p NAME`` names when no entry point has that name, unless an entry point
+    registered it already (False); refused unless it implements one of benchbd's hooks (marked
+    ``@benchbd.hookimpl``)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ModuleNotFoundError, ValueError):  # a missing parent package, a malformed name
+        spec = None
+    if spec is None:
+        raise BenchbdError(f"-p {name}: no entry point of that name in group '{ENTRY_POINT_GROUP}', and no module of "
+                           "that name to import (put its folder on PYTHONPATH, or install its distribution)")
+    module = _loaded(name, lambda: importlib.import_module(name), f"module {spec.origin}")
+    if manager.is_registered(module):
+        return False
+    manager.register(module, name=name)
+    if not manager.get_hookcallers(module):
+        raise BenchbdError(f"-p {name}: module {spec.origin} implements none of benchbd's hooks with @benchbd.hookimpl "
+                           f"({', '.join(f'benchbd_{category}' for category in CATEGORIES)})")
+    return True

@@ -102,6 +102,31 @@ def test_third_party_plugin_is_discovered(tmp_path: Path) -> None:
     assert "corner-dot" in list_attacks("-p", "corner-dot", autoload=False)
 
 
+def test_a_plugin_module_is_loaded_with_p_without_installing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-p MODULE`` imports a plugin module from PYTHONPATH when no entry point has that name, as pytest's ``-p``
+    does; the tables name it as not installed; a module that is missing or implements no hook is one line."""
+    (tmp_path / "corner_dot.py").write_text(textwrap.dedent(THIRD_PARTY_MODULE))
+    (tmp_path / "no_hooks.py").write_text("def benchbd_attacks():\n    return []\n")  # not marked @hookimpl
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry = default_registry.__wrapped__(("corner_dot",))  # not the cached registry of the other tests
+        assert "corner-dot" in registry.names("attacks") and "patch" in registry.names("attacks")
+        assert registry.provenance("attacks", "corner-dot") == "corner_dot (module, not installed)"
+        with pytest.raises(BenchbdError, match=r"^-p no_hooks: module .*no_hooks.py implements none of benchbd's hooks"):
+            default_registry.__wrapped__(("no_hooks",))
+        with pytest.raises(BenchbdError, match=r"^-p absent: no entry point of that name in group 'benchbd', and no module"):
+            default_registry.__wrapped__(("absent",))
+        with pytest.raises(BenchbdError, match=r"^-p absent.inner: no entry point"):
+            default_registry.__wrapped__(("absent.inner",))
+    finally:
+        for name in ("corner_dot", "no_hooks"):
+            sys.modules.pop(name, None)
+    listing = subprocess.run([sys.executable, "-m", "benchbd.cli", "-p", "corner_dot", "list", "attacks"],
+                             capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert listing.returncode == 0, listing.stderr
+    assert "corner_dot (module, not installed)" in next(line for line in listing.stdout.splitlines() if "corner-dot" in line)
+
+
 # -- the bases validate their own fields, however an instance is built --------------------------------------------
 
 
