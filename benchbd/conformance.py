@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchbd import params as plugin_params
-from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack
+from benchbd.attacks import Attack, DataPoisoningAttack, TrainingCodeAttack, float_images
 from benchbd.data.images import ImageData
 from benchbd.data.synth_signs import NUM_CLASSES, generate_synth_signs
 from benchbd.defenses import (
@@ -148,12 +148,36 @@ def _poison_once(cls: type[DataPoisoningAttack], params: Params, seed: int) -> P
 
 def _trigger(cls: type[Attack], params: Params) -> str:
     attack, _ = _prepared(cls, params, 0)
-    x = torch.rand(4, 3, 32, 32)
+    x = _test_images()
     for test_time in (False, True):
         out = attack.trigger(x.clone(), test_time=test_time)
         assert out.shape == x.shape and out.dtype == x.dtype, f"trigger returned {out.dtype} {tuple(out.shape)}"
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "triggered pixels outside [0, 1]"
-    return "shape, dtype and range kept, at training and at test time"
+        assert not torch.equal(out, x), f"the trigger{' at test time' if test_time else ''} left every image as it was"
+    return "shape, dtype and range kept, the images changed, at training and at test time"
+
+
+def _test_images() -> torch.Tensor:
+    """Four of the tiny test images in the form ``trigger`` takes."""
+    return float_images(tiny_data().x_test[:4])
+
+
+def _probe(cls: type[DataPoisoningAttack], params: Params) -> str:
+    """:meth:`DataPoisoningAttack.probe`: a data attack of the same labelling, with another trigger; its target the
+    attack's unless its trigger is crafted toward a class of its own."""
+    attack, rng = _prepared(cls, params, 0)
+    try:
+        variant = attack.probe(rng)
+    except NotImplementedError:
+        return "none: BaDLoss's probes take the flipped patch instead, with a warning in the record"
+    assert isinstance(variant, DataPoisoningAttack), f"probe returned {type(variant).__name__}, not a DataPoisoningAttack"
+    assert variant.dirty_label == attack.dirty_label, "the probe variant labels its examples otherwise than the attack"
+    x = _test_images()
+    out = variant.trigger(x.clone(), test_time=False)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1, "the probe's triggered pixels outside [0, 1]"
+    assert not torch.equal(out, attack.trigger(x.clone(), test_time=False)), "the probe's trigger is the attack's own"
+    crafted = "" if variant.target == attack.target else f", crafted toward class {variant.target}"
+    return f"another trigger{crafted}"
 
 
 def attack_checks(cls: type[Attack], params: Params | None = None) -> list[Check]:
@@ -165,7 +189,7 @@ def attack_checks(cls: type[Attack], params: Params | None = None) -> list[Check
             return _loss_check(attack.loss_computation)
 
         return checks + [_run("loss: a finite scalar with a gradient, from the honest loss", loss),
-                         _run("trigger: shape, dtype, range", lambda: _trigger(cls, params))]
+                         _run("trigger: shape, dtype, range, changes the images", lambda: _trigger(cls, params))]
 
     def poisoning() -> str:
         data = tiny_data()
@@ -181,15 +205,24 @@ def attack_checks(cls: type[Attack], params: Params | None = None) -> list[Check
                                         f"{expected} (the eligibility check of multi-attack sets counts on them)")
         assert (poisoned.x[~mask] == data.x_train[~mask]).all(), "examples outside the mask were changed"
         assert (poisoned.y[~mask] == data.y_train[~mask]).all(), "labels outside the mask were changed"
-        return f"{int(mask.sum())} of {len(mask)} poisoned in {seconds:.2f} s"
+        relabelled = int((poisoned.y[mask] != data.y_train[mask]).sum())
+        if attack.dirty_label:
+            at_target = int((poisoned.y[mask] == attack.target).sum())
+            assert at_target >= attack.poison_count(len(mask)), (
+                f"{at_target} changed examples carry the target {attack.target}, not poison_count = "
+                f"{attack.poison_count(len(mask))} (a dirty-label attack relabels what it poisons)")
+        else:
+            assert relabelled == 0, f"a clean-label attack relabelled {relabelled} examples"
+        return f"{int(mask.sum())} of {len(mask)} poisoned ({relabelled} relabelled) in {seconds:.2f} s"
 
     def determinism() -> str:
         first, second = _poison_once(cls, params, 7), _poison_once(cls, params, 7)
         assert (first.x == second.x).all() and (first.y == second.y).all(), "the same seed gave different poisoned sets"
         return "same seed, same poisoned set"
 
-    return checks + [_run("poisoning: mask consistent", poisoning), _run("poisoning: deterministic", determinism),
-                     _run("trigger: shape, dtype, range", lambda: _trigger(cls, params))]
+    return checks + [_run("poisoning: mask and labels consistent", poisoning), _run("poisoning: deterministic", determinism),
+                     _run("trigger: shape, dtype, range, changes the images", lambda: _trigger(cls, params)),
+                     _run("probe variant: none, or another trigger", lambda: _probe(cls, params))]
 
 
 # -- defenses ---------------------------------------------------------------------------------------------------
@@ -254,7 +287,7 @@ def _example_defense_checks(cls: type[ExampleDefense], params: Params) -> list[C
         verdicts.append(scores)
         model = defense.mitigate(context, verdict)
         assert model is None or isinstance(model, torch.nn.Module), f"mitigate returned {type(model).__name__}"
-        repaired = "retrained by the harness" if model is None else "its own repaired model"
+        repaired = "mitigate: None, the harness retrains without the flagged" if model is None else "mitigate: its own repaired model"
         return f"{len(mask)} finite scores, {int(flagged.sum())} flagged, in {seconds:.1f} s; {repaired}"
 
     def determinism() -> str:

@@ -70,6 +70,27 @@ class UncountedExtras(benchbd.DataPoisoningAttack):
 
 
 @dataclass
+class Forgetful(benchbd.DataPoisoningAttack):
+    """A dirty-label attack that forgets to relabel what it poisons, whose trigger changes no image, and that
+    offers itself as its own probe variant."""
+
+    name: ClassVar[str] = "forgetful"
+    description: ClassVar[str] = "broken"
+
+    def trigger(self, x, *, test_time=False):
+        return x
+
+    def poison(self, x, y, available, rng):
+        labels = y.copy()
+        chosen = super().poison(x, y, available, rng)
+        y[:], x[chosen] = labels, 255 - x[chosen]
+        return chosen
+
+    def probe(self, rng):
+        return self
+
+
+@dataclass
 class DishonestLoss(benchbd.TrainingCodeAttack):
     """Trains with a loss of its own, never calling the honest one, and a trigger that leaves [0, 1]."""
 
@@ -112,17 +133,24 @@ def failed(checks: list) -> dict[str, str]:
 
 
 def test_a_broken_mask_fails() -> None:
-    assert "outside the mask were changed" in failed(attack_checks(LeakyAttack))["poisoning: mask consistent"]
+    assert "outside the mask were changed" in failed(attack_checks(LeakyAttack))["poisoning: mask and labels consistent"]
 
 
 def test_changed_examples_beyond_extra_count_fail() -> None:
-    assert "not poison_count + extra_count" in failed(attack_checks(UncountedExtras))["poisoning: mask consistent"]
+    assert "not poison_count + extra_count" in failed(attack_checks(UncountedExtras))["poisoning: mask and labels consistent"]
+
+
+def test_an_unlabelled_poison_an_idle_trigger_and_a_probe_of_the_same_trigger_fail() -> None:
+    problems = failed(attack_checks(Forgetful))
+    assert "carry the target" in problems["poisoning: mask and labels consistent"]
+    assert "left every image as it was" in problems["trigger: shape, dtype, range, changes the images"]
+    assert "the probe's trigger is the attack's own" in problems["probe variant: none, or another trigger"]
 
 
 def test_a_loss_that_ignores_the_honest_one_fails() -> None:
     problems = failed(attack_checks(DishonestLoss))
     assert "the honest loss computation was never called" in problems["loss: a finite scalar with a gradient, from the honest loss"]
-    assert "outside [0, 1]" in problems["trigger: shape, dtype, range"]
+    assert "outside [0, 1]" in problems["trigger: shape, dtype, range, changes the images"]
 
 
 def test_wrong_score_count_fails() -> None:
@@ -137,3 +165,11 @@ def test_a_server_verdict_of_the_wrong_length_fails() -> None:
 def test_assert_conforms_reports_unknown_names() -> None:
     with pytest.raises(benchbd.BenchbdError, match="no attack or defense named 'nope'"):
         assert_conforms("nope")
+
+
+def test_the_command_says_how_many_checks_passed_and_what_they_do_not_show(capsys: pytest.CaptureFixture) -> None:
+    from benchbd.cli import main
+
+    assert main(["check-plugin", "patch"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "5 of 5 checks passed, on 430 synth-signs training images" in out and "not how well the method works" in out
