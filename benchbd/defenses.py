@@ -95,7 +95,8 @@ class ExampleVerdict:
     """Per training example: ``scores`` (higher = more suspicious, finite where judged) and ``flagged`` (to be
     removed). ``judged``: a mask of the examples the defense judged (``None``: all); the others (BaDLoss's
     overwritten by mislabelled probes) are left out of detection metrics. ``details``: small JSON-serialisable
-    figures and warnings kept with the record; a defense that flags nothing says why here (``{"gate": ...}``)."""
+    figures kept with the record; a defense that flags nothing says why here (``{"gate": ...}``), and what fell
+    short in ``{"warnings": [...]}``: the leaderboard footnotes both."""
 
     scores: np.ndarray
     flagged: np.ndarray

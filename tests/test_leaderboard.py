@@ -546,3 +546,17 @@ def test_records_of_two_profiles_are_not_averaged_into_one_table(tmp_path: Path)
     with pytest.raises(BenchbdError, match=r"2 settings \(dataset synth-signs, model small-cnn, profile fast; .*profile fast \(epochs=16\)\)"):
         render(tmp_path, records)
     assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_a_defenses_warnings_are_footnoted_with_the_seeds_that_gave_them(tmp_path: Path) -> None:
+    """BaDLoss records probes that fell short in ``details["warnings"]``: the table says so in the cells of its row."""
+    short = "17 backdoor probes of the 250 asked for (the clean-label trigger needs examples of class 2)"
+    records = [
+        record("none", 0, ["sinusoid"]),
+        record("badloss", 0, ["sinusoid"], auroc=0.6, clean_acc_after=0.9, asr_after={"sinusoid": 0.5}, removed_frac=0.1,
+               details={"warnings": [short]}),
+        record("badloss", 1, ["sinusoid"], auroc=0.7, clean_acc_after=0.9, asr_after={"sinusoid": 0.4}, removed_frac=0.1),
+    ]
+    tables, _ = render(tmp_path, records)
+    detection = table(tables, "Table 1:")
+    assert detection.rows[0][1].endswith("(1)") and detection.notes == [f"(1) the defense warned: {short} (in 1 of 2 seeds)"]

@@ -116,14 +116,23 @@ class Cells:
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr, detection)])
 
     def _caveats(self, records: list[dict[str, Any]], asr: bool, detection: bool) -> list[str]:
-        """Marks for a defense that removed nothing, with the gate it recorded, for seeds computed by different
-        versions of the code, and for old records' ASR and detection."""
+        """Marks for a defense that removed nothing, with the gate it recorded, for the warnings an example-level
+        defense recorded (probes that fell short), for seeds computed by different versions of the code, and for
+        old records' ASR and detection."""
         marks = []
         empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
         if empty:
             seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
             gate = (empty[0].get("details") or {}).get("gate")
             marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
+        warned: dict[str, int] = {}
+        for r in records:
+            if r["unit"] == "example":
+                for warning in dict.fromkeys((r.get("details") or {}).get("warnings") or []):
+                    warned[warning] = warned.get(warning, 0) + 1
+        for warning, count in warned.items():
+            seeds = "" if count == len(records) else f" (in {count} of {len(records)} seeds)"
+            marks.append(self.mark(f"the defense warned: {warning}{seeds}"))
         if len({json.dumps(r["code"], sort_keys=True) for r in records if not made_before_code_digests(r)}) > 1:
             marks.append(self.mark("its seeds were computed by different versions of benchbd's or a plugin's code"))
         if asr and any(made_before_code_digests(r) for r in records):
