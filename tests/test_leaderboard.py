@@ -560,3 +560,21 @@ def test_a_defenses_warnings_are_footnoted_with_the_seeds_that_gave_them(tmp_pat
     tables, _ = render(tmp_path, records)
     detection = table(tables, "Table 1:")
     assert detection.rows[0][1].endswith("(1)") and detection.notes == [f"(1) the defense warned: {short} (in 1 of 2 seeds)"]
+
+
+def test_the_examples_removed_have_their_tables_one_attack_and_multi_attack(tmp_path: Path) -> None:
+    """AUROC says how well the scores rank; what the harness removed before retraining is the flags' TPR and FPR."""
+    flags = {"auroc": 0.9, "clean_acc_after": 0.9, "removed_frac": 0.1}
+    records = [
+        record("none", 0, ["patch"]),
+        record("spectral", 0, ["patch"], tpr=0.8, fpr=0.05, asr_after={"patch": 0.1}, **flags),
+        record("spectral", 1, ["patch"], tpr=0.6, fpr=0.15, asr_after={"patch": 0.3}, **flags),
+        record("spectral", 0, ["patch", "wanet"], tpr=0.5, fpr=0.2, auroc_per_attack={"patch": 0.9, "wanet": 0.8},
+               asr_after={"patch": 0.1, "wanet": 0.5}, **flags),
+    ]
+    tables, _ = render(tmp_path, records)
+    one = table(tables, "Table 1c: one-attack examples removed")
+    assert one.columns == ["Defense", "TPR patch", "FPR patch"]
+    assert one.rows == [["spectral", "70.00 ± 127.06 (n=2)", "10.00 ± 63.53 (n=2)"]]
+    multi = table(tables, "Table 3d: multi-attack examples removed")
+    assert multi.columns == ["Defense", "TPR", "FPR"] and multi.rows == [["spectral", "50.00", "20.00"]]

@@ -1,9 +1,11 @@
 """Leaderboard tables in the shape of the BaDLoss paper's tables 1-3, from a run's ``results.jsonl``.
 
-- Table 1: one-attack detection AUROC, defense × attack (example-level defenses).
+- Table 1: one-attack detection AUROC, defense × attack (example-level defenses). Table 1b: the TPR at a fixed
+  FPR, from the scores. Table 1c: the examples the defense flagged and the harness removed, TPR and FPR.
 - Table 2: one-attack clean accuracy and attack success rate after filtering and retraining ("No Defense", the
   rows of the defenses of unit ``none``: the poisoned model). Table 2b: the ASR boosted at test time.
-- Table 3a: multi-attack detection AUROC, over all poisoned examples and per attack.
+- Table 3a: multi-attack detection AUROC, over all poisoned examples and per attack. Table 3d: the examples
+  removed, TPR and FPR.
 - Table 3: multi-attack clean accuracy, ASR per attack and average ASR after retraining. Table 3b: boosted ASR.
 - Table 4: model-level detection (docs/architecture.md's "model" unit): is the backdoored model flagged, is its target
   named, how many clean models and classes are flagged, AUROC of the scores over the model population.

@@ -46,6 +46,9 @@ def mean_of_known(values: Any) -> float | None:
 
 
 #: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale.
+#: The title of Tables 1c and 3d, the examples a defense flagged and the harness removed before retraining.
+REMOVED_TITLE = ("{prefix} examples removed before retraining (%): TPR the poisoned ones flagged, FPR the clean ones, "
+                 "of the examples judged (the trusted ones never are)")
 MODEL_COLUMNS = [
     ("Backdoored flagged", lambda r: r["tpr"], 100),
     ("Target named", lambda r: mean_of_known(r["target_found"].values()), 100),
@@ -153,6 +156,14 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
         ]
         columns = ["Defense", *(f"{a} @{float(at):.0%}" for a in attacks for at in FIXED_FPR_LABELS)]
         tables.append(Table("Table 1b: one-attack TPR (%) at a fixed FPR of 1% and 5%, from the scores", columns, rows, cells.footnotes()))
+        cells = Cells()
+        rows = [
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, rate=rate: r[rate], 100, detection=True)
+                      for a in attacks for rate in ("tpr", "fpr")]
+            for name in example_defenses
+        ]
+        columns = ["Defense", *(f"{rate.upper()} {a}" for a in attacks for rate in ("tpr", "fpr"))]
+        tables.append(Table(REMOVED_TITLE.format(prefix="Table 1c: one-attack"), columns, rows, cells.footnotes()))
     cells = Cells()
     rows = []
     for name, label in mitigation_rows(frame):
@@ -186,6 +197,10 @@ def _multi_attack_tables(frame: pd.DataFrame, heading: str, alone: dict[str, lis
         ]
         title = f"Table 3a: {heading} detection AUROC, all poisoned examples and each attack's against the clean ones"
         tables.append(Table(title, ["Defense", "All", *attacks], rows, cells.footnotes()))
+        cells = Cells()
+        rows = [[name] + [cells.text(select(frame, defense=name), lambda r, rate=rate: r[rate], 100, detection=True) for rate in ("tpr", "fpr")]
+                for name in example_defenses]
+        tables.append(Table(REMOVED_TITLE.format(prefix=f"Table 3d: {heading}"), ["Defense", "TPR", "FPR"], rows, cells.footnotes()))
     cells = Cells()
     rows = []
     asr = after("asr")
