@@ -578,3 +578,15 @@ def test_the_examples_removed_have_their_tables_one_attack_and_multi_attack(tmp_
     assert one.rows == [["spectral", "70.00 ± 127.06 (n=2)", "10.00 ± 63.53 (n=2)"]]
     multi = table(tables, "Table 3d: multi-attack examples removed")
     assert multi.columns == ["Defense", "TPR", "FPR"] and multi.rows == [["spectral", "50.00", "20.00"]]
+
+
+def test_the_header_says_how_many_trusted_examples_the_defenses_held(tmp_path: Path) -> None:
+    flags = {"auroc": 0.9, "clean_acc_after": 0.9, "asr_after": {"patch": 0.1}}
+    records = [record("none", 0, ["patch"]), record("spectral", 0, ["patch"], trusted=500, **flags),
+               record("badloss", 0, ["patch"], trusted=1500, **flags)]
+    _, markdown = render(tmp_path, records)
+    assert "held 500 to 1,500 trusted clean training examples a cell" in " ".join(markdown.split())
+    _, markdown = render(tmp_path, records[:2])
+    assert "held 500 trusted clean" in " ".join(markdown.split())
+    _, markdown = render(tmp_path, records[:1])
+    assert "trusted clean" not in markdown

@@ -77,8 +77,20 @@ def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *seed_notes(records), *scale_notes(records), *plugins,
-                        *code_notes(records), *environment_notes(records), *notes]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *seed_notes(records), *scale_notes(records), *trusted_notes(records),
+                        *plugins, *code_notes(records), *environment_notes(records), *notes]) + "\n"
+
+
+def trusted_notes(records: list[dict[str, Any]]) -> list[str]:
+    """How many trusted clean examples the example-level defenses held (BaDLoss appendix A.1's C, ``--trusted``),
+    which detection never counts: a range where cells differ (the warping attack's triple set, a cap at half the
+    clean examples, another ``--trusted``)."""
+    counts = sorted({r["trusted"] for r in records if r["unit"] == "example" and "trusted" in r})
+    if not counts:
+        return []
+    held = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+    return [f"The example-level defenses held {held} trusted clean training examples a cell (`--trusted`, BaDLoss "
+            "appendix A.1's bona fide clean set), never judged."]
 
 
 def seed_notes(records: list[dict[str, Any]]) -> list[str]:
