@@ -183,6 +183,15 @@ def default_registry(requested: tuple[str, ...] = ()) -> Registry:
     plugin module loaded without installing it, which the tables name as ``NAME (module, not installed)``.
     """
     autoload = not os.environ.get(AUTOLOAD_OFF)
+    try:
+        return _load_registry(requested, autoload)
+    except BenchbdError as exc:
+        if not autoload:
+            raise
+        raise BenchbdError(f"{exc} ({AUTOLOAD_OFF}=1 loads only the built-ins and the plugins named with -p)") from None
+
+
+def _load_registry(requested: tuple[str, ...], autoload: bool) -> Registry:
     manager = make_manager()
     distributions = {}
     found = set()

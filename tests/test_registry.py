@@ -127,6 +127,23 @@ def test_a_plugin_module_is_loaded_with_p_without_installing_it(tmp_path: Path, 
     assert "corner_dot (module, not installed)" in next(line for line in listing.stdout.splitlines() if "corner-dot" in line)
 
 
+def test_a_plugin_that_fails_to_load_is_named_with_the_way_to_run_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One broken installed plugin stops every command; the error names it and says how to load only the others."""
+    from benchbd import registry as registry_module
+
+    broken = SimpleNamespace(name="broken", value="broken_module", dist=SimpleNamespace(name="acme-broken"),
+                             load=lambda: (_ for _ in ()).throw(ImportError("No module named 'torchvision2'")))
+    installed = registry_module.metadata.entry_points
+    monkeypatch.setattr(registry_module.metadata, "entry_points", lambda group: [*installed(group=group), broken])
+    with pytest.raises(BenchbdError) as error:
+        default_registry.__wrapped__()
+    assert str(error.value) == ("plugin 'broken' (broken_module, from acme-broken) failed to load: ImportError: No module "
+                                "named 'torchvision2' (BENCHBD_DISABLE_PLUGIN_AUTOLOAD=1 loads only the built-ins and "
+                                "the plugins named with -p)")
+    monkeypatch.setenv("BENCHBD_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "patch" in default_registry.__wrapped__().names("attacks")
+
+
 # -- the bases validate their own fields, however an instance is built --------------------------------------------
 
 
