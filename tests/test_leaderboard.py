@@ -590,3 +590,12 @@ def test_the_header_says_how_many_trusted_examples_the_defenses_held(tmp_path: P
     assert "held 500 trusted clean" in " ".join(markdown.split())
     _, markdown = render(tmp_path, records[:1])
     assert "trusted clean" not in markdown
+
+
+def test_the_header_says_what_share_each_attack_poisoned(tmp_path: Path) -> None:
+    records = [record("none", 0, ["patch"], params={"attacks": {"patch": {"ratio": 0.02, "target": None}}, "defense": {}}),
+               record("none", 0, ["patch", "wanet"],
+                      params={"attacks": {"patch": {"ratio": 0.05}, "wanet": {"ratio": 0.1}}, "defense": {}}),
+               record("none", 0, ["blind"], params={"attacks": {"blind": {"target": 0}}, "defense": {}})]
+    _, markdown = render(tmp_path, records)
+    assert "Poisoned share of the training set, by attack: patch 2% and 5%, wanet 10%." in markdown

@@ -77,8 +77,22 @@ def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         f"Dataset {markdown_escape(first['dataset'])}, model {markdown_escape(first['model'])}, "
         f"profile {markdown_escape(first['profile'])}, seeds {len(seeds)}; with several, mean ± 95% t-interval half-width (n seeds)."
     )
-    return "\n\n".join(["# benchbd leaderboard", summary, *seed_notes(records), *scale_notes(records), *trusted_notes(records),
-                        *plugins, *code_notes(records), *environment_notes(records), *notes]) + "\n"
+    return "\n\n".join(["# benchbd leaderboard", summary, *seed_notes(records), *scale_notes(records), *poisoning_notes(records),
+                        *trusted_notes(records), *plugins, *code_notes(records), *environment_notes(records), *notes]) + "\n"
+
+
+def poisoning_notes(records: list[dict[str, Any]]) -> list[str]:
+    """The share of the training set each data attack poisoned (its ``ratio`` parameter), every value the records
+    hold, so that a table's ASR can be read against it."""
+    ratios: dict[str, set[float]] = {}
+    for r in records:
+        for attack, params in (r.get("params") or {}).get("attacks", {}).items():
+            if isinstance(params.get("ratio"), (int, float)):
+                ratios.setdefault(attack, set()).add(params["ratio"])
+    if not ratios:
+        return []
+    shares = ", ".join(f"{markdown_escape(a)} {' and '.join(f'{100 * v:g}%' for v in sorted(values))}" for a, values in ratios.items())
+    return [f"Poisoned share of the training set, by attack: {shares}."]
 
 
 def trusted_notes(records: list[dict[str, Any]]) -> list[str]:
