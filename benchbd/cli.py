@@ -204,7 +204,7 @@ def cmd_check_plugin(args: argparse.Namespace, console: Console) -> int:
         table.add_row(Text(check.name), Text("pass", style="green") if check.passed else Text("FAIL", style="red"), Text(check.detail))
     console.print(table)
     passed = sum(c.passed for c in checks)
-    console.print(f"{passed} of {len(checks)} checks passed, on {len(tiny_data().y_train)} synth-signs training images: the "
+    console.print(f"{passed} of {len(checks)} checks passed, on the kit's tiny data ({len(tiny_data().y_train)} synth-signs training images): the "
                   "contract the harness relies on, not how well the method works (a test of yours on data shows that: "
                   "CONTRIBUTING.md, \"Testing your plugin\").", markup=False, highlight=False)
     return 0 if passed == len(checks) else EXIT_CELLS_FAILED

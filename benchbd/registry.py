@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -110,14 +111,20 @@ def check_contract(category: Category, obj: Any, distribution: str) -> None:
 class Registry:
     """The name → plugin tables, built from a pluggy plugin manager."""
 
-    def __init__(self, manager: pluggy.PluginManager, distributions: dict[str, str]) -> None:
+    def __init__(self, manager: pluggy.PluginManager, distributions: dict[str, str], autoloaded: frozenset[str] = frozenset()) -> None:
+        """``distributions``: each registered plugin's distribution, by plugin name; ``autoloaded``: the plugins
+        loaded only because autoload is on, whose errors say how to run without them."""
         self.manager = manager
         self.tables: dict[Category, dict[str, Entry]] = {category: {} for category in CATEGORIES}
         for category in CATEGORIES:
             hook = getattr(manager.hook, f"benchbd_{category}")
             for impl in hook.get_hookimpls():
-                for obj in impl.function() or []:
-                    self._add(category, obj, distributions.get(impl.plugin_name, impl.plugin_name))
+                distribution = distributions.get(impl.plugin_name, impl.plugin_name)
+                try:
+                    for obj in _loaded(impl.plugin_name, impl.function, f"benchbd_{category}, from {distribution}") or []:
+                        self._add(category, obj, distribution)
+                except BenchbdError as exc:
+                    raise _with_autoload_hint(exc, impl.plugin_name in autoloaded) from None
 
     def _add(self, category: Category, obj: Any, distribution: str) -> None:
         check_contract(category, obj, distribution)
@@ -180,34 +187,39 @@ def default_registry(requested: tuple[str, ...] = ()) -> Registry:
     With ``BENCHBD_DISABLE_PLUGIN_AUTOLOAD`` set (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), only the
     built-ins and the entry points named in ``requested`` (``benchbd -p NAME``) are loaded. A name in ``requested``
     that is no entry point is imported as a module from ``sys.path`` (``PYTHONPATH``), as pytest's ``-p`` does: a
-    plugin module loaded without installing it, which the tables name as ``NAME (module, not installed)``.
+    plugin module loaded without installing it, which the tables name as ``NAME (module, not installed)`` (or by
+    the installed distribution that ships it, if one does).
     """
     autoload = not os.environ.get(AUTOLOAD_OFF)
-    try:
-        return _load_registry(requested, autoload)
-    except BenchbdError as exc:
-        if not autoload:
-            raise
-        raise BenchbdError(f"{exc} ({AUTOLOAD_OFF}=1 loads only the built-ins and the plugins named with -p)") from None
-
-
-def _load_registry(requested: tuple[str, ...], autoload: bool) -> Registry:
     manager = make_manager()
     distributions = {}
     found = set()
+    autoloaded = set()
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         distribution = entry_point.dist.name if entry_point.dist else "?"
         found.add(entry_point.name)
-        wanted = autoload or distribution == BUILTIN_DISTRIBUTION or entry_point.name in requested
-        if not wanted or manager.has_plugin(entry_point.name):
+        builtin_or_requested = distribution == BUILTIN_DISTRIBUTION or entry_point.name in requested
+        if not (autoload or builtin_or_requested) or manager.has_plugin(entry_point.name):
             continue
-        manager.register(_loaded(entry_point.name, entry_point.load, f"{entry_point.value}, from {distribution}"),
-                         name=entry_point.name)
+        if not builtin_or_requested:
+            autoloaded.add(entry_point.name)
+        try:
+            plugin = _loaded(entry_point.name, entry_point.load, f"{entry_point.value}, from {distribution}")
+        except BenchbdError as exc:
+            raise _with_autoload_hint(exc, entry_point.name in autoloaded) from None
+        manager.register(plugin, name=entry_point.name)
         distributions[entry_point.name] = distribution
     for name in dict.fromkeys(requested):
-        if name not in found and _register_module(manager, name):
-            distributions[name] = f"{name} (module, not installed)"
-    return Registry(manager, distributions)
+        if name not in found:
+            label = _register_module(manager, name)
+            if label:
+                distributions[name] = label
+    return Registry(manager, distributions, frozenset(autoloaded))
+
+
+def _with_autoload_hint(error: BenchbdError, autoloaded: bool) -> BenchbdError:
+    """The error of a plugin that autoload brought in says how to run without it; others' stay as they are."""
+    return BenchbdError(f"{error} ({AUTOLOAD_OFF}=1 loads only the built-ins and the plugins named with -p)") if autoloaded else error
 
 
 def _loaded(name: str, load: Callable[[], Any], origin: str) -> Any:
@@ -218,22 +230,31 @@ def _loaded(name: str, load: Callable[[], Any], origin: str) -> Any:
         raise BenchbdError(f"plugin '{name}' ({origin}) failed to load: {type(exc).__name__}: {exc}") from None
 
 
-def _register_module(manager: pluggy.PluginManager, name: str) -> bool:
-    """Import and register the module ``-p NAME`` names when no entry point has that name, unless an entry point
-    registered it already (False); refused unless it implements one of benchbd's hooks (marked
-    ``@benchbd.hookimpl``)."""
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
     try:
-        spec = importlib.util.find_spec(name)
+        return importlib.util.find_spec(name)
     except (ModuleNotFoundError, ValueError):  # a missing parent package, a malformed name
-        spec = None
+        return None
+
+
+def _register_module(manager: pluggy.PluginManager, name: str) -> str | None:
+    """Import and register the module ``-p NAME`` names when no entry point has that name; return the
+    distribution it comes from, "NAME (module, not installed)" when none, or None when an entry point registered
+    it already. Refused, in one line, unless it is a module that implements one of benchbd's hooks (marked
+    ``@benchbd.hookimpl``)."""
+    spec = _loaded(name, lambda: _find_spec(name), "its package")  # finding a.b imports a
     if spec is None:
         raise BenchbdError(f"-p {name}: no entry point of that name in group '{ENTRY_POINT_GROUP}', and no module of "
                            "that name to import (put its folder on PYTHONPATH, or install its distribution)")
+    if spec.origin is None:
+        raise BenchbdError(f"-p {name}: a namespace package (a folder without __init__.py); name the module that "
+                           f"implements benchbd's hooks, e.g. -p {name}.plugin")
     module = _loaded(name, lambda: importlib.import_module(name), f"module {spec.origin}")
     if manager.is_registered(module):
-        return False
+        return None
     manager.register(module, name=name)
     if not manager.get_hookcallers(module):
         raise BenchbdError(f"-p {name}: module {spec.origin} implements none of benchbd's hooks with @benchbd.hookimpl "
                            f"({', '.join(f'benchbd_{category}' for category in CATEGORIES)})")
-    return True
+    installed = metadata.packages_distributions().get(name.split(".")[0])
+    return installed[0] if installed else f"{name} (module, not installed)"

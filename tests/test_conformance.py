@@ -172,4 +172,4 @@ def test_the_command_says_how_many_checks_passed_and_what_they_do_not_show(capsy
 
     assert main(["check-plugin", "patch"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "5 of 5 checks passed, on 430 synth-signs training images" in out and "not how well the method works" in out
+    assert "5 of 5 checks passed, on the kit's tiny data (430 synth-signs training images)" in out and "not how well the method works" in out

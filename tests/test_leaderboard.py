@@ -559,7 +559,7 @@ def test_a_defenses_warnings_are_footnoted_with_the_seeds_that_gave_them(tmp_pat
     ]
     tables, _ = render(tmp_path, records)
     detection = table(tables, "Table 1:")
-    assert detection.rows[0][1].endswith("(1)") and detection.notes == [f"(1) the defense warned: {short} (in 1 of 2 seeds)"]
+    assert detection.rows[0][1].endswith("(1)") and detection.notes == [f"(1) the defense warned in 1 of 2 seeds: {short}"]
 
 
 def test_the_examples_removed_have_their_tables_one_attack_and_multi_attack(tmp_path: Path) -> None:
@@ -573,10 +573,10 @@ def test_the_examples_removed_have_their_tables_one_attack_and_multi_attack(tmp_
                asr_after={"patch": 0.1, "wanet": 0.5}, **flags),
     ]
     tables, _ = render(tmp_path, records)
-    one = table(tables, "Table 1c: one-attack examples removed")
+    one = table(tables, "Table 1c: one-attack examples flagged")
     assert one.columns == ["Defense", "TPR patch", "FPR patch"]
     assert one.rows == [["spectral", "70.00 ± 127.06 (n=2)", "10.00 ± 63.53 (n=2)"]]
-    multi = table(tables, "Table 3d: multi-attack examples removed")
+    multi = table(tables, "Table 3d: multi-attack examples flagged")
     assert multi.columns == ["Defense", "TPR", "FPR"] and multi.rows == [["spectral", "50.00", "20.00"]]
 
 
@@ -598,4 +598,23 @@ def test_the_header_says_what_share_each_attack_poisoned(tmp_path: Path) -> None
                       params={"attacks": {"patch": {"ratio": 0.05}, "wanet": {"ratio": 0.1}}, "defense": {}}),
                record("none", 0, ["blind"], params={"attacks": {"blind": {"target": 0}}, "defense": {}})]
     _, markdown = render(tmp_path, records)
-    assert "Poisoned share of the training set, by attack: patch 2% and 5%, wanet 10%." in markdown
+    assert "Poisoned share of the training set (the attack's ratio), by attack: patch 2% and 5%, wanet 10%." in markdown
+
+
+def test_a_lone_warning_text_is_one_footnote_and_any_warning_renders() -> None:
+    from benchbd.leaderboard.cells import recorded_warnings
+
+    assert recorded_warnings({"details": {"warnings": "17 probes short"}}) == ["17 probes short"]
+    assert recorded_warnings({"details": {"warnings": [{"probes": 17}, "a", "a"]}}) == ["{'probes': 17}", "a"]
+    assert recorded_warnings({"details": None}) == [] and recorded_warnings({}) == []
+
+
+def test_old_records_footnote_the_fpr_of_the_examples_flagged_not_the_tpr(tmp_path: Path) -> None:
+    """Old records counted the trusted (clean) examples as judged: their FPR, not their TPR, is biased."""
+    from benchbd.leaderboard.cells import OLD_FPR
+
+    records = [record("spectral", 0, ["patch"], code=None, auroc=0.9, tpr=0.8, fpr=0.1, clean_acc_after=0.9,
+                      asr_after={"patch": 0.1})]
+    tables, _ = render(tmp_path, records)
+    removed = table(tables, "Table 1c")
+    assert removed.rows[0][1] == "80.00" and removed.rows[0][2] == "10.00 (1)" and removed.notes == [f"(1) {OLD_FPR}"]

@@ -121,6 +121,24 @@ def test_a_plugin_module_is_loaded_with_p_without_installing_it(tmp_path: Path, 
     finally:
         for name in ("corner_dot", "no_hooks"):
             sys.modules.pop(name, None)
+    (tmp_path / "failing_pkg").mkdir()
+    (tmp_path / "failing_pkg" / "__init__.py").write_text("raise RuntimeError('half written')\n")
+    (tmp_path / "namespace_pkg").mkdir()  # no __init__.py
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(BenchbdError, match=r"^plugin 'failing_pkg.attack' \(its package\) failed to load: RuntimeError: half written$"):
+            default_registry.__wrapped__(("failing_pkg.attack",))  # one line, and no autoload hint: it was asked for
+        with pytest.raises(BenchbdError, match=r"^-p namespace_pkg: a namespace package .*-p namespace_pkg.plugin$"):
+            default_registry.__wrapped__(("namespace_pkg",))
+        from benchbd import registry as registry_module
+
+        sys.modules.pop("corner_dot", None)
+        monkeypatch.setattr(registry_module.metadata, "packages_distributions", lambda: {"corner_dot": ["acme-corner"]})
+        registry = default_registry.__wrapped__(("corner_dot",))  # a module an installed distribution ships
+        assert registry.provenance("attacks", "corner-dot") == "acme-corner"
+    finally:
+        for name in [name for name in sys.modules if name.startswith(("failing_pkg", "namespace_pkg", "corner_dot"))]:
+            del sys.modules[name]
     listing = subprocess.run([sys.executable, "-m", "benchbd.cli", "-p", "corner_dot", "list", "attacks"],
                              capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert listing.returncode == 0, listing.stderr
@@ -134,7 +152,10 @@ def test_a_plugin_that_fails_to_load_is_named_with_the_way_to_run_without_it(mon
     broken = SimpleNamespace(name="broken", value="broken_module", dist=SimpleNamespace(name="acme-broken"),
                              load=lambda: (_ for _ in ()).throw(ImportError("No module named 'torchvision2'")))
     installed = registry_module.metadata.entry_points
-    monkeypatch.setattr(registry_module.metadata, "entry_points", lambda group: [*installed(group=group), broken])
+    def with_plugin(plugin: SimpleNamespace) -> Any:
+        return lambda **where: [*installed(**where), plugin] if where.get("group") == "benchbd" else installed(**where)
+
+    monkeypatch.setattr(registry_module.metadata, "entry_points", with_plugin(broken))
     with pytest.raises(BenchbdError) as error:
         default_registry.__wrapped__()
     assert str(error.value) == ("plugin 'broken' (broken_module, from acme-broken) failed to load: ImportError: No module "
@@ -142,6 +163,18 @@ def test_a_plugin_that_fails_to_load_is_named_with_the_way_to_run_without_it(mon
                                 "the plugins named with -p)")
     monkeypatch.setenv("BENCHBD_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert "patch" in default_registry.__wrapped__().names("attacks")
+    monkeypatch.delenv("BENCHBD_DISABLE_PLUGIN_AUTOLOAD")
+
+    class NotAnAttack:
+        @benchbd.hookimpl
+        def benchbd_attacks(self):
+            return [object]
+
+    breaking = SimpleNamespace(name="breaking", value="breaking_module", dist=SimpleNamespace(name="acme-breaking"),
+                               load=NotAnAttack)
+    monkeypatch.setattr(registry_module.metadata, "entry_points", with_plugin(breaking))
+    with pytest.raises(BenchbdError, match=r"^attack .* from acme-breaking .*\(BENCHBD_DISABLE_PLUGIN_AUTOLOAD=1 loads only"):
+        default_registry.__wrapped__()
 
 
 # -- the bases validate their own fields, however an instance is built --------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import json
@@ -78,7 +79,7 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
     pending = [(start.__name__, Path(path), hasattr(start, "__path__"))]
     while pending:
         module, file, is_package = pending.pop()
-        if file.suffix != ".py":
+        if is_compiled(file):
             continue
         for name in sorted(imported_modules(file.read_text(), module, is_package)):
             if name in sources or name.split(".")[0] != top:
@@ -90,12 +91,19 @@ def plugin_sources(obj: Any) -> dict[str, Path]:
     return dict(sorted(sources.items()))
 
 
+def is_compiled(path: Path) -> bool:
+    """Whether a module's file is compiled: an extension module, or bytecode shipped without its source."""
+    return path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)) or path.suffix in importlib.machinery.BYTECODE_SUFFIXES
+
+
 def code_text(path: Path) -> str:
     """The code of a module's file as its digest reads it: a Python source file's syntax tree without its
     docstrings, in :func:`tree_text`'s form, so comments, docstrings and layout do not count; a file that does not
-    parse (a module being edited) is read as it is; a compiled module's file by the SHA-256 of its bytes."""
-    if path.suffix != ".py":
-        return "compiled " + hashlib.sha256(path.read_bytes()).hexdigest()
+    parse (a module being edited) is read as it is. A compiled module (:func:`is_compiled`) is read as the SHA-256
+    of its bytes, a ``.pyc``'s after its 16-byte header (which holds the source's time or hash, not code)."""
+    if is_compiled(path):
+        data = path.read_bytes()
+        return "compiled " + hashlib.sha256(data[16:] if path.suffix in importlib.machinery.BYTECODE_SUFFIXES else data).hexdigest()
     return _code_text(path.read_bytes())
 
 

@@ -27,9 +27,13 @@ FIXED_FPR_LABELS = tuple(f"{limit:g}" for limit in FIXED_FPRS)
 BOOSTED = "ASR boosted ×2 at test time, as BaDLoss's reference code (the attacks with a test-time boost)"
 #: The footnote of an ASR cell with records made before benchbd recorded code digests.
 OLD_ASR = "ASR of records made before benchbd recorded code digests: boosted ×2 at test time for the blends and sinusoid"
-#: The footnote of a detection cell with such records.
+#: The footnote of a detection cell with such records (AUROC, the TPR at a fixed FPR).
 OLD_DETECTION = ("detection of records made before benchbd recorded code digests: the defender's trusted examples "
                  "counted as judged, which raises an AUROC A to A + f·(1 − A), f their share of the clean examples")
+#: The footnote of an FPR cell with such records.
+OLD_FPR = ("FPR of records made before benchbd recorded code digests: the defender's trusted examples counted among "
+           "the judged clean ones, which lowers the FPR where the defense flags them less often than the others "
+           "(BaDLoss's, whose clean probes they are)")
 
 
 def made_before_code_digests(record: dict[str, Any]) -> bool:
@@ -92,6 +96,17 @@ def scaled_mean(values: list[float], scale: float) -> float:
     return float((np.asarray(values, dtype=float) * scale).mean())
 
 
+def _seeds(count: int, of: int) -> str:
+    """" in 1 of 2 seeds" where a caveat holds for some of a cell's seeds, "" where for all."""
+    return "" if count == of else f" in {count} of {of} seeds"
+
+
+def recorded_warnings(record: dict[str, Any]) -> list[str]:
+    """The distinct warnings in a record's ``details["warnings"]`` (a list of texts; a lone text is one warning)."""
+    warnings = (record.get("details") or {}).get("warnings") or []
+    return list(dict.fromkeys(map(str, [warnings] if isinstance(warnings, str) else warnings)))
+
+
 class Cells:
     """Turns the records of one table cell (several seeds) into text, collecting footnotes for n/a and errors."""
 
@@ -104,41 +119,40 @@ class Cells:
 
     def text(
         self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *,
-        asr: bool = False, detection: bool = False,
+        asr: bool = False, old_detection: str | None = None,
     ) -> str:
         """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in
-        old records; ``detection``: an example-level detection figure, which old records inflate."""
+        old records; ``old_detection``: the footnote of an example-level detection figure that old records
+        (:func:`made_before_code_digests`) biased, :data:`OLD_DETECTION` or :data:`OLD_FPR`."""
         if not records:
             return "–"
         values = seed_values(records, value)
         if isinstance(values, Missing):
             return f"{values.label} {self.mark(values.reason)}"
-        return " ".join([mean_interval(values, scale), *self._caveats(records, asr, detection)])
+        return " ".join([mean_interval(values, scale), *self._caveats(records, asr, old_detection)])
 
-    def _caveats(self, records: list[dict[str, Any]], asr: bool, detection: bool) -> list[str]:
+    def _caveats(self, records: list[dict[str, Any]], asr: bool, old_detection: str | None) -> list[str]:
         """Marks for a defense that removed nothing, with the gate it recorded, for the warnings an example-level
         defense recorded (probes that fell short), for seeds computed by different versions of the code, and for
         old records' ASR and detection."""
         marks = []
         empty = [r for r in records if r["unit"] == "example" and r.get("removed_frac") == 0]
         if empty:
-            seeds = "" if len(empty) == len(records) else f" in {len(empty)} of {len(records)} seeds"
             gate = (empty[0].get("details") or {}).get("gate")
-            marks.append(self.mark(f"flagged nothing{seeds}" + (f": {gate}" if gate else "")))
+            marks.append(self.mark(f"flagged nothing{_seeds(len(empty), len(records))}" + (f": {gate}" if gate else "")))
         warned: dict[str, int] = {}
         for r in records:
             if r["unit"] == "example":
-                for warning in dict.fromkeys((r.get("details") or {}).get("warnings") or []):
+                for warning in recorded_warnings(r):
                     warned[warning] = warned.get(warning, 0) + 1
         for warning, count in warned.items():
-            seeds = "" if count == len(records) else f" (in {count} of {len(records)} seeds)"
-            marks.append(self.mark(f"the defense warned: {warning}{seeds}"))
+            marks.append(self.mark(f"the defense warned{_seeds(count, len(records))}: {warning}"))
         if len({json.dumps(r["code"], sort_keys=True) for r in records if not made_before_code_digests(r)}) > 1:
             marks.append(self.mark("its seeds were computed by different versions of benchbd's or a plugin's code"))
         if asr and any(made_before_code_digests(r) for r in records):
             marks.append(self.mark(OLD_ASR))
-        if detection and any(made_before_code_digests(r) and r["unit"] == "example" for r in records):
-            marks.append(self.mark(OLD_DETECTION))
+        if old_detection and any(made_before_code_digests(r) and r["unit"] == "example" for r in records):
+            marks.append(self.mark(old_detection))
         return marks
 
     def footnotes(self) -> list[str]:

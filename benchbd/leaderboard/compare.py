@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchbd.harness.records import after_field
 from benchbd.leaderboard.cells import (
-    NO_DEFENSE, UNDEFINED, Cells, Missing, Table, after, mitigation_rows, multi_attack_sets, ordered, scaled_mean, seed_values,
+    NO_DEFENSE, OLD_DETECTION, UNDEFINED, Cells, Missing, Table, after, mitigation_rows, multi_attack_sets, ordered, scaled_mean, seed_values,
     select,
 )
 from benchbd.papers import PAPERS, Paper, PaperValue, paper_table
@@ -83,7 +83,7 @@ def _family_comparison(
             for name in ordered(single.loc[single["unit"] == "example", "defense"])
             for a in attacks
             for row in _compared_row(cells, name, a, select(single, defense=name, attack=a), lambda r: r["auroc"], 1,
-                                     value_of.get((1, plugin[name], plugin[a], "auroc")), detection=True)
+                                     value_of.get((1, plugin[name], plugin[a], "auroc")), old_detection=OLD_DETECTION)
         ]
         if rows:
             title = f"Table 1 {versus}: one-attack detection AUROC; Δ = ours − paper"
@@ -127,12 +127,12 @@ def _family_comparison(
 
 def _compared_row(
     cells: Cells, defense: str, column: str, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any],
-    scale: float, paper: float | None, *, asr: bool = False, detection: bool = False
+    scale: float, paper: float | None, *, asr: bool = False, old_detection: str | None = None
 ) -> list[list[str]]:
     """[[defense, column, ours, paper, Δ]], Δ from the mean over seeds; [] where neither we nor the paper have it."""
     if not records and paper is None:
         return []
-    ours = cells.text(records, value, scale, asr=asr, detection=detection) if records else ""
+    ours = cells.text(records, value, scale, asr=asr, old_detection=old_detection) if records else ""
     values = seed_values(records, value) if records else UNDEFINED
     mean = None if isinstance(values, Missing) else scaled_mean(values, scale)
     paper_text = "" if paper is None else f"{paper:.2f}"

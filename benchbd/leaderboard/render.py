@@ -82,8 +82,9 @@ def run_header(records: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
 
 
 def poisoning_notes(records: list[dict[str, Any]]) -> list[str]:
-    """The share of the training set each data attack poisoned (its ``ratio`` parameter), every value the records
-    hold, so that a table's ASR can be read against it."""
+    """The share of the training set each data attack poisons with its trigger (its ``ratio`` parameter), every
+    value the records hold, so that a table's ASR can be read against it; the examples an attack changes besides
+    (WaNet's noise mode, :meth:`~benchbd.DataPoisoningAttack.extra_count`) are not in it."""
     ratios: dict[str, set[float]] = {}
     for r in records:
         for attack, params in (r.get("params") or {}).get("attacks", {}).items():
@@ -92,7 +93,7 @@ def poisoning_notes(records: list[dict[str, Any]]) -> list[str]:
     if not ratios:
         return []
     shares = ", ".join(f"{markdown_escape(a)} {' and '.join(f'{100 * v:g}%' for v in sorted(values))}" for a, values in ratios.items())
-    return [f"Poisoned share of the training set, by attack: {shares}."]
+    return [f"Poisoned share of the training set (the attack's ratio), by attack: {shares}."]
 
 
 def trusted_notes(records: list[dict[str, Any]]) -> list[str]:

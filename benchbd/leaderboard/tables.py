@@ -14,7 +14,8 @@ from benchbd.errors import BenchbdError
 from benchbd.harness.records import after_field
 from benchbd.harness.servers import Simulation
 from benchbd.leaderboard.cells import (
-    AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, Cells, Table, after, asr_of, mitigation_rows,
+    AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, OLD_DETECTION, OLD_FPR, Cells, Table, after, asr_of,
+    mitigation_rows,
     multi_attack_sets, ordered, select, with_boosted,
 )
 
@@ -45,10 +46,12 @@ def mean_of_known(values: Any) -> float | None:
     return float(np.mean(known)) if known else None
 
 
+#: The title of Tables 1c and 3d, the examples a defense flagged (which the harness removes before retraining), and
+#: their rates with the footnote of old records: trusted examples are clean, so only the FPR counted them.
+REMOVED_TITLE = ("{prefix} examples flagged (%): TPR the poisoned ones, FPR the clean ones, of the examples judged (the "
+                 "trusted ones never are); the harness removes them and retrains, unless the defense repairs the model itself")
+REMOVED_RATES = (("tpr", None), ("fpr", OLD_FPR))
 #: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale.
-#: The title of Tables 1c and 3d, the examples a defense flagged and the harness removed before retraining.
-REMOVED_TITLE = ("{prefix} examples removed before retraining (%): TPR the poisoned ones flagged, FPR the clean ones, "
-                 "of the examples judged (the trusted ones never are)")
 MODEL_COLUMNS = [
     ("Backdoored flagged", lambda r: r["tpr"], 100),
     ("Target named", lambda r: mean_of_known(r["target_found"].values()), 100),
@@ -143,14 +146,14 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
     if example_defenses:
         cells = Cells()
         rows = [
-            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r: r["auroc"], 1, detection=True) for a in attacks]
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r: r["auroc"], 1, old_detection=OLD_DETECTION) for a in attacks]
             for name in example_defenses
         ]
         tables.append(Table("Table 1: one-attack detection AUROC", ["Defense", *attacks], rows, cells.footnotes()))
         cells = Cells()
         rows = [
             [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100,
-                                 detection=True)
+                                 old_detection=OLD_DETECTION)
                       for a in attacks for at in FIXED_FPR_LABELS]
             for name in example_defenses
         ]
@@ -158,11 +161,11 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
         tables.append(Table("Table 1b: one-attack TPR (%) at a fixed FPR of 1% and 5%, from the scores", columns, rows, cells.footnotes()))
         cells = Cells()
         rows = [
-            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, rate=rate: r[rate], 100, detection=True)
-                      for a in attacks for rate in ("tpr", "fpr")]
+            [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, rate=rate: r[rate], 100, old_detection=old)
+                      for a in attacks for rate, old in REMOVED_RATES]
             for name in example_defenses
         ]
-        columns = ["Defense", *(f"{rate.upper()} {a}" for a in attacks for rate in ("tpr", "fpr"))]
+        columns = ["Defense", *(f"{rate.upper()} {a}" for a in attacks for rate, _ in REMOVED_RATES)]
         tables.append(Table(REMOVED_TITLE.format(prefix="Table 1c: one-attack"), columns, rows, cells.footnotes()))
     cells = Cells()
     rows = []
@@ -190,15 +193,15 @@ def _multi_attack_tables(frame: pd.DataFrame, heading: str, alone: dict[str, lis
     if example_defenses:
         cells = Cells()
         rows = [
-            [name, cells.text(select(frame, defense=name), lambda r: r["auroc"], 1, detection=True)]
-            + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1, detection=True)
+            [name, cells.text(select(frame, defense=name), lambda r: r["auroc"], 1, old_detection=OLD_DETECTION)]
+            + [cells.text(select(frame, defense=name), lambda r, a=a: r["auroc_per_attack"][a], 1, old_detection=OLD_DETECTION)
                for a in attacks]
             for name in example_defenses
         ]
         title = f"Table 3a: {heading} detection AUROC, all poisoned examples and each attack's against the clean ones"
         tables.append(Table(title, ["Defense", "All", *attacks], rows, cells.footnotes()))
         cells = Cells()
-        rows = [[name] + [cells.text(select(frame, defense=name), lambda r, rate=rate: r[rate], 100, detection=True) for rate in ("tpr", "fpr")]
+        rows = [[name] + [cells.text(select(frame, defense=name), lambda r, rate=rate: r[rate], 100, old_detection=old) for rate, old in REMOVED_RATES]
                 for name in example_defenses]
         tables.append(Table(REMOVED_TITLE.format(prefix=f"Table 3d: {heading}"), ["Defense", "TPR", "FPR"], rows, cells.footnotes()))
     cells = Cells()
