@@ -92,7 +92,7 @@ def poisoning_notes(records: list[dict[str, Any]]) -> list[str]:
                 ratios.setdefault(attack, set()).add(params["ratio"])
     if not ratios:
         return []
-    shares = ", ".join(f"{markdown_escape(a)} {' and '.join(f'{100 * v:g}%' for v in sorted(values))}" for a, values in ratios.items())
+    shares = ", ".join(f"{markdown_escape(a)} {' and '.join(f'{100 * v:.3g}%' for v in sorted(values))}" for a, values in ratios.items())
     return [f"Poisoned share of the training set (the attack's ratio), by attack: {shares}."]
 
 
