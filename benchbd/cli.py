@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 import torch
@@ -48,8 +48,17 @@ def _parse_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error for a ``-p`` given after the command says where it goes."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:") and "-p" in message.split(":", 1)[1].split():
+            message += " (-p goes before the command: benchbd -p MODULE COMMAND ...)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="benchbd",
         description="Benchmark backdoor attacks and defenses on image classifiers.",
         epilog="Quick start: `benchbd matrix` runs on the embedded synth-signs dataset: every attack against every "
@@ -178,7 +187,7 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     output = args.output or args.run_dir / "leaderboard.md"
     print_tables(render_run(args.run_dir, output, args.compare), console)
-    console.print(Text(f"wrote {output} and its heatmaps"))
+    console.print(Text(f"wrote {output}"))  # with the heatmaps it links, when the run has cells to draw
     return 0
 
 

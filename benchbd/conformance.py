@@ -45,7 +45,7 @@ from benchbd.harness.units.example import checked_scores, example_context, trust
 from benchbd.harness.units.model import checked_verdict, model_context
 from benchbd.harness.units.training_run import training_run_context
 from benchbd.models import ImageClassifier
-from benchbd.registry import Registry, default_registry
+from benchbd.registry import NOT_INSTALLED_HINT, Registry, default_registry
 from benchbd.training.profiles import PROFILES
 from benchbd.training.trainer import LossComputation, StepInfo, Trainer, TrainingRun, cross_entropy_loss
 
@@ -378,7 +378,7 @@ def check_plugin(name: str, registry: Registry | None = None, params: Params | N
     if name in registry.tables["defenses"]:
         return defense_checks(registry.defense(name), params)
     valid = ", ".join(registry.names("attacks") + registry.names("defenses"))
-    raise BenchbdError(f"no attack or defense named '{name}'; valid: {valid}")
+    raise BenchbdError(f"no attack or defense named '{name}'; valid: {valid}; {NOT_INSTALLED_HINT}")
 
 
 def assert_conforms(name: str, params: Params | None = None) -> None:

@@ -144,7 +144,7 @@ class Registry:
             return self.tables[category][name].obj
         except KeyError:
             valid = ", ".join(sorted(self.tables[category]))
-            raise BenchbdError(f"unknown {category[:-1]} '{name}'; valid: {valid}") from None
+            raise BenchbdError(f"unknown {category[:-1]} '{name}'; valid: {valid}; {NOT_INSTALLED_HINT}") from None
 
     def names(self, category: Category) -> list[str]:
         return sorted(self.tables[category])
@@ -177,6 +177,8 @@ def make_manager() -> pluggy.PluginManager:
 
 
 AUTOLOAD_OFF = "BENCHBD_DISABLE_PLUGIN_AUTOLOAD"
+#: The end of an unknown plugin name's error.
+NOT_INSTALLED_HINT = "a plugin module not installed loads with PYTHONPATH=ITS_FOLDER benchbd -p MODULE COMMAND ..."
 BUILTIN_DISTRIBUTION = "benchbd"
 
 

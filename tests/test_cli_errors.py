@@ -102,3 +102,12 @@ def test_datasets_no_cell_can_run_on_are_refused_before_training(tmp_path: Path,
                      "--device", "cpu", "--out", str(out)], capsys)
     assert code == 2 and "patch: needs 16 examples to poison but only 10 are eligible" in err, err
     assert not (out / "results.jsonl").exists()
+
+
+def test_a_p_after_the_command_says_where_it_goes_and_an_unknown_name_how_to_load_a_module(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_code:
+        main(["check-plugin", "my-attack", "-p", "my_attack"])
+    assert exit_code.value.code == 2
+    assert "unrecognized arguments: -p my_attack (-p goes before the command: benchbd -p MODULE COMMAND ...)" in capsys.readouterr().err
+    code, err = run(["check-plugin", "my-attack"], capsys)
+    assert code == 2 and err.endswith("a plugin module not installed loads with PYTHONPATH=ITS_FOLDER benchbd -p MODULE COMMAND ...")

@@ -425,6 +425,7 @@ def test_table_4_shows_the_model_the_defense_judged(tmp_path: Path) -> None:
     tables, _ = render(tmp_path, [aegis])
     (row,) = table(tables, "Table 4").rows
     assert row[-2:] == ["91.00", "2.00"]  # the cell's own model: 90.00 and 95.00
+    assert "judges its backdoored model and 4 clean models" in table(tables, "Table 4").notes[-1]
 
 
 def test_table_4_reads_the_tpr_at_a_fixed_fpr_off_the_model_scores(tmp_path: Path) -> None:

@@ -63,9 +63,22 @@ MODEL_COLUMNS = [
     ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
     ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
 ]
-MODEL_TITLE = ("Table 4: model-level detection (%; AUROC and TPR at a fixed FPR over the backdoored and the clean "
-               "models); the backdoored model judged: its clean accuracy and ASR as trained (a defense that trains its "
-               "own models, AEGIS, judges those)")
+MODEL_TITLE = ("Table 4: model-level detection (%, AUROC as a fraction; AUROC and TPR at a fixed FPR over the backdoored "
+               "and the clean models); the backdoored model judged: its clean accuracy and ASR as trained (a defense "
+               "that trains its own models, AEGIS, judges those)")
+
+
+def model_population_notes(records: list[dict[str, Any]]) -> list[str]:
+    """What Table 4's figures are over: how many clean models each cell judged beside its backdoored one, what
+    "flagged" and "Classes wrongly named" count."""
+    counts = sorted({len(r["model_scores"]["clean"]) for r in records if r.get("model_scores")})
+    if not counts:
+        return []
+    clean = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return [f"Each cell judges its backdoored model and {clean} clean models of the same architecture and profile "
+            "(`--clean-models`), per seed. \"Flagged\" is the defense's own decision; the AUROC ranks its scores over "
+            "those models; \"Classes wrongly named\" is the share of the classes the defense examined that it named as a "
+            "target wrongly: any class of a clean model, the backdoored model's other than its target."]
 
 
 #: Table 5's columns, the training-run unit's (harness/units/training_run.py) record fields.
@@ -75,7 +88,8 @@ TRAINING_RUN_COLUMNS = [
     ("AUROC", lambda r: r["auroc"], 1),
     ("Overhead", lambda r: r["overhead_frac"], 100),
 ]
-TRAINING_RUN_TITLE = "Table 5: training-run detection (% of servers; overhead in % of the servers' training steps)"
+TRAINING_RUN_TITLE = ("Table 5: training-run detection (% of servers, AUROC as a fraction; overhead in % of the servers' "
+                      "training steps)")
 
 
 #: The units whose tables list detection per (defense, attack set): their titles and columns.
@@ -134,7 +148,8 @@ def _detection_tables(frame: pd.DataFrame) -> list[Table]:
             for name in ordered(selected["defense"])
             for attack_set in ordered(selected["attack_set"])
         ]
-        tables.append(Table(title, ["Defense", "Attacks", *(header for header, _, _ in columns)], rows, cells.footnotes()))
+        notes = cells.footnotes() + (model_population_notes(selected["record"].tolist()) if unit == "model" else [])
+        tables.append(Table(title, ["Defense", "Attacks", *(header for header, _, _ in columns)], rows, notes))
     return tables
 
 
