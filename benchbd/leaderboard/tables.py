@@ -76,7 +76,7 @@ def model_population_notes(records: list[dict[str, Any]]) -> list[str]:
         return []
     clean = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     return [f"Each cell judges its backdoored model and {clean} clean models of the same architecture and profile "
-            "(`--clean-models`), per seed. \"Flagged\" is the defense's own decision; the AUROC ranks its scores over "
+            "(--clean-models), per seed. \"Flagged\" is the defense's own decision; the AUROC ranks its scores over "
             "those models; \"Classes wrongly named\" is the share of the classes the defense examined that it named as a "
             "target wrongly: any class of a clean model, the backdoored model's other than its target."]
 
