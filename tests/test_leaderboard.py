@@ -447,7 +447,7 @@ def test_table_4_reads_the_tpr_at_a_fixed_fpr_off_the_model_scores(tmp_path: Pat
     assert at["blend-random"] == ("0.00", "100.00")  # two clean models above it: 1 of 100 flagged is the limit at 1%
     assert at["wanet"][0].startswith("n/a") and at["wanet"][1] == "100.00"
     assert at["No attack"][0].startswith("n/a") and at["No attack"][1].startswith("n/a")
-    assert "too few clean ones to measure that FPR" in markdown
+    assert "undefined: too few clean models judged to measure that FPR (100 for 1%, 20 for 5%)" in markdown
 
 def test_the_header_names_a_demo_scale(tmp_path: Path) -> None:
     _, synthetic = render(tmp_path, [record("none", 0, ["patch"])])
@@ -619,3 +619,17 @@ def test_old_records_footnote_the_fpr_of_the_examples_flagged_not_the_tpr(tmp_pa
     tables, _ = render(tmp_path, records)
     removed = table(tables, "Table 1c")
     assert removed.rows[0][1] == "80.00" and removed.rows[0][2] == "10.00 (1)" and removed.notes == [f"(1) {OLD_FPR}"]
+
+
+def test_an_undefined_detection_figure_says_why_in_its_column(tmp_path: Path) -> None:
+    """Without an attack a model cell has no backdoored model: each column's footnote names its own reason."""
+    clean_only = record("neural-cleanse-model", 0, [], unit="model", fpr=0.25, class_fpr=0.01, target_found={},
+                        model_scores={"backdoored": 1.0, "clean": [1.0, 2.0, 0.5, 0.2]})
+    clean_only.update(tpr=None, auroc=None)  # measured, undefined (record() leaves out fields given as None)
+    tables, _ = render(tmp_path, [clean_only])
+    model = table(tables, "Table 4")
+    row = dict(zip(model.columns, model.rows[0]))
+    notes = {note.split(" ", 1)[0]: note.split(" ", 1)[1] for note in model.notes if note.startswith("(")}
+    assert notes[row["Backdoored flagged"].split()[-1]] == "undefined: no backdoored model judged (no attack, or the defense could not judge it)"
+    assert notes[row["Target named"].split()[-1]] == "undefined: no target among the classes the defense examined"
+    assert row["Clean models flagged"] == "25.00"

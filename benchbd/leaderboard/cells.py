@@ -76,10 +76,12 @@ UNDEFINED = Missing("n/a", "undefined: the cell has no poisoned or no clean exam
                            "ones to measure that FPR, or a target the defense did not examine")
 
 
-def seed_values(records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]) -> list[float] | Missing:
+def seed_values(
+    records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], undefined: Missing = UNDEFINED
+) -> list[float] | Missing:
     """The value of each seed's record, or why the cell has none: a seed that failed or did not apply (its status
-    and error), a field the records predate, a value the metric leaves undefined. The tables, the paper comparison
-    and the heatmaps read a cell through this alone."""
+    and error), a field the records predate, a value the metric leaves undefined (``undefined``, the column's own
+    reason where it has one). The tables, the paper comparison and the heatmaps read a cell through this alone."""
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         status = failed[0]["status"].replace("_", " ")
@@ -88,7 +90,7 @@ def seed_values(records: list[dict[str, Any]], value: Callable[[dict[str, Any]],
         values = [value(r) for r in records]
     except KeyError as missing:  # a field added to records after these were written
         return Missing("n/a", f"not recorded: the benchbd that made these records did not measure {missing}")
-    return UNDEFINED if any(v is None for v in values) else values
+    return undefined if any(v is None for v in values) else values
 
 
 def scaled_mean(values: list[float], scale: float) -> float:
@@ -119,14 +121,15 @@ class Cells:
 
     def text(
         self, records: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None], scale: float, *,
-        asr: bool = False, old_detection: str | None = None,
+        asr: bool = False, old_detection: str | None = None, undefined: str | None = None,
     ) -> str:
         """The cell's mean ± 95% confidence interval; ``asr``: the value is read from the ``asr`` fields, boosted in
         old records; ``old_detection``: the footnote of an example-level detection figure that old records
-        (:func:`made_before_code_digests`) biased, :data:`OLD_DETECTION` or :data:`OLD_FPR`."""
+        (:func:`made_before_code_digests`) biased, :data:`OLD_DETECTION` or :data:`OLD_FPR`; ``undefined``: why the
+        column's value can be undefined, for its footnote (else :data:`UNDEFINED`'s list of every reason)."""
         if not records:
             return "–"
-        values = seed_values(records, value)
+        values = seed_values(records, value, Missing("n/a", f"undefined: {undefined}") if undefined else UNDEFINED)
         if isinstance(values, Missing):
             return f"{values.label} {self.mark(values.reason)}"
         return " ".join([mean_interval(values, scale), *self._caveats(records, asr, old_detection)])

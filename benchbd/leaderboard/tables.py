@@ -51,17 +51,21 @@ def mean_of_known(values: Any) -> float | None:
 REMOVED_TITLE = ("{prefix} examples flagged (%): TPR the poisoned ones, FPR the clean ones, of the examples judged (the "
                  "trusted ones never are); the harness removes them and retrains, unless the defense repairs the model itself")
 REMOVED_RATES = (("tpr", None), ("fpr", OLD_FPR))
-#: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale.
+#: Why a fixed FPR's TPR can be undefined, as the metric's docstring says (harness/metrics.py, tpr_at_fpr).
+TOO_FEW_FOR_FPR = "too few clean ones judged to measure that FPR (100 for 1%, 20 for 5%), or nothing to detect"
+#: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale,
+#: and why the value can be undefined.
 MODEL_COLUMNS = [
-    ("Backdoored flagged", lambda r: r["tpr"], 100),
-    ("Target named", lambda r: mean_of_known(r["target_found"].values()), 100),
-    ("Clean models flagged", lambda r: r["fpr"], 100),
-    ("Classes wrongly named", lambda r: r["class_fpr"], 100),
-    ("AUROC", lambda r: r["auroc"], 1),
-    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100),
-    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100),
-    ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100),
-    ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100),
+    ("Backdoored flagged", lambda r: r["tpr"], 100, "no backdoored model judged (no attack, or the defense could not judge it)"),
+    ("Target named", lambda r: mean_of_known(r["target_found"].values()), 100, "no target among the classes the defense examined"),
+    ("Clean models flagged", lambda r: r["fpr"], 100, "no clean model judged"),
+    ("Classes wrongly named", lambda r: r["class_fpr"], 100, "no class examined"),
+    ("AUROC", lambda r: r["auroc"], 1, "no backdoored or no clean model judged"),
+    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100, TOO_FEW_FOR_FPR.replace("ones", "models")),
+    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100, TOO_FEW_FOR_FPR.replace("ones", "models")),
+    ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100, None),
+    ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100,
+     "no attack"),
 ]
 MODEL_TITLE = ("Table 4: model-level detection (%, AUROC as a fraction; AUROC and TPR at a fixed FPR over the backdoored "
                "and the clean models); the backdoored model judged: its clean accuracy and ASR as trained (a defense "
@@ -83,10 +87,10 @@ def model_population_notes(records: list[dict[str, Any]]) -> list[str]:
 
 #: Table 5's columns, the training-run unit's (harness/units/training_run.py) record fields.
 TRAINING_RUN_COLUMNS = [
-    ("Malicious flagged", lambda r: r["tpr"], 100),
-    ("Benign flagged", lambda r: r["fpr"], 100),
-    ("AUROC", lambda r: r["auroc"], 1),
-    ("Overhead", lambda r: r["overhead_frac"], 100),
+    ("Malicious flagged", lambda r: r["tpr"], 100, "no malicious server"),
+    ("Benign flagged", lambda r: r["fpr"], 100, "no benign server"),
+    ("AUROC", lambda r: r["auroc"], 1, "no malicious or no benign server"),
+    ("Overhead", lambda r: r["overhead_frac"], 100, None),
 ]
 TRAINING_RUN_TITLE = ("Table 5: training-run detection (% of servers, AUROC as a fraction; overhead in % of the servers' "
                       "training steps)")
@@ -144,12 +148,13 @@ def _detection_tables(frame: pd.DataFrame) -> list[Table]:
             continue
         cells = Cells()
         rows = [
-            [name, attack_set] + [cells.text(select(selected, defense=name, attack_set=attack_set), value, scale) for _, value, scale in columns]
+            [name, attack_set] + [cells.text(select(selected, defense=name, attack_set=attack_set), value, scale, undefined=undefined)
+                                  for _, value, scale, undefined in columns]
             for name in ordered(selected["defense"])
             for attack_set in ordered(selected["attack_set"])
         ]
         notes = cells.footnotes() + (model_population_notes(selected["record"].tolist()) if unit == "model" else [])
-        tables.append(Table(title, ["Defense", "Attacks", *(header for header, _, _ in columns)], rows, notes))
+        tables.append(Table(title, ["Defense", "Attacks", *(header for header, *_ in columns)], rows, notes))
     return tables
 
 
@@ -168,7 +173,7 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
         cells = Cells()
         rows = [
             [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100,
-                                 old_detection=OLD_DETECTION)
+                                 old_detection=OLD_DETECTION, undefined=TOO_FEW_FOR_FPR.replace("ones", "examples"))
                       for a in attacks for at in FIXED_FPR_LABELS]
             for name in example_defenses
         ]
