@@ -137,7 +137,7 @@ def test_model_defense_is_judged_on_the_backdoored_model_and_clean_ones(tiny_sig
     judged = [f"{100 * record['clean_acc']:.2f}", f"{100 * record['asr']['patch']:.2f}"]  # no model of its own: the cell's
     # two clean models measure FPR in steps of 50%: no TPR at 1% or 5% FPR
     assert table.rows == [["known-trigger", "patch", "100.00", "100.00", "0.00", "0.00", "1.00", "n/a (1)", "n/a (1)", *judged]]
-    assert "too few clean ones to measure that FPR" in table.notes[0]
+    assert "too few clean models judged to measure that FPR" in table.notes[0]
 
 
 def test_a_defense_that_examines_some_classes_is_measured_on_those(tiny_signs: Path, tmp_path: Path) -> None:
