@@ -146,14 +146,18 @@ def _poison_once(cls: type[DataPoisoningAttack], params: Params, seed: int) -> P
     return poison_training_set(tiny_data(), [attack], rng)
 
 
+def _check_triggered(out: torch.Tensor, x: torch.Tensor, when: str = "") -> None:
+    """A trigger's output ``out`` on images ``x`` keeps their shape, dtype and [0, 1] range and changes them."""
+    assert out.shape == x.shape and out.dtype == x.dtype, f"trigger{when} returned {out.dtype} {tuple(out.shape)}"
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, f"triggered pixels{when} outside [0, 1]"
+    assert not torch.equal(out, x), f"the trigger{when} left every image as it was"
+
+
 def _trigger(cls: type[Attack], params: Params) -> str:
     attack, _ = _prepared(cls, params, 0)
     x = _test_images()
     for test_time in (False, True):
-        out = attack.trigger(x.clone(), test_time=test_time)
-        assert out.shape == x.shape and out.dtype == x.dtype, f"trigger returned {out.dtype} {tuple(out.shape)}"
-        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "triggered pixels outside [0, 1]"
-        assert not torch.equal(out, x), f"the trigger{' at test time' if test_time else ''} left every image as it was"
+        _check_triggered(attack.trigger(x.clone(), test_time=test_time), x, " at test time" if test_time else "")
     return "shape, dtype and range kept, the images changed, at training and at test time"
 
 
@@ -174,8 +178,8 @@ def _probe(cls: type[DataPoisoningAttack], params: Params) -> str:
     assert variant.dirty_label == attack.dirty_label, "the probe variant labels its examples otherwise than the attack"
     x = _test_images()
     out = variant.trigger(x.clone(), test_time=False)
-    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1, "the probe's triggered pixels outside [0, 1]"
     assert not torch.equal(out, attack.trigger(x.clone(), test_time=False)), "the probe's trigger is the attack's own"
+    _check_triggered(out, x, " of the probe variant")
     crafted = "" if variant.target == attack.target else f", crafted toward class {variant.target}"
     return f"another trigger{crafted}"
 
