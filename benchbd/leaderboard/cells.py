@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,12 @@ def scaled_mean(values: list[float], scale: float) -> float:
     return float((np.asarray(values, dtype=float) * scale).mean())
 
 
+def count_range(counts: set[int]) -> str:
+    """Counts that differ between cells as one figure, or as "lowest to highest": "500", "500 to 1,500"."""
+    low, high = min(counts), max(counts)
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
+
+
 def _seeds(count: int, of: int) -> str:
     """" in 1 of 2 seeds" where a caveat holds for some of a cell's seeds, "" where for all."""
     return "" if count == of else f" in {count} of {of} seeds"
@@ -143,11 +150,7 @@ class Cells:
         if empty:
             gate = (empty[0].get("details") or {}).get("gate")
             marks.append(self.mark(f"flagged nothing{_seeds(len(empty), len(records))}" + (f": {gate}" if gate else "")))
-        warned: dict[str, int] = {}
-        for r in records:
-            if r["unit"] == "example":
-                for warning in recorded_warnings(r):
-                    warned[warning] = warned.get(warning, 0) + 1
+        warned = Counter(warning for r in records if r["unit"] == "example" for warning in recorded_warnings(r))
         for warning, count in warned.items():
             marks.append(self.mark(f"the defense warned{_seeds(count, len(records))}: {warning}"))
         if len({json.dumps(r["code"], sort_keys=True) for r in records if not made_before_code_digests(r)}) > 1:

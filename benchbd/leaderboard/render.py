@@ -16,7 +16,7 @@ from benchbd.harness.config import CPU_DEMO
 from benchbd.harness.environment import cpu_setting
 from benchbd.harness.results import experiment
 from benchbd.harness.records import latest_records
-from benchbd.leaderboard.cells import Table, made_before_code_digests, markdown_escape
+from benchbd.leaderboard.cells import Table, count_range, made_before_code_digests, markdown_escape
 from benchbd.leaderboard.compare import comparison_tables
 from benchbd.leaderboard.heatmaps import write_heatmaps
 from benchbd.leaderboard.labels import label_configurations
@@ -100,11 +100,10 @@ def trusted_notes(records: list[dict[str, Any]]) -> list[str]:
     """How many trusted clean examples the example-level defenses held (BaDLoss appendix A.1's C, ``--trusted``),
     which detection never counts: a range where cells differ (the warping attack's triple set, a cap at half the
     clean examples, another ``--trusted``)."""
-    counts = sorted({r["trusted"] for r in records if r["unit"] == "example" and "trusted" in r})
+    counts = {r["trusted"] for r in records if r["unit"] == "example" and "trusted" in r}
     if not counts:
         return []
-    held = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
-    return [f"The example-level defenses held {held} trusted clean training examples a cell (`--trusted`, BaDLoss "
+    return [f"The example-level defenses held {count_range(counts)} trusted clean training examples a cell (`--trusted`, BaDLoss "
             "appendix A.1's bona fide clean set), never judged."]
 
 

@@ -15,8 +15,7 @@ from benchbd.harness.records import after_field
 from benchbd.harness.servers import Simulation
 from benchbd.leaderboard.cells import (
     AS_TRAINED, BOOSTED, FIXED_FPR_LABELS, NO_ATTACK_LABEL, OLD_DETECTION, OLD_FPR, Cells, Table, after, asr_of,
-    mitigation_rows,
-    multi_attack_sets, ordered, select, with_boosted,
+    count_range, mitigation_rows, multi_attack_sets, ordered, select, with_boosted,
 )
 
 
@@ -51,8 +50,12 @@ def mean_of_known(values: Any) -> float | None:
 REMOVED_TITLE = ("{prefix} examples flagged (%): TPR the poisoned ones, FPR the clean ones, of the examples judged (the "
                  "trusted ones never are); the harness removes them and retrains, unless the defense repairs the model itself")
 REMOVED_RATES = (("tpr", None), ("fpr", OLD_FPR))
-#: Why a fixed FPR's TPR can be undefined, as the metric's docstring says (harness/metrics.py, tpr_at_fpr).
-TOO_FEW_FOR_FPR = "too few clean ones judged to measure that FPR (100 for 1%, 20 for 5%), or nothing to detect"
+def too_few_for_fpr(judged: str) -> str:
+    """Why a fixed FPR's TPR can be undefined (harness/metrics.py, tpr_at_fpr), of clean ``judged`` (examples,
+    models)."""
+    return f"too few clean {judged} judged to measure that FPR (100 for 1%, 20 for 5%), or nothing to detect"
+
+
 #: Table 4's columns, the model unit's (harness/units/model.py) record fields: header, the record's value, scale,
 #: and why the value can be undefined.
 MODEL_COLUMNS = [
@@ -61,8 +64,8 @@ MODEL_COLUMNS = [
     ("Clean models flagged", lambda r: r["fpr"], 100, "no clean model judged"),
     ("Classes wrongly named", lambda r: r["class_fpr"], 100, "no class examined"),
     ("AUROC", lambda r: r["auroc"], 1, "no backdoored or no clean model judged"),
-    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100, TOO_FEW_FOR_FPR.replace("ones", "models")),
-    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100, TOO_FEW_FOR_FPR.replace("ones", "models")),
+    ("TPR @1% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.01"), 100, too_few_for_fpr("models")),
+    ("TPR @5% FPR", lambda r: (r.get("tpr_at_fpr") or {}).get("0.05"), 100, too_few_for_fpr("models")),
     ("Judged CA", lambda r: r.get("judged_model", r)["clean_acc"], 100, None),
     ("Judged ASR", lambda r: float(np.mean(list(r.get("judged_model", r)["asr"].values()))) if r["asr"] else None, 100,
      "no attack"),
@@ -75,11 +78,10 @@ MODEL_TITLE = ("Table 4: model-level detection (%, AUROC as a fraction; AUROC an
 def model_population_notes(records: list[dict[str, Any]]) -> list[str]:
     """What Table 4's figures are over: how many clean models each cell judged beside its backdoored one, what
     "flagged" and "Classes wrongly named" count."""
-    counts = sorted({len(r["model_scores"]["clean"]) for r in records if r.get("model_scores")})
+    counts = {len(r["model_scores"]["clean"]) for r in records if r.get("model_scores")}
     if not counts:
         return []
-    clean = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-    return [f"Each cell judges its backdoored model and {clean} clean models of the same architecture and profile "
+    return [f"Each cell judges its backdoored model and {count_range(counts)} clean models of the same architecture and profile "
             "(--clean-models), per seed. \"Flagged\" is the defense's own decision; the AUROC ranks its scores over "
             "those models; \"Classes wrongly named\" is the share of the classes the defense examined that it named as a "
             "target wrongly: any class of a clean model, the backdoored model's other than its target."]
@@ -173,7 +175,7 @@ def _single_attack_tables(frame: pd.DataFrame, targets: dict[str, list[int]]) ->
         cells = Cells()
         rows = [
             [name] + [cells.text(select(frame, defense=name, attack=a), lambda r, at=at: (r["tpr_at_fpr"] or {}).get(at), 100,
-                                 old_detection=OLD_DETECTION, undefined=TOO_FEW_FOR_FPR.replace("ones", "examples"))
+                                 old_detection=OLD_DETECTION, undefined=too_few_for_fpr("examples"))
                       for a in attacks for at in FIXED_FPR_LABELS]
             for name in example_defenses
         ]
